@@ -1,0 +1,182 @@
+"""`mlops`: the kit's command line. Heavy libraries load inside the commands that need them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from mlops_kit.cli import render
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_GATE_FAILED = 3
+
+app = typer.Typer(help="MLOps kit: pipelines, quality gates and a model registry of record.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Sample data.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="The data → training → evaluation pipeline.", no_args_is_help=True)
+registry_app = typer.Typer(help="The model registry of record.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(registry_app, name="registry")
+
+# Tables are wide; when output goes to a file or pipe, do not squeeze them into 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+JsonOption = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+
+
+def _fail_bad_input(cause: str, details: list[str] | None = None) -> None:
+    err.print(f"[bold red]error:[/] {cause}", highlight=False)
+    for detail in details or []:
+        err.print(f"  - {detail}", highlight=False, markup=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@data_app.command("generate")
+def data_generate(
+    out: Path = typer.Option(..., "--out", help="Output file: .csv or .parquet."),
+    rows: int = typer.Option(100_000, "--rows", min=1, help="Number of rows."),
+    seed: int = typer.Option(42, "--seed", help="Random seed; same seed, same file."),
+    positive_rate: float = typer.Option(0.03, "--positive-rate", help="Share of fraud rows."),
+    drift: str = typer.Option("none", "--drift",
+                              help="Drift to inject: none, covariate, prior or concept."),
+    drift_strength: float = typer.Option(1.0, "--drift-strength", help="0 none … 1 full."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Write deterministic fraud-like sample data (2–5% positives, missing values, drift)."""
+    from mlops_kit.data.synthetic import DRIFT_KINDS, DriftSpec, generate
+    from mlops_pipelines.steps._io import BadInputError, write_table
+
+    if drift not in DRIFT_KINDS:
+        _fail_bad_input(f"unknown drift '{drift}'", [f"use one of {', '.join(DRIFT_KINDS)}"])
+    try:
+        frame = generate(rows, seed=seed, positive_rate=positive_rate,
+                         drift=DriftSpec(drift, drift_strength))  # type: ignore[arg-type]
+        write_table(frame, out)
+    except (ValueError, BadInputError) as exc:
+        _fail_bad_input(str(exc).splitlines()[0])
+    summary = {"path": str(out), "rows": int(len(frame)),
+               "positive_rate": float(frame["is_fraud"].mean()),
+               "columns": list(frame.columns), "drift": drift, "drift_strength": drift_strength,
+               "seed": seed}
+    if as_json:
+        _emit_json(summary)
+    else:
+        console.print(f"wrote {summary['rows']:,} rows to {out} "
+                      f"({summary['positive_rate']:.2%} fraud, drift: {drift})")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    data: Optional[Path] = typer.Option(None, "--data",
+                                        help="CSV or Parquet input; default: sample data."),
+    param: list[str] = typer.Option([], "--param", help="NAME=VALUE, repeatable."),
+    schema: Optional[Path] = typer.Option(None, "--schema",
+                                          help="Data contract JSON for your own data."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Run preprocess → train → evaluate → gate → register on this machine.
+
+    Exit 0: a version was registered; 2: bad input (nothing registered, nothing left behind);
+    3: a quality gate failed (nothing registered).
+    """
+    from mlops_kit.config import LocalSettings
+    from mlops_kit.local.pipeline_runner import run_pipeline
+    from mlops_kit.registry.local import LocalRegistry
+    from mlops_pipelines.steps._io import BadInputError
+
+    overrides: dict[str, str] = {}
+    for item in param:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            _fail_bad_input(f"--param expects NAME=VALUE, got '{item}'")
+        overrides[name.strip()] = value.strip()
+    settings = LocalSettings.from_env()
+    registry = LocalRegistry(settings.home, settings.model_group)
+    try:
+        with render.StepProgress(err, enabled=not as_json) as progress:
+            result = run_pipeline(settings, registry, data=data, overrides=overrides,
+                                  schema_path=schema, reporter=progress)
+    except BadInputError as exc:
+        _fail_bad_input(exc.cause, exc.details)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        console.print(render.gate_table(result.verdicts))
+        console.print(render.metrics_line(result.evaluation))
+        console.print(f"report: {result.run_dir / 'evaluation' / 'report.html'}")
+        if result.version:
+            console.print(f"[bold green]registered[/] {result.version.model_group} "
+                          f"version {result.version.version} as {result.version.status}")
+        else:
+            failed = ", ".join(v.gate for v in result.verdicts if not v.passed)
+            console.print(f"[bold red]not registered:[/] gate(s) failed: {failed}")
+    raise typer.Exit(EXIT_OK if result.version else EXIT_GATE_FAILED)
+
+
+@pipeline_app.command("definition")
+def pipeline_definition(
+    out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of stdout."),
+    region: str = typer.Option("us-east-1", "--region", help="Region of the container images."),
+) -> None:
+    """Print (or write) the SageMaker pipeline definition, generated offline and byte-stable."""
+    from mlops_pipelines import definition
+
+    if out:
+        definition.write_definition(out, region=region)
+        err.print(f"wrote {out}")
+    else:
+        sys.stdout.write(definition.render_definition(region=region))
+
+
+@registry_app.command("list")
+def registry_list(as_json: bool = JsonOption) -> None:
+    """Versions with status, metrics and lineage."""
+    registry = _local_registry()
+    versions = registry.list_versions()
+    if as_json:
+        _emit_json({"model_group": registry.model_group,
+                    "versions": [v.to_dict() for v in versions]})
+    else:
+        console.print(render.versions_table(registry.model_group, versions))
+
+
+@registry_app.command("show")
+def registry_show(version: int = typer.Argument(..., help="Version number."),
+                  as_json: bool = JsonOption) -> None:
+    """One version in full, with its audit trail."""
+    from mlops_kit.registry.base import UnknownVersionError
+
+    registry = _local_registry()
+    try:
+        found = registry.get(version)
+    except UnknownVersionError as exc:
+        _fail_bad_input(str(exc))
+    trail = registry.transitions(version)
+    if as_json:
+        _emit_json({**found.to_dict(), "transitions": [t.to_dict() for t in trail]})
+    else:
+        console.print(render.version_detail(found, trail))
+
+
+def _local_registry():
+    from mlops_kit.config import LocalSettings
+    from mlops_kit.registry.local import LocalRegistry
+
+    settings = LocalSettings.from_env()
+    return LocalRegistry(settings.home, settings.model_group)
+
+
+def main() -> None:
+    app()

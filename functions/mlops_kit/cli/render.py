@@ -1,0 +1,97 @@
+"""How results look in a terminal: rich tables and progress bars."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mlops_kit.core.gates import GateVerdict
+
+
+class StepProgress:
+    """Reporter for the pipeline runner: a bar per step, boosting rounds for training."""
+
+    def __init__(self, console: Console, enabled: bool = True):
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description:<12}"),
+                                 BarColumn(), TextColumn("{task.fields[note]}"),
+                                 TimeElapsedColumn(), console=console, disable=not enabled,
+                                 transient=False)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "StepProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def step_started(self, step: str, total: int | None = None) -> None:
+        self.tasks[step] = self.progress.add_task(step, total=total, note="")
+
+    def step_progress(self, step: str, completed: int, total: int, note: str = "") -> None:
+        self.progress.update(self.tasks[step], completed=completed, total=total, note=note)
+
+    def step_finished(self, step: str, seconds: float, note: str = "") -> None:
+        if step not in self.tasks:
+            self.tasks[step] = self.progress.add_task(step, total=1, note="")
+        task = self.tasks[step]
+        total = self.progress.tasks[task].total or 1
+        self.progress.update(task, completed=total, total=total,
+                             note=note or f"{seconds:.1f}s")
+
+
+def gate_table(verdicts: list[GateVerdict]) -> Table:
+    table = Table(title="Quality gates")
+    table.add_column("gate", no_wrap=True)
+    table.add_column("measured", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("threshold", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("margin", justify="right", no_wrap=True)
+    for v in verdicts:
+        table.add_row(v.gate, v.json_path, f"{v.value:.5g}", f"{v.comparison} {v.threshold:.5g}",
+                      "[green]pass[/]" if v.passed else "[bold red]FAIL[/]", f"{v.margin:+.4g}")
+    return table
+
+
+def metrics_line(evaluation: dict[str, Any]) -> str:
+    m, lat = evaluation["metrics"], evaluation["latency"]
+    return (f"AUPR {m['aupr']:.4f}  ROC AUC {m['roc_auc']:.4f}  Brier {m['brier']:.4f}  "
+            f"ECE {m['ece']:.4f}  score PSI {m['score_psi']:.4f}  "
+            f"latency p50 {lat['p50_ms']:.3f} ms / p99 {lat['p99_ms']:.3f} ms")
+
+
+def versions_table(model_group: str, versions: list) -> Table:
+    table = Table(title=f"Model group {model_group}")
+    for column in ("version", "status", "created (UTC)", "AUPR", "ECE", "score PSI", "p99 ms",
+                   "training run", "data sha256", "code"):
+        table.add_column(column, no_wrap=True)
+    for v in versions:
+        table.add_row(str(v.version), str(v.status), v.created_at[:19].replace("T", " "),
+                      f"{v.metrics.get('aupr', float('nan')):.4f}",
+                      f"{v.metrics.get('ece', float('nan')):.4f}",
+                      f"{v.metrics.get('score_psi', float('nan')):.4f}",
+                      f"{v.latency.get('p99_ms', float('nan')):.3f}",
+                      v.training_run_id[:8] or "-",
+                      v.lineage.get("data", {}).get("sha256", "")[:8],
+                      v.lineage.get("code", {}).get("version", "").removeprefix("git:")[:12])
+    if not versions:
+        table.caption = "no versions yet: run `mlops pipeline run`"
+    return table
+
+
+def version_detail(version, transitions: list) -> Table:
+    table = Table(title=f"{version.model_group} version {version.version}", show_header=False)
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    for key, value in version.to_dict().items():
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, indent=1)
+        table.add_row(key, str(text))
+    table.add_row("audit trail", "\n".join(
+        f"{t.at} {t.from_status or '(new)'} → {t.to_status} by {t.actor}: {t.reason}"
+        for t in transitions))
+    return table

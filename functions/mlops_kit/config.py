@@ -1,0 +1,57 @@
+"""Local settings: where state lives and who is acting, read once from the environment."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = ".mlops"
+DEFAULT_MODEL_GROUP = "fraud-detector"
+DEFAULT_USE_CASE = "card-fraud-detection"
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    home: Path
+    model_group: str
+    use_case: str
+    owner: str
+
+    @property
+    def registry_db(self) -> Path:
+        return self.home / "registry.db"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        return (self.home / "mlruns").resolve().as_uri()
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "LocalSettings":
+        env = os.environ if environ is None else environ
+        return cls(
+            home=Path(env.get("MLOPS_HOME") or DEFAULT_HOME).expanduser().absolute(),
+            model_group=env.get("MLOPS_MODEL_GROUP") or DEFAULT_MODEL_GROUP,
+            use_case=env.get("MLOPS_USE_CASE") or DEFAULT_USE_CASE,
+            owner=env.get("MLOPS_OWNER") or _user(),
+        )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. in some containers
+        return "unknown"

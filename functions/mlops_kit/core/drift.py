@@ -1,0 +1,96 @@
+"""Drift maths on plain numpy: quantile baselines and the population stability index (PSI).
+
+The pipeline builds baselines with these functions and the monitors compare live data against
+them with the same functions, so a baseline and its comparison can never disagree on binning.
+Bins are right-closed: (-inf, e1], (e1, e2], ..., (ek, +inf), plus one bin for missing values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+PSI_EPSILON = 1e-4
+"""Additive smoothing of bin proportions, so an empty bin gives a large but finite PSI."""
+MISSING = "__missing__"
+OTHER = "__other__"
+
+
+def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Interior edges at the 1/bins .. (bins-1)/bins quantiles of the non-missing values."""
+    if bins < 2:
+        raise ValueError("bins must be at least 2")
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[~np.isnan(finite)]
+    if finite.size == 0:
+        return np.empty(0)
+    quantiles = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1], method="linear")
+    return np.unique(quantiles)
+
+
+def numeric_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts per bin: len(edges)+1 finite bins, then the missing bin."""
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    index = np.searchsorted(edges, values[~missing], side="left")
+    counts = np.bincount(index, minlength=len(edges) + 1).astype(np.float64)
+    return np.append(counts, missing.sum())
+
+
+def categorical_counts(values: Iterable[Any], categories: Sequence[str]) -> np.ndarray:
+    """Counts per known category, then OTHER (unseen), then MISSING."""
+    position = {category: i for i, category in enumerate(categories)}
+    counts = np.zeros(len(categories) + 2)
+    for value in values:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            counts[-1] += 1
+        else:
+            counts[position.get(str(value), len(categories))] += 1
+    return counts
+
+
+def proportions(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return counts / total if total else np.zeros_like(counts, dtype=np.float64)
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, epsilon: float = PSI_EPSILON) -> float:
+    """Population stability index of two proportion vectors over the same bins."""
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    if expected.shape != actual.shape:
+        raise ValueError(f"bin counts differ: {expected.shape} vs {actual.shape}")
+    k = expected.size
+    e = (expected + epsilon) / (1 + epsilon * k)
+    a = (actual + epsilon) / (1 + epsilon * k)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def numeric_baseline(values: np.ndarray, bins: int) -> dict[str, Any]:
+    edges = quantile_edges(values, bins)
+    return {"kind": "numeric", "edges": edges.tolist(),
+            "proportions": proportions(numeric_counts(values, edges)).tolist()}
+
+
+def categorical_baseline(values: Sequence[Any], max_categories: int = 50) -> dict[str, Any]:
+    """Most frequent categories (ties broken by name, so the baseline is deterministic)."""
+    observed: dict[str, int] = {}
+    for value in values:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            continue
+        observed[str(value)] = observed.get(str(value), 0) + 1
+    ranked = sorted(observed.items(), key=lambda item: (-item[1], item[0]))[:max_categories]
+    categories = [name for name, _ in ranked]
+    return {"kind": "categorical", "categories": categories,
+            "proportions": proportions(categorical_counts(values, categories)).tolist()}
+
+
+def psi_against_baseline(feature_baseline: Mapping[str, Any], values: Any) -> float:
+    """PSI of current values against one feature's baseline entry."""
+    expected = np.asarray(feature_baseline["proportions"])
+    if feature_baseline["kind"] == "numeric":
+        actual = proportions(numeric_counts(values, np.asarray(feature_baseline["edges"])))
+    else:
+        actual = proportions(categorical_counts(values, feature_baseline["categories"]))
+    return psi(expected, actual)

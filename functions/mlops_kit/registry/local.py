@@ -1,0 +1,183 @@
+"""Local registry of record: SQLite (transactions, so a version is written whole or not at
+all) plus content-addressed model artifacts under $MLOPS_HOME/registry/."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from .base import (
+    ApprovalStatus,
+    InvalidRegistrationError,
+    ModelRegistry,
+    ModelVersion,
+    RegistrationRequest,
+    Transition,
+    UnknownVersionError,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_groups (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    use_case TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_versions (
+    model_group TEXT NOT NULL REFERENCES model_groups(name),
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (model_group, version)
+);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_group TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    from_status TEXT NOT NULL,
+    to_status TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class LocalRegistry(ModelRegistry):
+    def __init__(self, home: str | Path, model_group: str):
+        self.home = Path(home)
+        self.model_group = model_group
+        self.db_path = self.home / "registry.db"
+        self.artifacts = self.home / "registry" / "artifacts"
+
+    @contextmanager
+    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.executescript(SCHEMA)
+            if write:
+                # IMMEDIATE takes the write lock up front: two concurrent registrations get
+                # versions n and n+1, never the same number.
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+                connection.execute("COMMIT")
+            else:
+                yield connection
+        finally:
+            connection.close()
+
+    def register(self, request: RegistrationRequest) -> ModelVersion:
+        if request.model_group != self.model_group:
+            raise InvalidRegistrationError(
+                f"request is for model group '{request.model_group}', registry holds "
+                f"'{self.model_group}'")
+        request.validate()
+        model_uri = self._store_artifact(request.model_artifact)
+        now = utc_now()
+        with self._connect(write=True) as db:
+            db.execute("INSERT OR IGNORE INTO model_groups VALUES (?, ?, ?, ?)",
+                       (self.model_group, request.owner, request.use_case, now))
+            (latest,) = db.execute("SELECT COALESCE(MAX(version), 0) FROM model_versions "
+                                   "WHERE model_group = ?", (self.model_group,)).fetchone()
+            version = ModelVersion(
+                model_group=self.model_group, version=latest + 1,
+                status=ApprovalStatus.PENDING, created_at=now, model_uri=model_uri,
+                training_run_id=request.training_run_id, metrics=dict(request.metrics),
+                latency=dict(request.latency), gates=list(request.gates),
+                lineage=dict(request.lineage), owner=request.owner, use_case=request.use_case,
+                description=request.description, status_changed_at=now,
+                status_changed_by=request.owner, status_reason="registered: all gates passed")
+            db.execute("INSERT INTO model_versions VALUES (?, ?, ?, ?, ?)",
+                       (self.model_group, version.version, str(version.status), now,
+                        json.dumps(version.to_dict(), sort_keys=True)))
+            db.execute("INSERT INTO transitions (model_group, version, from_status, to_status, "
+                       "actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (self.model_group, version.version, "", str(version.status),
+                        request.owner, version.status_reason, now))
+        return version
+
+    def _store_artifact(self, artifact: str) -> str:
+        """Copy a model directory under its content digest; the same model is stored once."""
+        if artifact.startswith("s3://"):
+            return artifact
+        source = Path(artifact)
+        if not source.is_dir():
+            raise InvalidRegistrationError(f"model artifact not found: {artifact}")
+        digest = _directory_digest(source)
+        target = self.artifacts / digest
+        if not target.exists():
+            self.artifacts.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.artifacts))
+            try:
+                shutil.copytree(source, staging, dirs_exist_ok=True)
+                os.replace(staging, target)
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
+                if not target.exists():
+                    raise
+        return str(target)
+
+    def get(self, version: int) -> ModelVersion:
+        with self._connect() as db:
+            row = db.execute("SELECT record FROM model_versions WHERE model_group = ? AND "
+                             "version = ?", (self.model_group, int(version))).fetchone()
+        if row is None:
+            raise UnknownVersionError(
+                f"model group '{self.model_group}' has no version {version}")
+        return _version_from_json(row[0])
+
+    def list_versions(self, status: ApprovalStatus | None = None) -> list[ModelVersion]:
+        query = "SELECT record FROM model_versions WHERE model_group = ?"
+        args: tuple[Any, ...] = (self.model_group,)
+        if status is not None:
+            query += " AND status = ?"
+            args += (str(status),)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY version", args).fetchall()
+        return [_version_from_json(record) for (record,) in rows]
+
+    def transitions(self, version: int | None = None) -> list[Transition]:
+        query = ("SELECT model_group, version, from_status, to_status, actor, reason, at, details "
+                 "FROM transitions WHERE model_group = ?")
+        args: tuple[Any, ...] = (self.model_group,)
+        if version is not None:
+            query += " AND version = ?"
+            args += (int(version),)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY id", args).fetchall()
+        return [Transition(*row[:7], details=json.loads(row[7])) for row in rows]
+
+
+def _version_from_json(record: str) -> ModelVersion:
+    data = json.loads(record)
+    data["status"] = ApprovalStatus(data["status"])
+    return ModelVersion(**data)
+
+
+def _directory_digest(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()

@@ -1,0 +1,173 @@
+"""Inference handlers in the SageMaker XGBoost container's script-mode contract.
+
+`model_fn`, `input_fn`, `predict_fn` and `output_fn` are what the SageMaker XGBoost serving
+stack calls; the local endpoint, batch scoring and the evaluation step's latency measurement call
+the very same functions. Self-contained on purpose (numpy + xgboost, no pandas): this file ships
+alone into the serving container and sits on the request path.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+MODEL_FILE = "xgboost-model"
+SPEC_FILE = "feature_spec.json"
+CSV_TYPES = ("text/csv", "text/plain")
+JSON_TYPES = ("application/json", "application/jsonlines")
+
+
+class PayloadError(ValueError):
+    """The request cannot be scored; the message says why (HTTP 400 on an endpoint)."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    features: tuple[str, ...]
+    categorical: dict[str, tuple[str, ...]]
+    """Vocabulary per categorical feature; a value's code is its index, unknown → missing."""
+    target: str = ""
+
+    @property
+    def feature_types(self) -> list[str]:
+        return ["c" if name in self.categorical else "q" for name in self.features]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": list(self.features), "target": self.target,
+                "categorical": {k: list(v) for k, v in self.categorical.items()}}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "FeatureSpec":
+        return cls(tuple(raw["features"]), {k: tuple(v) for k, v in raw["categorical"].items()},
+                   raw.get("target", ""))
+
+
+class LoadedModel:
+    """A booster with its feature contract and precomputed lookup tables."""
+
+    def __init__(self, booster, spec: FeatureSpec):
+        self.booster = booster
+        self.spec = spec
+        self.width = len(spec.features)
+        self._codes = [
+            {value: float(code) for code, value in enumerate(spec.categorical[name])}
+            if name in spec.categorical else None
+            for name in spec.features
+        ]
+
+    def encode_row(self, values: Sequence[Any]) -> list[float]:
+        if len(values) != self.width:
+            raise PayloadError(f"expected {self.width} values per row "
+                               f"({', '.join(self.spec.features)}), got {len(values)}")
+        row = []
+        for position, (value, codes) in enumerate(zip(values, self._codes)):
+            if codes is not None:
+                row.append(codes.get(str(value), math.nan) if _present(value) else math.nan)
+            elif not _present(value):
+                row.append(math.nan)
+            else:
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    raise PayloadError(f"feature '{self.spec.features[position]}' must be "
+                                       f"numeric, got {value!r}") from None
+                if math.isinf(number):
+                    raise PayloadError(f"feature '{self.spec.features[position]}' is infinite")
+                row.append(number)
+        return row
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.strip() != ""
+    return not (isinstance(value, float) and math.isnan(value))
+
+
+def model_fn(model_dir: str) -> LoadedModel:
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(os.path.join(model_dir, MODEL_FILE))
+    with open(os.path.join(model_dir, SPEC_FILE)) as handle:
+        spec = FeatureSpec.from_dict(json.load(handle))
+    # One thread per request: requests are parallel across workers, not within one.
+    booster.set_param({"nthread": 1})
+    return LoadedModel(booster, spec)
+
+
+def parse_rows(body: bytes | str, content_type: str) -> list[list[Any]]:
+    """Raw rows from a CSV or JSON payload, one list of values per row."""
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PayloadError("payload is not UTF-8 text") from None
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type in CSV_TYPES:
+        rows = [row for row in csv.reader(io.StringIO(body)) if row]
+    elif media_type in JSON_TYPES:
+        rows = _json_rows(body)
+    else:
+        raise PayloadError(f"unsupported content type '{content_type}'; "
+                           f"use text/csv or application/json")
+    if not rows:
+        raise PayloadError("payload holds no rows")
+    return rows
+
+
+def _json_rows(body: str) -> list[list[Any]]:
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"payload is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if isinstance(document, dict):
+        document = document.get("instances", document.get("features"))
+    if isinstance(document, list) and document and not isinstance(document[0], (list, dict)):
+        document = [document]
+    if not isinstance(document, list) or not all(isinstance(r, (list, dict)) for r in document):
+        raise PayloadError('JSON payload must be a row, a list of rows or {"instances": [...]}')
+    return document  # dict rows are mapped by name in input_fn
+
+
+def input_fn(request_body: bytes | str, request_content_type: str) -> list[list[Any]]:
+    """Parse the payload into rows. Encoding needs the model, so it happens in predict_fn."""
+    return parse_rows(request_body, request_content_type)
+
+
+def encode(rows: list, model: LoadedModel) -> np.ndarray:
+    """Rows (lists in feature order, or dicts by feature name) to the model's float32 matrix."""
+    encoded = []
+    for index, row in enumerate(rows):
+        if isinstance(row, dict):
+            unknown = set(row) - set(model.spec.features) - {model.spec.target}
+            if unknown:
+                raise PayloadError(f"row {index}: unknown feature(s) {', '.join(sorted(unknown))}")
+            row = [row.get(name) for name in model.spec.features]
+        try:
+            encoded.append(model.encode_row(row))
+        except PayloadError as exc:
+            raise PayloadError(f"row {index}: {exc}") from None
+    return np.asarray(encoded, dtype=np.float32)
+
+
+def predict_fn(input_data: list | np.ndarray, model: LoadedModel) -> np.ndarray:
+    matrix = input_data if isinstance(input_data, np.ndarray) else encode(input_data, model)
+    return model.booster.inplace_predict(matrix, validate_features=False)
+
+
+def output_fn(prediction: np.ndarray, accept: str = "text/csv") -> tuple[str, str]:
+    media_type = (accept or "text/csv").split(";")[0].strip().lower()
+    if media_type == "application/json":
+        return json.dumps({"predictions": [{"score": float(p)} for p in prediction]}), media_type
+    if media_type in ("text/csv", "*/*", ""):
+        return "\n".join(f"{float(p):.8g}" for p in prediction), "text/csv"
+    raise PayloadError(f"unsupported accept type '{accept}'; use text/csv or application/json")
