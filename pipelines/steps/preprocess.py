@@ -80,10 +80,15 @@ def validate(frame, schema: DatasetSchema, *, min_rows: int, min_class_rows: int
 
 
 def _summarise_failures(cases) -> list[str]:
+    """One line per column: what was expected, how many rows fail, a few offending values."""
     details = []
-    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=True):
+    for column, group in cases.groupby("column", dropna=False, sort=True):
+        check = str(group["check"].iloc[0])
+        if "dtype" in check:
+            check = f"expected {check.split('(')[-1].rstrip(')')} values"
+        rows = group["index"].dropna().nunique() if "index" in group else len(group)
         examples = ", ".join(repr(v) for v in group["failure_case"].drop_duplicates().head(3))
-        details.append(f"column '{column}': {check} ({len(group)} row(s), e.g. {examples})")
+        details.append(f"column '{column}': {check}; {rows} row(s) fail, e.g. {examples}")
     return details
 
 

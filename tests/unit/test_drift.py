@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from mlops_kit.core import drift
+
+
+def test_quantile_edges_split_into_equal_shares():
+    values = np.arange(1000, dtype=float)
+    edges = drift.quantile_edges(values, 10)
+    assert len(edges) == 9
+    props = drift.proportions(drift.numeric_counts(values, edges))
+    assert props[:-1] == pytest.approx([0.1] * 10, abs=0.002)
+    assert props[-1] == 0  # the missing bin
+
+
+def test_missing_values_have_their_own_bin_and_ties_collapse_edges():
+    values = np.array([1.0, 1.0, 1.0, 1.0, np.nan, 2.0])
+    baseline = drift.numeric_baseline(values, 4)
+    assert len(baseline["edges"]) == len(set(baseline["edges"]))
+    assert baseline["proportions"][-1] == pytest.approx(1 / 6)
+    assert sum(baseline["proportions"]) == pytest.approx(1.0)
+
+
+def test_right_closed_bins():
+    counts = drift.numeric_counts(np.array([1.0, 1.5, 2.0, 3.0]), np.array([1.0, 2.0]))
+    assert counts.tolist() == [1, 2, 1, 0]
+
+
+def test_psi_zero_for_same_distribution_and_grows_with_shift():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=50_000)
+    baseline = drift.numeric_baseline(reference, 10)
+    same = drift.psi_against_baseline(baseline, rng.normal(size=50_000))
+    small = drift.psi_against_baseline(baseline, rng.normal(0.2, 1, size=50_000))
+    large = drift.psi_against_baseline(baseline, rng.normal(1.0, 1, size=50_000))
+    assert same < 0.01 < small < large
+    assert large > 0.25
+
+
+def test_psi_matches_textbook_formula():
+    expected = np.array([0.25, 0.25, 0.5])
+    actual = np.array([0.5, 0.25, 0.25])
+    reference = np.sum((actual - expected) * np.log(actual / expected))
+    assert drift.psi(expected, actual, epsilon=0) == pytest.approx(reference)
+
+
+def test_psi_empty_bin_is_finite():
+    assert np.isfinite(drift.psi(np.array([0.5, 0.5, 0.0]), np.array([0.0, 0.5, 0.5])))
+
+
+def test_categorical_baseline_orders_by_frequency_and_counts_unseen_and_missing():
+    baseline = drift.categorical_baseline(["b", "a", "a", None, "c", "a", "b"])
+    assert baseline["categories"] == ["a", "b", "c"]
+    current = ["z", "z", None, "a"]
+    counts = drift.categorical_counts(current, baseline["categories"])
+    assert counts.tolist() == [1, 0, 0, 2, 1]
+    assert drift.psi_against_baseline(baseline, current) > 0.5
+
+
+def test_bin_count_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="bin counts differ"):
+        drift.psi(np.ones(3) / 3, np.ones(4) / 4)

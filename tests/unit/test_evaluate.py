@@ -1,0 +1,81 @@
+import json
+
+import numpy as np
+import pytest
+
+from mlops_pipelines.steps import _io, evaluate
+
+
+def test_ece_of_perfect_and_biased_scores():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 0.2, 200_000)
+    labels = (rng.random(scores.size) < scores).astype(int)
+    assert evaluate.expected_calibration_error(labels, scores) < 0.005
+    assert evaluate.expected_calibration_error(labels, scores * 2) == pytest.approx(
+        scores.mean(), rel=0.05)
+
+
+def test_quality_metrics_match_sklearn_on_a_known_case():
+    labels = np.array([0, 0, 1, 1])
+    scores = np.array([0.1, 0.4, 0.35, 0.8])
+    metrics = evaluate.quality_metrics(labels, scores)
+    assert metrics["roc_auc"] == pytest.approx(0.75)
+    assert metrics["aupr"] == pytest.approx(0.8333333)
+    assert metrics["brier"] == pytest.approx(np.mean((scores - labels) ** 2))
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, trained, prepared):
+    out = tmp_path_factory.mktemp("evaluation")
+    document = evaluate.run(trained[0], prepared / "test", prepared / "train", out,
+                            thresholds={}, latency_samples=200)
+    return out, document
+
+
+def test_evaluation_document_and_report(evaluated):
+    out, document = evaluated
+    on_disk = json.loads((out / "evaluation.json").read_text())
+    assert on_disk == json.loads(json.dumps(document))
+    for key in ("aupr", "roc_auc", "brier", "ece", "score_psi", "aupr_regression"):
+        assert np.isfinite(on_disk["metrics"][key])
+    assert on_disk["latency"]["samples"] == 200
+    assert 0 < on_disk["latency"]["p50_ms"] <= on_disk["latency"]["p99_ms"]
+    assert on_disk["champion"] == {"present": False}
+    assert on_disk["binary_classification_metrics"]["pr_auc"]["value"] == on_disk["metrics"]["aupr"]
+    assert set(on_disk["gates"]) == {"min_aupr", "max_psi", "max_calibration_error",
+                                     "max_p99_latency_ms", "max_aupr_regression"}
+    for png in ("pr_curve.png", "calibration.png", "score_histogram.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "min_aupr" in html
+    assert not list(out.glob(".*"))  # no temporary files left
+
+
+def test_champion_comparison_on_the_same_test_split(trained, prepared, tmp_path, evaluated):
+    document = evaluate.run(trained[0], prepared / "test", prepared / "train", tmp_path,
+                            thresholds={}, champion_location=str(trained[0]),
+                            latency_samples=50, report=False)
+    assert document["champion"]["present"] is True
+    # The champion is the same model here: no regression, identical AUPR.
+    assert document["metrics"]["aupr_regression"] == pytest.approx(0.0, abs=1e-12)
+    assert document["champion"]["metrics"]["aupr"] == pytest.approx(evaluated[1]["metrics"]["aupr"])
+
+
+def test_model_tarball_is_accepted(trained, prepared, tmp_path):
+    import tarfile
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in trained[0].iterdir():
+            tar.add(path, arcname=path.name)
+    model, _ = evaluate.load_model(tmp_path)
+    assert model.spec.target == "is_fraud"
+    with pytest.raises(_io.BadInputError, match="no model found"):
+        evaluate.load_model(tmp_path / "missing")
+
+
+def test_gate_thresholds_flow_into_verdicts(trained, prepared, tmp_path):
+    document = evaluate.run(trained[0], prepared / "test", prepared / "train", tmp_path,
+                            thresholds={"min_aupr": 0.999}, latency_samples=20, report=False)
+    assert document["gates_passed"] is False
+    assert document["gates_failed"].startswith("min_aupr")
