@@ -10,6 +10,7 @@ from pathlib import Path
 DEFAULT_HOME = ".mlops"
 DEFAULT_MODEL_GROUP = "fraud-detector"
 DEFAULT_USE_CASE = "card-fraud-detection"
+DEFAULT_ENDPOINT = "fraud-scorer-local"
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class LocalSettings:
     model_group: str
     use_case: str
     owner: str
+    endpoint_name: str = DEFAULT_ENDPOINT
 
     @property
     def registry_db(self) -> Path:
@@ -47,6 +49,7 @@ class LocalSettings:
             model_group=env.get("MLOPS_MODEL_GROUP") or DEFAULT_MODEL_GROUP,
             use_case=env.get("MLOPS_USE_CASE") or DEFAULT_USE_CASE,
             owner=env.get("MLOPS_OWNER") or _user(),
+            endpoint_name=env.get("MLOPS_ENDPOINT") or DEFAULT_ENDPOINT,
         )
 
 

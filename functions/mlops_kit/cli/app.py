@@ -140,11 +140,27 @@ def pipeline_definition(
         sys.stdout.write(definition.render_definition(region=region))
 
 
+BackendOption = typer.Option("local", "--backend",
+                             help="local ($MLOPS_HOME) or aws (boto3, standard credential chain).")
+EndpointOption = typer.Option(None, "--endpoint", help="Endpoint name; default $MLOPS_ENDPOINT.")
+
+
+def _backend(name: str):
+    from mlops_kit.cli.backends import BackendError, open_backend
+
+    try:
+        return open_backend(name)
+    except BackendError as exc:
+        _fail_bad_input(str(exc))
+
+
 @registry_app.command("list")
-def registry_list(as_json: bool = JsonOption) -> None:
+def registry_list(as_json: bool = JsonOption, backend: str = BackendOption,
+                  include_archived: bool = typer.Option(False, "--all",
+                                                        help="Include archived versions.")) -> None:
     """Versions with status, metrics and lineage."""
-    registry = _local_registry()
-    versions = registry.list_versions()
+    registry = _backend(backend).registry
+    versions = [v for v in registry.list_versions() if include_archived or not v.archived_at]
     if as_json:
         _emit_json({"model_group": registry.model_group,
                     "versions": [v.to_dict() for v in versions]})
@@ -154,11 +170,11 @@ def registry_list(as_json: bool = JsonOption) -> None:
 
 @registry_app.command("show")
 def registry_show(version: int = typer.Argument(..., help="Version number."),
-                  as_json: bool = JsonOption) -> None:
+                  as_json: bool = JsonOption, backend: str = BackendOption) -> None:
     """One version in full, with its audit trail."""
     from mlops_kit.registry.base import UnknownVersionError
 
-    registry = _local_registry()
+    registry = _backend(backend).registry
     try:
         found = registry.get(version)
     except UnknownVersionError as exc:
@@ -170,12 +186,108 @@ def registry_show(version: int = typer.Argument(..., help="Version number."),
         console.print(render.version_detail(found, trail))
 
 
-def _local_registry():
-    from mlops_kit.config import LocalSettings
-    from mlops_kit.registry.local import LocalRegistry
+@registry_app.command("lineage")
+def registry_lineage(version: int = typer.Argument(..., help="Version number."),
+                     as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+    """Walk data → code → run → version → deployments."""
+    from mlops_kit.registry.base import UnknownVersionError
+    from mlops_kit.registry.service import lineage
 
-    settings = LocalSettings.from_env()
-    return LocalRegistry(settings.home, settings.model_group)
+    try:
+        walk = lineage(_backend(backend).registry, version)
+    except UnknownVersionError as exc:
+        _fail_bad_input(str(exc))
+    if as_json:
+        _emit_json(walk)
+    else:
+        console.print(render.lineage_tree(walk))
+
+
+def _change_status(version: int, status: str, reason: str, actor: str | None, backend: str,
+                   as_json: bool) -> None:
+    from mlops_kit.registry.base import ApprovalStatus, RegistryError
+
+    opened = _backend(backend)
+    if not reason.strip():
+        _fail_bad_input("--reason must say why")
+    try:
+        updated, changed = opened.registry.set_status(
+            version, ApprovalStatus(status), actor=actor or opened.actor, reason=reason)
+    except RegistryError as exc:
+        _fail_bad_input(str(exc))
+    outcomes = opened.emit_status_change(updated, reason) if changed else []
+    result = {"version": version, "status": str(updated.status), "changed": changed,
+              "deployments": [o.to_dict() for o in outcomes]}
+    if as_json:
+        _emit_json(result)
+        return
+    if not changed:
+        console.print(f"version {version} is already {updated.status}: nothing to do")
+    else:
+        console.print(f"version {version} is now [bold]{updated.status}[/] ({reason})")
+    for outcome in outcomes:
+        console.print(render.deployment_outcome(outcome))
+
+
+@registry_app.command("approve")
+def registry_approve(version: int = typer.Argument(..., help="Version number."),
+                     reason: str = typer.Option(..., "--reason", help="Why (kept in the audit)."),
+                     actor: Optional[str] = typer.Option(None, "--actor",
+                                                         help="Who; default $MLOPS_OWNER."),
+                     as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+    """Approve a version; the deployment controller promotes it (champion + warm N-1, N-2)."""
+    _change_status(version, "Approved", reason, actor, backend, as_json)
+
+
+@registry_app.command("reject")
+def registry_reject(version: int = typer.Argument(..., help="Version number."),
+                    reason: str = typer.Option(..., "--reason", help="Why (kept in the audit)."),
+                    actor: Optional[str] = typer.Option(None, "--actor",
+                                                        help="Who; default $MLOPS_OWNER."),
+                    as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+    """Reject a version: it never deploys and leaves the warm fallbacks."""
+    _change_status(version, "Rejected", reason, actor, backend, as_json)
+
+
+@registry_app.command("prune")
+def registry_prune(dry_run: bool = typer.Option(False, "--dry-run", help="Only list."),
+                   max_age_days: float = typer.Option(30.0, "--max-age-days", min=0),
+                   keep: int = typer.Option(10, "--keep", min=0,
+                                            help="Never-approved versions kept regardless of age."),
+                   endpoint: Optional[str] = EndpointOption,
+                   as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+    """Archive never-approved versions past the age or beyond the K newest; never the
+    champion, N-1 or N-2."""
+    from mlops_kit.core.retention import RetentionPolicy
+    from mlops_kit.registry.service import prune
+
+    opened = _backend(backend)
+    decisions = prune(opened.registry, endpoint_name=endpoint or opened.endpoint_name,
+                      policy=RetentionPolicy(max_age_days, keep), actor=opened.actor,
+                      dry_run=dry_run)
+    if as_json:
+        _emit_json({"dry_run": dry_run,
+                    "archived": [{"version": d.version, "reason": d.reason} for d in decisions]})
+        return
+    verb = "would archive" if dry_run else "archived"
+    if not decisions:
+        console.print("nothing to archive")
+    for decision in decisions:
+        console.print(f"{verb} version {decision.version}: {decision.reason}")
+
+
+@app.command("status")
+def status_command(endpoint: Optional[str] = EndpointOption, as_json: bool = JsonOption,
+                   backend: str = BackendOption) -> None:
+    """The endpoint: variants, versions, weights, health; and the champion's lineup."""
+    from mlops_kit.registry.service import status
+
+    opened = _backend(backend)
+    report = status(opened.registry, opened.endpoints, endpoint or opened.endpoint_name)
+    if as_json:
+        _emit_json(report)
+    else:
+        console.print(render.status_panel(report))
 
 
 def main() -> None:

@@ -95,3 +95,52 @@ def version_detail(version, transitions: list) -> Table:
         f"{t.at} {t.from_status or '(new)'} → {t.to_status} by {t.actor}: {t.reason}"
         for t in transitions))
     return table
+
+
+def deployment_outcome(outcome) -> str:
+    if outcome.action == "deployed":
+        lineup = ", ".join(f"v{v.version}={v.weight:g}" for v in outcome.variants)
+        return f"[bold green]deployed[/]: {lineup} (attempts: {outcome.attempts})"
+    return f"deployment {outcome.action}: {outcome.reason}"
+
+
+def status_panel(report: dict[str, Any]) -> Table:
+    table = Table(title=f"Endpoint {report['endpoint']}: {report['status']}"
+                        + (f" (config {report['config_name']})" if report["config_name"] else ""))
+    for column in ("variant", "version", "weight", "instances", "approval", "AUPR", "role"):
+        table.add_column(column, no_wrap=True)
+    for v in report["variants"]:
+        role = "champion" if v["version"] == report["champion"] else "warm fallback"
+        aupr = f"{v['aupr']:.4f}" if v["aupr"] is not None else "-"
+        table.add_row(v["variant_name"], str(v["version"]), f"{v['weight']:g}",
+                      str(v["instance_count"]), v["approval_status"], aupr, role)
+    if not report["exists"]:
+        table.caption = "not deployed yet: approve a version (`mlops registry approve N --reason ...`)"
+    elif report["champion_since"]:
+        table.caption = f"champion v{report['champion']} since {report['champion_since']}"
+    return table
+
+
+def lineage_tree(walk: dict[str, Any]):
+    from rich.tree import Tree
+
+    tree = Tree(f"[bold]{walk['model_group']} version {walk['version']}[/]")
+    data = tree.add("data")
+    for key in ("uri", "sha256", "rows"):
+        if key in walk["data"]:
+            data.add(f"{key}: {walk['data'][key]}")
+    code = tree.add(f"code: {walk['code'].get('version', '?')}")
+    for name, digest in sorted(walk["code"].get("step_scripts", {}).items()):
+        code.add(f"{name}: {digest[:12]}")
+    run = tree.add(f"run: {walk['run']['training_run_id'] or '-'} "
+                   f"(pipeline {walk['run']['pipeline_run'] or '-'})")
+    run.add("parameters: " + ", ".join(f"{k}={v}" for k, v in walk["run"]["parameters"].items()))
+    model = tree.add(f"version: {walk['model']['status']}, model {walk['model']['sha256'][:12]}")
+    for t in walk["model"]["transitions"]:
+        model.add(f"{t['at']} {t['from_status'] or '(new)'} → {t['to_status']} by {t['actor']}: "
+                  f"{t['reason']}")
+    deployments = tree.add(f"deployments: {len(walk['deployments'])}")
+    for d in walk["deployments"]:
+        deployments.add(f"{d['at']} {d['endpoint']} {d['kind']}: {d['role']} at weight "
+                        f"{d['weight']:g} ({d['reason']})")
+    return tree

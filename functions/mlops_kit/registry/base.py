@@ -10,7 +10,9 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
+
+from mlops_kit.core.rotation import Lineup, VariantWeight, promotion_history, serving_champion
 
 MODEL_GROUP_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 """SageMaker's rule for ModelPackageGroupName; the local registry follows it too."""
@@ -87,6 +89,8 @@ class ModelVersion:
     status_changed_at: str = ""
     status_changed_by: str = ""
     status_reason: str = ""
+    archived_at: str = ""
+    """Set when the retention policy archived the version; archived versions stay readable."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -107,6 +111,37 @@ class Transition:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+DeploymentKind = Literal["promote", "rollback", "rollforward"]
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """One change of what an endpoint serves. `deployment_id` makes recording idempotent."""
+    deployment_id: str
+    endpoint_name: str
+    kind: DeploymentKind
+    version: int
+    """The version that takes the traffic after this change."""
+    variants: tuple[VariantWeight, ...]
+    actor: str
+    reason: str
+    at: str
+    previous_version: int | None = None
+    """The version that served before (the one rolled back, for a rollback)."""
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["variants"] = [v.to_dict() for v in self.variants]
+        return data
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "DeploymentRecord":
+        raw = dict(raw)
+        raw["variants"] = tuple(VariantWeight.from_dict(v) for v in raw["variants"])
+        return cls(**raw)
 
 
 class ModelRegistry(ABC):
@@ -130,10 +165,62 @@ class ModelRegistry(ABC):
     def transitions(self, version: int | None = None) -> list[Transition]:
         """The audit trail, oldest first."""
 
-    def champion(self) -> ModelVersion | None:
-        """The version serving at full weight, derived from the deployment history.
+    @abstractmethod
+    def set_status(self, version: int, status: ApprovalStatus, *, actor: str,
+                   reason: str) -> tuple[ModelVersion, bool]:
+        """Change the approval status with who and why; returns (version, changed).
 
-        No deployment has happened before the serving part of the kit exists, so there is
-        no champion; adapters that record deployments override this.
+        Setting the status a version already has changes nothing and records nothing.
         """
-        return None
+
+    @abstractmethod
+    def record_deployment(self, record: DeploymentRecord) -> tuple[DeploymentRecord, bool]:
+        """Append to the deployment history; a record with a known id is not added again."""
+
+    @abstractmethod
+    def deployments(self, endpoint_name: str | None = None) -> list[DeploymentRecord]:
+        """The deployment history, oldest first."""
+
+    def archive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
+        """Mark a version archived (kept for the record, hidden from default listings)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot archive versions")
+
+    def ever_approved(self, version: int) -> bool:
+        return any(t.to_status == ApprovalStatus.APPROVED for t in self.transitions(version))
+
+    def approve(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
+        return self.set_status(version, ApprovalStatus.APPROVED, actor=actor, reason=reason)
+
+    def reject(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
+        return self.set_status(version, ApprovalStatus.REJECTED, actor=actor, reason=reason)
+
+    # Derived views: never stored, always computed from the history.
+
+    def serving(self, endpoint_name: str | None = None) -> DeploymentRecord | None:
+        """The latest deployment of the endpoint (of any endpoint when none is named)."""
+        history = self.deployments(endpoint_name)
+        return history[-1] if history else None
+
+    def champion(self, endpoint_name: str | None = None) -> ModelVersion | None:
+        """The version taking the traffic now, derived from the deployment history."""
+        latest = self.serving(endpoint_name)
+        if latest is None:
+            return None
+        live = serving_champion(latest.variants)
+        return self.get(live.version) if live else None
+
+    def blocked_versions(self, endpoint_name: str | None = None) -> set[int]:
+        """Versions rolled back (and not rolled forward since), or rejected: never re-promoted
+        automatically."""
+        blocked = {v.version for v in self.list_versions(ApprovalStatus.REJECTED)}
+        for record in self.deployments(endpoint_name):
+            if record.kind == "rollback" and record.previous_version is not None:
+                blocked.add(record.previous_version)
+            elif record.kind == "rollforward":
+                blocked.discard(record.version)
+        return blocked
+
+    def lineup(self, endpoint_name: str | None = None) -> Lineup:
+        """Champion, N-1, N-2 as the promotion history gives them."""
+        promotions = [d.version for d in self.deployments(endpoint_name) if d.kind == "promote"]
+        return Lineup(tuple(promotion_history(promotions)))

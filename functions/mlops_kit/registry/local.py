@@ -10,12 +10,14 @@ import shutil
 import sqlite3
 import tempfile
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from .base import (
     ApprovalStatus,
+    DeploymentRecord,
     InvalidRegistrationError,
     ModelRegistry,
     ModelVersion,
@@ -38,6 +40,14 @@ CREATE TABLE IF NOT EXISTS model_versions (
     created_at TEXT NOT NULL,
     record TEXT NOT NULL,
     PRIMARY KEY (model_group, version)
+);
+CREATE TABLE IF NOT EXISTS deployments (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment_id TEXT NOT NULL UNIQUE,
+    model_group TEXT NOT NULL,
+    endpoint_name TEXT NOT NULL,
+    at TEXT NOT NULL,
+    record TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -167,6 +177,77 @@ class LocalRegistry(ModelRegistry):
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY id", args).fetchall()
         return [Transition(*row[:7], details=json.loads(row[7])) for row in rows]
+
+
+    def set_status(self, version: int, status: ApprovalStatus, *, actor: str,
+                   reason: str) -> tuple[ModelVersion, bool]:
+        status = ApprovalStatus(status)
+        if not actor.strip() or not reason.strip():
+            raise InvalidRegistrationError("a status change needs who (actor) and why (reason)")
+        now = utc_now()
+        with self._connect(write=True) as db:
+            row = db.execute("SELECT record FROM model_versions WHERE model_group = ? AND "
+                             "version = ?", (self.model_group, int(version))).fetchone()
+            if row is None:
+                raise UnknownVersionError(
+                    f"model group '{self.model_group}' has no version {version}")
+            current = _version_from_json(row[0])
+            if current.status == status:
+                return current, False
+            updated = replace(current, status=status, status_changed_at=now,
+                              status_changed_by=actor, status_reason=reason)
+            db.execute("UPDATE model_versions SET status = ?, record = ? WHERE model_group = ? "
+                       "AND version = ?", (str(status), json.dumps(updated.to_dict(),
+                                                                   sort_keys=True),
+                                           self.model_group, int(version)))
+            db.execute("INSERT INTO transitions (model_group, version, from_status, to_status, "
+                       "actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (self.model_group, int(version), str(current.status), str(status),
+                        actor, reason, now))
+        return updated, True
+
+    def archive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
+        now = utc_now()
+        with self._connect(write=True) as db:
+            row = db.execute("SELECT record FROM model_versions WHERE model_group = ? AND "
+                             "version = ?", (self.model_group, int(version))).fetchone()
+            if row is None:
+                raise UnknownVersionError(
+                    f"model group '{self.model_group}' has no version {version}")
+            current = _version_from_json(row[0])
+            if current.archived_at:
+                return current, False
+            updated = replace(current, archived_at=now)
+            db.execute("UPDATE model_versions SET record = ? WHERE model_group = ? AND "
+                       "version = ?", (json.dumps(updated.to_dict(), sort_keys=True),
+                                       self.model_group, int(version)))
+            db.execute("INSERT INTO transitions (model_group, version, from_status, to_status, "
+                       "actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (self.model_group, int(version), str(current.status), "Archived",
+                        actor, reason, now))
+        return updated, True
+
+    def record_deployment(self, record: DeploymentRecord) -> tuple[DeploymentRecord, bool]:
+        with self._connect(write=True) as db:
+            existing = db.execute("SELECT record FROM deployments WHERE deployment_id = ?",
+                                  (record.deployment_id,)).fetchone()
+            if existing:
+                return DeploymentRecord.from_dict(json.loads(existing[0])), False
+            db.execute("INSERT INTO deployments (deployment_id, model_group, endpoint_name, at, "
+                       "record) VALUES (?, ?, ?, ?, ?)",
+                       (record.deployment_id, self.model_group, record.endpoint_name, record.at,
+                        json.dumps(record.to_dict(), sort_keys=True)))
+        return record, True
+
+    def deployments(self, endpoint_name: str | None = None) -> list[DeploymentRecord]:
+        query = "SELECT record FROM deployments WHERE model_group = ?"
+        args: tuple[Any, ...] = (self.model_group,)
+        if endpoint_name is not None:
+            query += " AND endpoint_name = ?"
+            args += (endpoint_name,)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY seq", args).fetchall()
+        return [DeploymentRecord.from_dict(json.loads(record)) for (record,) in rows]
 
 
 def _version_from_json(record: str) -> ModelVersion:

@@ -1,0 +1,257 @@
+"""The ledger: a DynamoDB table keeping what SageMaker does not, per model group.
+
+SageMaker's Model Registry holds a version's approval status but neither the trail of who
+changed it when and why, nor which versions an endpoint served over time, nor a lineage record
+larger than CustomerMetadataProperties allows (50 entries, 256-character values, a narrow
+character set). The ledger keeps those, next to the registry, with the same semantics as the
+local SQLite adapter.
+
+Table (the CDK stack creates it from `LEDGER_TABLE`):
+    partition key  pk (S)  the model package group name
+    sort key       sk (S)  one of the item kinds below
+    billing        PAY_PER_REQUEST; point-in-time recovery on; retain on stack deletion;
+                   no TTL (it is an audit trail); no secondary index (every read is a Query on
+                   one pk with a sort-key prefix)
+
+Item kinds (sk):
+    version#<version, 10 digits>
+        the registration record as JSON (`record`), `model_package_arn`, and the current
+        `status`, `status_changed_at`, `status_changed_by`, `status_reason`
+    transition#<written-at, ISO-8601 µs UTC>#<version, 10 digits>#<nonce>
+        one status change: version, from_status, to_status, actor, reason, at, details (JSON)
+    deployment#<written-at, ISO-8601 µs UTC>#<deployment_id>
+        one deployment record as JSON (`record`) and `endpoint_name`; oldest first by sk
+    deployment-id#<deployment_id>
+        the idempotency guard: written in the same transaction as the history item with
+        `attribute_not_exists(pk)`, so a deployment id is recorded once however often it is
+        retried; holds the record too, so a retry returns the first one
+
+IAM for a function using the ledger: dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem,
+dynamodb:Query on the table (TransactWriteItems is authorised through PutItem/UpdateItem).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator
+
+from botocore.exceptions import ClientError
+
+from .clients import Backoff, LazyClient, error_code
+
+LEDGER_TABLE: dict[str, Any] = {
+    "partition_key": {"name": "pk", "type": "S"},
+    "sort_key": {"name": "sk", "type": "S"},
+    "billing_mode": "PAY_PER_REQUEST",
+    "point_in_time_recovery": True,
+    "removal_policy": "RETAIN",
+    "env_var": "LEDGER_TABLE_NAME",
+}
+"""The key schema the CDK stack gives the ledger table (and the env var carrying its name)."""
+
+VERSION_PREFIX = "version#"
+TRANSITION_PREFIX = "transition#"
+DEPLOYMENT_PREFIX = "deployment#"
+DEPLOYMENT_ID_PREFIX = "deployment-id#"
+
+
+def version_key(version: int) -> str:
+    return f"{VERSION_PREFIX}{int(version):010d}"
+
+
+class _Clock:
+    """Strictly increasing UTC timestamps (µs) within a process, so sort keys written in one
+    process keep their order even when the wall clock repeats or steps back."""
+
+    def __init__(self) -> None:
+        self._last = datetime.min.replace(tzinfo=timezone.utc)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            now = datetime.now(timezone.utc)
+            if now <= self._last:
+                now = self._last + timedelta(microseconds=1)
+            self._last = now
+            return now
+
+
+_CLOCK = _Clock()
+
+
+def iso_micro(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def iso_milli(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in item.items():
+        if "S" in value:
+            out[key] = value["S"]
+        elif "N" in value:
+            number = value["N"]
+            out[key] = int(number) if number.lstrip("-").isdigit() else float(number)
+        elif "BOOL" in value:
+            out[key] = value["BOOL"]
+        elif "NULL" in value:
+            out[key] = None
+    return out
+
+
+class Ledger:
+    """Low-level access to the ledger table for one model group."""
+
+    def __init__(self, table_name: str, model_group: str, client: Any = None, *,
+                 backoff: Backoff | None = None):
+        if not table_name:
+            raise ValueError("the ledger needs a DynamoDB table name (LEDGER_TABLE_NAME)")
+        self.table_name = table_name
+        self.model_group = model_group
+        self._client = LazyClient("dynamodb", client)
+        self._backoff = backoff or Backoff()
+
+    @property
+    def client(self) -> Any:
+        return self._client()
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        return self._backoff.call(getattr(self.client, operation), **kwargs)
+
+    def _key(self, sk: str) -> dict[str, Any]:
+        return {"pk": _s(self.model_group), "sk": _s(sk)}
+
+    def now(self) -> datetime:
+        return _CLOCK.now()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, sk: str) -> dict[str, Any] | None:
+        response = self._call("get_item", TableName=self.table_name, Key=self._key(sk),
+                              ConsistentRead=True)
+        item = response.get("Item")
+        return _plain(item) if item else None
+
+    def query_prefix(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """Items whose sort key starts with `prefix`, in sort-key order, across pages."""
+        kwargs: dict[str, Any] = dict(
+            TableName=self.table_name, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": _s(self.model_group), ":prefix": _s(prefix)})
+        while True:
+            response = self._call("query", **kwargs)
+            for item in response.get("Items", []):
+                yield _plain(item)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
+    # -- versions ------------------------------------------------------------------------
+
+    def put_version(self, version: int, record: dict[str, Any], model_package_arn: str,
+                    transition: dict[str, Any]) -> None:
+        """The registration record and its first transition, written together."""
+        item = {
+            **self._key(version_key(version)),
+            "record": _s(json.dumps(record, sort_keys=True)),
+            "model_package_arn": _s(model_package_arn),
+            "status": _s(record["status"]),
+            "status_changed_at": _s(record["status_changed_at"]),
+            "status_changed_by": _s(record["status_changed_by"]),
+            "status_reason": _s(record["status_reason"]),
+        }
+        self._call("transact_write_items", TransactItems=[
+            {"Put": {"TableName": self.table_name, "Item": item}},
+            {"Put": self._transition_put(version, transition)},
+        ])
+
+    def change_status(self, version: int, from_status: str, transition: dict[str, Any],
+                      model_package_arn: str = "") -> bool:
+        """Record a status change once: the version item moves from `from_status` (or has no
+        status yet: a package registered outside the kit) and the transition is appended, in
+        one transaction. False when another writer recorded this change first."""
+        names = {"#status": "status"}
+        values = {":from": _s(from_status), ":to": _s(transition["to_status"]),
+                  ":at": _s(transition["at"]), ":by": _s(transition["actor"]),
+                  ":why": _s(transition["reason"])}
+        update = ("SET #status = :to, status_changed_at = :at, status_changed_by = :by, "
+                  "status_reason = :why")
+        if model_package_arn:
+            update += ", model_package_arn = if_not_exists(model_package_arn, :arn)"
+            values[":arn"] = _s(model_package_arn)
+        try:
+            self._call("transact_write_items", TransactItems=[
+                {"Update": {"TableName": self.table_name, "Key": self._key(version_key(version)),
+                            "UpdateExpression": update,
+                            "ConditionExpression": "attribute_not_exists(#status) OR "
+                                                   "#status = :from",
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": values}},
+                {"Put": self._transition_put(version, transition)},
+            ])
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def _transition_put(self, version: int, transition: dict[str, Any]) -> dict[str, Any]:
+        sk = (f"{TRANSITION_PREFIX}{iso_micro(self.now())}#{int(version):010d}#"
+              f"{uuid.uuid4().hex[:8]}")
+        item = {**self._key(sk), "version": {"N": str(int(version))},
+                "from_status": _s(transition["from_status"]),
+                "to_status": _s(transition["to_status"]), "actor": _s(transition["actor"]),
+                "reason": _s(transition["reason"]), "at": _s(transition["at"]),
+                "details": _s(json.dumps(transition.get("details") or {}, sort_keys=True))}
+        return {"TableName": self.table_name, "Item": item,
+                "ConditionExpression": "attribute_not_exists(pk)"}
+
+    # -- deployments ---------------------------------------------------------------------
+
+    def put_deployment(self, deployment_id: str, endpoint_name: str,
+                       record: dict[str, Any]) -> dict[str, Any] | None:
+        """Append a deployment once per id. Returns None when written, else the record already
+        stored under that id."""
+        body = _s(json.dumps(record, sort_keys=True))
+        history_sk = f"{DEPLOYMENT_PREFIX}{iso_micro(self.now())}#{deployment_id}"
+        guard = {**self._key(DEPLOYMENT_ID_PREFIX + deployment_id), "record": body,
+                 "history_sk": _s(history_sk), "endpoint_name": _s(endpoint_name)}
+        history = {**self._key(history_sk), "record": body, "endpoint_name": _s(endpoint_name),
+                   "deployment_id": _s(deployment_id)}
+        condition = "attribute_not_exists(pk)"
+        try:
+            self._call("transact_write_items", TransactItems=[
+                {"Put": {"TableName": self.table_name, "Item": guard,
+                         "ConditionExpression": condition}},
+                {"Put": {"TableName": self.table_name, "Item": history,
+                         "ConditionExpression": condition}},
+            ])
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+            existing = self.get(DEPLOYMENT_ID_PREFIX + deployment_id)
+            if existing is None:  # pragma: no cover - the guard cannot vanish
+                raise
+            return json.loads(existing["record"])
+        return None
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    code = error_code(exc)
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = exc.response.get("CancellationReasons") or []
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+    return False

@@ -1,0 +1,109 @@
+"""Variant rotation: which versions an endpoint serves after a promotion.
+
+The endpoint keeps the champion at full weight and the previous champions (N-1, N-2) warm at
+weight 0, so going back costs a weight change, not a new fleet. Everything here is derived from
+the deployment history; nothing is kept by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+MAX_VARIANTS = 10
+"""SageMaker's limit of production variants per endpoint config."""
+DEFAULT_WARM_FALLBACKS = 2
+VARIANT_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def variant_name(version: int) -> str:
+    return f"v{int(version)}"
+
+
+def version_of_variant(name: str) -> int:
+    if not (name.startswith("v") and name[1:].isdigit()):
+        raise ValueError(f"variant '{name}' is not named after a model version (v<N>)")
+    return int(name[1:])
+
+
+@dataclass(frozen=True)
+class VariantWeight:
+    variant_name: str
+    version: int
+    weight: float
+    instance_count: int = 1
+
+    def to_dict(self) -> dict:
+        return {"variant_name": self.variant_name, "version": self.version,
+                "weight": self.weight, "instance_count": self.instance_count}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "VariantWeight":
+        return cls(str(raw["variant_name"]), int(raw["version"]), float(raw["weight"]),
+                   int(raw.get("instance_count", 1)))
+
+
+@dataclass(frozen=True)
+class Lineup:
+    """Champion first, then the warm fallbacks, newest first."""
+    versions: tuple[int, ...]
+
+    @property
+    def champion(self) -> int | None:
+        return self.versions[0] if self.versions else None
+
+    @property
+    def fallbacks(self) -> tuple[int, ...]:
+        return self.versions[1:]
+
+
+def promotion_history(promotions: Iterable[int]) -> list[int]:
+    """Distinct promoted versions, most recent first (a re-promotion moves a version up)."""
+    seen: list[int] = []
+    for version in reversed(list(promotions)):
+        if version not in seen:
+            seen.append(version)
+    return seen
+
+
+def lineup_after_promotion(promotions: Sequence[int], new_version: int, *,
+                           excluded: Iterable[int] = (),
+                           warm_fallbacks: int = DEFAULT_WARM_FALLBACKS) -> Lineup:
+    """The lineup once `new_version` is promoted on top of the earlier promotions.
+
+    `excluded` are versions that must not stay warm (rejected, or rolled back and blocked).
+    """
+    if not 0 <= warm_fallbacks <= MAX_VARIANTS - 1:
+        raise ValueError(f"warm_fallbacks must be between 0 and {MAX_VARIANTS - 1}")
+    blocked = set(excluded)
+    previous = [v for v in promotion_history(promotions) if v != new_version and v not in blocked]
+    return Lineup((new_version, *previous[:warm_fallbacks]))
+
+
+def promotion_weights(lineup: Lineup, instance_count: int = 1,
+                      fallback_instance_count: int | None = None) -> tuple[VariantWeight, ...]:
+    """Champion at weight 1, fallbacks at weight 0 but with instances: warm, not cold."""
+    if instance_count < 1 or (fallback_instance_count is not None and fallback_instance_count < 1):
+        raise ValueError("every variant needs at least one instance, even at weight 0")
+    warm = fallback_instance_count or instance_count
+    return tuple(
+        VariantWeight(variant_name(version), version, 1.0 if i == 0 else 0.0,
+                      instance_count if i == 0 else warm)
+        for i, version in enumerate(lineup.versions))
+
+
+def same_serving(current: Sequence[VariantWeight], target: Sequence[VariantWeight]) -> bool:
+    """True when the endpoint already serves exactly the target (a re-approval is a no-op)."""
+    def key(variants):
+        return sorted((v.variant_name, v.version, round(v.weight, 6), v.instance_count)
+                      for v in variants)
+    return key(current) == key(target)
+
+
+def serving_champion(variants: Sequence[VariantWeight]) -> VariantWeight | None:
+    """The variant taking the traffic: the highest weight, newest version on ties."""
+    live = [v for v in variants if v.weight > 0]
+    if not live:
+        return None
+    return max(live, key=lambda v: (v.weight, v.version))

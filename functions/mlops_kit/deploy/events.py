@@ -1,0 +1,138 @@
+"""The "SageMaker Model Package State Change" event: parsing, the deploy decision, and the
+local emitter that produces the same shape when a version is approved on this machine."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+
+DETAIL_TYPE = "SageMaker Model Package State Change"
+SOURCE = "aws.sagemaker"
+LOCAL_ACCOUNT = "000000000000"
+LOCAL_REGION = "local"
+
+
+class InvalidEventError(ValueError):
+    """The event is not a model package state change the kit can read; says what is wrong."""
+
+
+@dataclass(frozen=True)
+class ModelPackageStateChange:
+    event_id: str
+    model_group: str
+    version: int
+    status: str
+    model_package_arn: str
+    updated_fields: tuple[str, ...] | None
+    """None when the event has no UpdatedModelPackageFields (e.g. created as Approved)."""
+    changed_at: datetime
+    approval_description: str = ""
+
+    @property
+    def change_key(self) -> str:
+        """Identifies the state change itself, so a redelivery under another event id is
+        recognised as the same change."""
+        return (f"{self.model_group}/{self.version}/{self.status}/"
+                f"{int(self.changed_at.timestamp() * 1000)}")
+
+
+def _timestamp(value: Any, field: str) -> datetime:
+    """SageMaker sends epoch milliseconds in some events and ISO-8601 strings in others."""
+    if isinstance(value, bool):
+        raise InvalidEventError(f"{field} is not a time: {value!r}")
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidEventError(f"{field} is not a time: {value!r}") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    raise InvalidEventError(f"{field} is missing or not a time")
+
+
+def parse_model_package_event(event: Mapping[str, Any]) -> ModelPackageStateChange:
+    if not isinstance(event, Mapping):
+        raise InvalidEventError("event is not a JSON object")
+    wrapped = EventBridgeEvent(dict(event))
+    if event.get("detail-type") != DETAIL_TYPE or event.get("source") != SOURCE:
+        raise InvalidEventError(f"not a '{DETAIL_TYPE}' event from {SOURCE}: "
+                                f"detail-type={event.get('detail-type')!r}")
+    detail = wrapped.get("detail")
+    if not isinstance(detail, Mapping):
+        raise InvalidEventError("event has no detail object")
+    missing = [k for k in ("ModelPackageGroupName", "ModelPackageVersion", "ModelApprovalStatus")
+               if k not in detail]
+    if missing:
+        raise InvalidEventError(f"detail lacks {', '.join(missing)}")
+    try:
+        version = int(detail["ModelPackageVersion"])
+    except (TypeError, ValueError):
+        raise InvalidEventError(
+            f"ModelPackageVersion is not a number: {detail['ModelPackageVersion']!r}") from None
+    if version < 1:
+        raise InvalidEventError(f"ModelPackageVersion must be positive, got {version}")
+    fields = detail.get("UpdatedModelPackageFields")
+    if fields is not None and not (isinstance(fields, list)
+                                   and all(isinstance(f, str) for f in fields)):
+        raise InvalidEventError("UpdatedModelPackageFields is not a list of names")
+    changed = detail.get("LastModifiedTime", detail.get("CreationTime"))
+    return ModelPackageStateChange(
+        event_id=str(event.get("id") or ""),
+        model_group=str(detail["ModelPackageGroupName"]),
+        version=version,
+        status=str(detail["ModelApprovalStatus"]),
+        model_package_arn=str(detail.get("ModelPackageArn", "")),
+        updated_fields=tuple(fields) if fields is not None else None,
+        changed_at=_timestamp(changed, "LastModifiedTime/CreationTime"),
+        approval_description=str(detail.get("ApprovalDescription", "")),
+    )
+
+
+def deploy_decision(change: ModelPackageStateChange) -> tuple[bool, str]:
+    """Act only on a change of the approval status to Approved.
+
+    Our own metadata write-backs (and any other field update) also emit this event, with the
+    status still Approved: those must not deploy again.
+    """
+    if change.status != "Approved":
+        return False, f"status is {change.status}: only Approved versions deploy"
+    if change.updated_fields is not None and "ModelApprovalStatus" not in change.updated_fields:
+        return False, (f"approval status unchanged (updated: "
+                       f"{', '.join(change.updated_fields) or 'nothing'})")
+    return True, "approved"
+
+
+def model_package_event(model_group: str, version: int, status: str, *, reason: str = "",
+                        changed_at: datetime | None = None,
+                        updated_fields: tuple[str, ...] = ("ModelApprovalStatus",),
+                        region: str = LOCAL_REGION, account: str = LOCAL_ACCOUNT) -> dict:
+    """The event SageMaker would emit for this change; the local registry emits it too."""
+    changed_at = changed_at or datetime.now(timezone.utc)
+    arn = f"arn:aws:sagemaker:{region}:{account}:model-package/{model_group}/{version}"
+    millis = int(changed_at.timestamp() * 1000)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": DETAIL_TYPE,
+        "source": SOURCE,
+        "account": account,
+        "time": changed_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [arn],
+        "detail": {
+            "ModelPackageGroupName": model_group,
+            "ModelPackageVersion": int(version),
+            "ModelPackageArn": arn,
+            "CreationTime": millis,
+            "ModelPackageStatus": "Completed",
+            "ModelApprovalStatus": status,
+            "ApprovalDescription": reason,
+            "UpdatedModelPackageFields": list(updated_fields),
+            "LastModifiedTime": millis,
+        },
+    }

@@ -1,0 +1,51 @@
+"""The local endpoint adapter: the control plane writes the state file the server follows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from mlops_kit.core.rotation import MAX_VARIANTS, VariantWeight
+from mlops_kit.deploy.endpoints import EndpointBusyError, EndpointNotFoundError, EndpointView, ModelSource
+from mlops_kit.serving.state import EndpointState, ServedVariant, load_state, now, save_state
+
+
+class LocalEndpoints:
+    def __init__(self, home: str | Path):
+        self.home = Path(home)
+
+    def describe(self, endpoint_name: str) -> EndpointView | None:
+        state = load_state(self.home, endpoint_name)
+        if state is None:
+            return None
+        return EndpointView(endpoint_name, state.status,
+                            tuple(v.as_weight() for v in state.variants), state.config_name)
+
+    def deploy(self, endpoint_name: str, variants: Sequence[VariantWeight],
+               models: Mapping[int, ModelSource]) -> str:
+        if not variants or len(variants) > MAX_VARIANTS:
+            raise ValueError(f"an endpoint serves 1 to {MAX_VARIANTS} variants, "
+                             f"got {len(variants)}")
+        if sum(v.weight for v in variants) <= 0:
+            raise ValueError("total weight would be 0: the endpoint would serve nothing")
+        current = load_state(self.home, endpoint_name)
+        if current is not None and current.status != "InService":
+            raise EndpointBusyError(f"endpoint {endpoint_name} is {current.status}")
+        served = tuple(ServedVariant(v.variant_name, v.version, models[v.version].model_uri,
+                                     v.weight, v.instance_count) for v in variants)
+        digest = hashlib.sha256(json.dumps([vars(s) for s in served],
+                                           sort_keys=True).encode()).hexdigest()[:12]
+        config_name = f"{endpoint_name}-{digest}"
+        save_state(self.home, EndpointState(endpoint_name, "InService", served, config_name,
+                                            now(), (current.generation + 1) if current else 1))
+        return config_name
+
+    def set_weights(self, endpoint_name: str, weights: Mapping[str, float]) -> None:
+        current = load_state(self.home, endpoint_name)
+        if current is None:
+            raise EndpointNotFoundError(f"endpoint {endpoint_name} does not exist")
+        if current.status != "InService":
+            raise EndpointBusyError(f"endpoint {endpoint_name} is {current.status}")
+        save_state(self.home, current.with_weights(dict(weights)))

@@ -1,0 +1,102 @@
+"""Registry operations that read across versions and deployments, for either backend."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from mlops_kit.core.retention import (ArchiveDecision, RetentionCandidate, RetentionPolicy,
+                                      select_for_archive)
+from mlops_kit.core.rotation import serving_champion
+from mlops_kit.deploy.endpoints import EndpointAdapter
+from mlops_kit.registry.base import ModelRegistry
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def prune(registry: ModelRegistry, *, endpoint_name: str | None, policy: RetentionPolicy,
+          actor: str, dry_run: bool, now: datetime | None = None) -> list[ArchiveDecision]:
+    """Archive what the retention policy selects; the champion, N-1 and N-2 are protected."""
+    now = now or datetime.now(timezone.utc)
+    lineup = registry.lineup(endpoint_name)
+    protected = set(lineup.versions[:3])
+    latest = registry.serving(endpoint_name)
+    if latest is not None:
+        protected |= {v.version for v in latest.variants}
+    candidates = [RetentionCandidate(v.version, _parse_time(v.created_at),
+                                     registry.ever_approved(v.version), bool(v.archived_at))
+                  for v in registry.list_versions()]
+    decisions = select_for_archive(candidates, protected, policy, now)
+    if not dry_run:
+        for decision in decisions:
+            registry.archive(decision.version, actor=actor, reason=f"retention: {decision.reason}")
+    return decisions
+
+
+def lineage(registry: ModelRegistry, version: int) -> dict[str, Any]:
+    """data → code → run → version → deployments, for one version."""
+    found = registry.get(version)
+    record = found.lineage
+    deployments = [
+        {"at": d.at, "endpoint": d.endpoint_name, "kind": d.kind, "actor": d.actor,
+         "reason": d.reason,
+         "role": ("champion" if d.version == version else "warm fallback"),
+         "weight": next(v.weight for v in d.variants if v.version == version)}
+        for d in registry.deployments() if any(v.version == version for v in d.variants)
+    ]
+    return {
+        "model_group": found.model_group,
+        "version": found.version,
+        "data": record.get("data", {}),
+        "code": record.get("code", {}),
+        "run": {"training_run_id": found.training_run_id,
+                "pipeline_run": record.get("pipeline_run", ""),
+                "parameters": record.get("parameters", {}),
+                "libraries": record.get("libraries", {}),
+                "container_image": record.get("container_image", {})},
+        "model": {"uri": found.model_uri, "sha256": record.get("model_sha256", ""),
+                  "status": str(found.status), "metrics": found.metrics,
+                  "gates": found.gates, "owner": found.owner,
+                  "transitions": [t.to_dict() for t in registry.transitions(version)]},
+        "deployments": deployments,
+    }
+
+
+def status(registry: ModelRegistry, endpoints: EndpointAdapter, endpoint_name: str
+           ) -> dict[str, Any]:
+    """What serves now, since when, and each variant's version and weight."""
+    view = endpoints.describe(endpoint_name)
+    history = registry.deployments(endpoint_name)
+    latest = history[-1] if history else None
+    variants = []
+    if view is not None:
+        for variant in view.variants:
+            try:
+                record = registry.get(variant.version)
+                approval, aupr = str(record.status), record.metrics.get("aupr")
+            except Exception:  # a variant the registry does not know: show it, flagged
+                approval, aupr = "unknown to the registry", None
+            variants.append({**variant.to_dict(), "approval_status": approval, "aupr": aupr})
+    champion = serving_champion(view.variants) if view else None
+    since = None
+    if champion is not None:
+        for record in reversed(history):
+            live = serving_champion(record.variants)
+            if live is None or live.version != champion.version:
+                break
+            since = record.at
+    return {
+        "endpoint": endpoint_name,
+        "exists": view is not None,
+        "status": view.status if view else "NotDeployed",
+        "config_name": view.config_name if view else "",
+        "champion": champion.version if champion else None,
+        "champion_since": since,
+        "variants": sorted(variants, key=lambda v: -v["weight"] * 1e9 - v["version"]),
+        "lineup": list(registry.lineup(endpoint_name).versions[:3]),
+        "last_deployment": latest.to_dict() if latest else None,
+        "versions": [{"version": v.version, "status": str(v.status),
+                      "archived": bool(v.archived_at)} for v in registry.list_versions()],
+    }
