@@ -1,0 +1,222 @@
+"""Rollback controller: an alarm the kit owns moves traffic to the newest healthy warm
+fallback with a weight change (no new fleet), exactly once per alarm transition, and records
+why. Manual rollback and roll-forward go through the same path."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from mlops_kit.core.alarms import AlarmDefinition, load_definitions
+from mlops_kit.core.rollback_policy import (DEFAULT_COOLDOWN, RollbackFacts, VariantHealth,
+                                            decide_rollback, last_rollback_time)
+from mlops_kit.core.rotation import VariantWeight, serving_champion
+from mlops_kit.deploy.controller import DeploymentSettings, retry_while_busy
+from mlops_kit.deploy.endpoints import EndpointAdapter, EndpointBusyError
+from mlops_kit.monitoring.alarm_events import AlarmTransition, parse_alarm_event
+from mlops_kit.registry.base import DeploymentRecord, ModelRegistry
+from mlops_kit.serving.state import now as iso_now
+
+
+class RollbackDeferred(EndpointBusyError):
+    """The endpoint is mid-deployment: the alarm must be handled again later."""
+
+
+class HealthSource(Protocol):
+    def probe_results(self, endpoint_name: str) -> Mapping[str, bool | None]:
+        """Last synthetic-probe verdict per variant name (None: never probed)."""
+
+
+class Notifier(Protocol):
+    def notify(self, subject: str, message: Mapping[str, Any]) -> None: ...
+
+
+class NoProbes:
+    def probe_results(self, endpoint_name: str) -> Mapping[str, bool | None]:
+        return {}
+
+
+@dataclass(frozen=True)
+class RollbackSettings:
+    cooldown: timedelta = DEFAULT_COOLDOWN
+    require_probe: bool = True
+    """A fallback that was never probed is not trusted (set False only where no probe runs)."""
+    retry: DeploymentSettings = field(default_factory=lambda: DeploymentSettings(""))
+
+
+@dataclass(frozen=True)
+class RollbackOutcome:
+    action: str
+    """rolled_back | rolled_forward | ignored | duplicate | none | no_healthy_fallback"""
+    reason: str
+    endpoint_name: str = ""
+    from_version: int | None = None
+    to_version: int | None = None
+    deployment_id: str = ""
+    decided_in_seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "reason": self.reason, "endpoint": self.endpoint_name,
+                "from_version": self.from_version, "to_version": self.to_version,
+                "deployment_id": self.deployment_id,
+                "decided_in_seconds": self.decided_in_seconds, **self.details}
+
+
+class RollbackController:
+    def __init__(self, registry: ModelRegistry, endpoints: EndpointAdapter, *,
+                 health: HealthSource | None = None, notifier: Notifier | None = None,
+                 settings: RollbackSettings | None = None,
+                 definitions: Sequence[AlarmDefinition] | None = None,
+                 managed_endpoints: Sequence[str] | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.registry = registry
+        self.endpoints = endpoints
+        self.health = health or NoProbes()
+        self.notifier = notifier
+        self.settings = settings or RollbackSettings()
+        self.definitions = tuple(definitions or load_definitions())
+        self.managed_endpoints = set(managed_endpoints or ())
+        self.sleep = sleep
+        self.clock = clock
+
+    # -- alarms ------------------------------------------------------------------------------
+
+    def owns(self, alarm: AlarmTransition) -> tuple[bool, str]:
+        endpoint = alarm.endpoint_name
+        if not endpoint:
+            return False, "the alarm's metric names no EndpointName"
+        if self.managed_endpoints and endpoint not in self.managed_endpoints:
+            return False, f"endpoint {endpoint} is not managed here"
+        for definition in self.definitions:
+            if definition.rollback and alarm.alarm_name == definition.alarm_name(endpoint):
+                return True, definition.id
+        return False, f"alarm {alarm.alarm_name} is not one of the kit's rollback alarms"
+
+    def handle_event(self, event: Mapping[str, Any]) -> RollbackOutcome:
+        started = time.perf_counter()
+        alarm = parse_alarm_event(event)
+        if alarm.state != "ALARM" or alarm.previous_state == "ALARM":
+            return RollbackOutcome("ignored", f"{alarm.alarm_name}: {alarm.previous_state or '?'}"
+                                              f" → {alarm.state} is not a transition into ALARM",
+                                   alarm.endpoint_name)
+        owned, why = self.owns(alarm)
+        if not owned:
+            return RollbackOutcome("ignored", why, alarm.endpoint_name)
+        outcome = self._shift(alarm.endpoint_name, kind="rollback",
+                              deployment_id=f"rollback:{alarm.transition_key}",
+                              actor=f"alarm:{alarm.alarm_name}",
+                              reason=f"{alarm.alarm_name} in ALARM: {alarm.reason}",
+                              evidence=alarm.evidence(), started=started)
+        return outcome
+
+    # -- manual ------------------------------------------------------------------------------
+
+    def rollback(self, endpoint_name: str, *, actor: str, reason: str,
+                 to_version: int | None = None) -> RollbackOutcome:
+        """On-call's rollback: to the newest healthy fallback, or to the named warm version."""
+        return self._shift(endpoint_name, kind="rollback",
+                           deployment_id=f"manual-rollback:{endpoint_name}:{iso_now()}",
+                           actor=actor, reason=reason, evidence={"manual": True},
+                           to_version=to_version, started=time.perf_counter(), manual=True)
+
+    def rollforward(self, endpoint_name: str, to_version: int, *, actor: str,
+                    reason: str) -> RollbackOutcome:
+        """Send the traffic back to a warm version (e.g. the one rolled back, once fixed)."""
+        return self._shift(endpoint_name, kind="rollforward",
+                           deployment_id=f"rollforward:{endpoint_name}:{iso_now()}",
+                           actor=actor, reason=reason, evidence={"manual": True},
+                           to_version=to_version, started=time.perf_counter(), manual=True)
+
+    # -- the one path ------------------------------------------------------------------------
+
+    def _shift(self, endpoint_name: str, *, kind: str, deployment_id: str, actor: str,
+               reason: str, evidence: dict[str, Any], started: float,
+               to_version: int | None = None, manual: bool = False) -> RollbackOutcome:
+        history = self.registry.deployments(endpoint_name)
+        if any(d.deployment_id == deployment_id for d in history):
+            return RollbackOutcome("duplicate", "this alarm transition was already handled",
+                                   endpoint_name, deployment_id=deployment_id)
+        view = self.endpoints.describe(endpoint_name)
+        if view is None:
+            return RollbackOutcome("none", f"endpoint {endpoint_name} does not exist",
+                                   endpoint_name)
+        probes = self.health.probe_results(endpoint_name)
+        health = {v.variant_name: VariantHealth(v.variant_name, view.in_service, v.instance_count,
+                                                probes.get(v.variant_name))
+                  for v in view.variants}
+        blocked = frozenset(self.registry.blocked_versions(endpoint_name))
+        champion = serving_champion(view.variants)
+        if manual:
+            decision = self._manual_decision(view.variants, view.status, champion, to_version,
+                                             blocked if kind == "rollback" else frozenset(),
+                                             health)
+        else:
+            decision = decide_rollback(
+                RollbackFacts(view.status, view.variants, health, blocked,
+                              last_rollback_time(history), self.clock()),
+                cooldown=self.settings.cooldown, require_probe=self.settings.require_probe)
+        decided = time.perf_counter() - started
+        if decision.action == "defer":
+            raise RollbackDeferred(decision.reason)
+        if decision.action == "no_healthy_fallback":
+            self._notify(f"[{endpoint_name}] ALERT: alarm fired but no healthy fallback",
+                         {"endpoint": endpoint_name, "reason": reason, "decision": decision.reason,
+                          "evidence": evidence})
+            return RollbackOutcome("no_healthy_fallback", decision.reason, endpoint_name,
+                                   decision.from_version, decided_in_seconds=decided)
+        if decision.action != "rollback":
+            return RollbackOutcome("none", decision.reason, endpoint_name, decision.from_version,
+                                   decided_in_seconds=decided)
+
+        _, attempts = retry_while_busy(
+            lambda: self.endpoints.set_weights(endpoint_name, decision.weights),
+            self.settings.retry, self.sleep)
+        shifted_at = iso_now()
+        variants = tuple(VariantWeight(v.variant_name, v.version, decision.weights[v.variant_name],
+                                       v.instance_count) for v in view.variants)
+        record = DeploymentRecord(
+            deployment_id=deployment_id, endpoint_name=endpoint_name, kind=kind,  # type: ignore[arg-type]
+            version=decision.to_version, variants=variants, actor=actor, reason=reason,
+            at=shifted_at, previous_version=decision.from_version,
+            evidence={**evidence, "decision": decision.reason, "skipped": list(decision.skipped),
+                      "attempts": attempts,
+                      "seconds_to_shift": round(time.perf_counter() - started, 4)})
+        self.registry.record_deployment(record)
+        self._notify(f"[{endpoint_name}] {kind}: v{decision.from_version} → v{decision.to_version}",
+                     {"endpoint": endpoint_name, "kind": kind, "from": decision.from_version,
+                      "to": decision.to_version, "reason": reason, "evidence": evidence,
+                      "at": shifted_at})
+        action = "rolled_back" if kind == "rollback" else "rolled_forward"
+        return RollbackOutcome(action, decision.reason, endpoint_name, decision.from_version,
+                               decision.to_version, deployment_id, decided,
+                               {"attempts": attempts, "shifted_at": shifted_at,
+                                "seconds_to_shift": record.evidence["seconds_to_shift"]})
+
+    def _manual_decision(self, variants, status, champion, to_version, blocked, health):
+        from mlops_kit.core.rollback_policy import RollbackDecision
+
+        if status != "InService":
+            return RollbackDecision("defer", f"endpoint is {status}")
+        if to_version is None:
+            return decide_rollback(RollbackFacts(status, variants, health, blocked, None,
+                                                 self.clock()),
+                                   cooldown=timedelta(0), require_probe=False)
+        target = next((v for v in variants if v.version == to_version), None)
+        if target is None:
+            warm = ", ".join(f"v{v.version}" for v in variants)
+            return RollbackDecision("none", f"v{to_version} is not warm on this endpoint "
+                                            f"(warm: {warm}); promote it by approval instead")
+        if champion is not None and champion.version == to_version:
+            return RollbackDecision("none", f"v{to_version} already takes the traffic")
+        weights = {v.variant_name: 1.0 if v.version == to_version else 0.0 for v in variants}
+        return RollbackDecision("rollback", f"v{champion.version if champion else '?'} → "
+                                            f"v{to_version} (manual)",
+                                champion.version if champion else None, to_version, weights)
+
+    def _notify(self, subject: str, message: Mapping[str, Any]) -> None:
+        if self.notifier is not None:
+            self.notifier.notify(subject, message)

@@ -1,0 +1,212 @@
+"""Alarm-driven rollback to the newest healthy warm fallback, exactly once, with evidence."""
+
+import copy
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from mlops_kit.deploy.endpoints import EndpointBusyError
+from mlops_kit.deploy.events import model_package_event
+from mlops_kit.deploy.rollback import RollbackController, RollbackDeferred, RollbackSettings
+from mlops_kit.deploy.controller import DeploymentSettings
+from mlops_kit.serving.state import load_state, save_state
+
+from .conftest import Sleeps, load_event
+
+ENDPOINT = "fraud-scorer-prod"
+
+
+class Probes:
+    def __init__(self, results=None):
+        self.results = dict(results or {})
+
+    def probe_results(self, endpoint_name):
+        return self.results
+
+
+class Outbox(list):
+    def notify(self, subject, message):
+        self.append((subject, message))
+
+
+@pytest.fixture()
+def promoted(world):
+    """v1, v2, v3 promoted in turn: v3 serves, v2 and v1 warm, all probed healthy."""
+    registry, endpoints, controller, _ = world
+    for version in (1, 2, 3):
+        registry.approve(version, actor="bob", reason="ship")
+        controller.handle_event(model_package_event("fraud-scorer", version, "Approved"))
+    probes = Probes({"v1": True, "v2": True, "v3": True})
+    outbox = Outbox()
+    sleeps = Sleeps()
+    rollback = RollbackController(
+        registry, endpoints, health=probes, notifier=outbox,
+        settings=RollbackSettings(retry=DeploymentSettings(ENDPOINT, max_attempts=4)),
+        sleep=sleeps)
+    return registry, endpoints, rollback, probes, outbox, sleeps
+
+
+def alarm_event(name="eventbridge"):
+    return copy.deepcopy(load_event({"eventbridge": "cloudwatch-alarm-state-change.eventbridge.json",
+                                     "lambda": "cloudwatch-alarm.lambda-action.json"}[name]))
+
+
+def weights(endpoints):
+    return {v.version: v.weight for v in endpoints.describe(ENDPOINT).variants}
+
+
+@pytest.mark.parametrize("shape", ["eventbridge", "lambda"])
+def test_both_shapes_roll_back_to_the_newest_warm_fallback(promoted, shape):
+    registry, endpoints, rollback, _, outbox, _ = promoted
+    outcome = rollback.handle_event(alarm_event(shape))
+    assert outcome.action == "rolled_back"
+    assert (outcome.from_version, outcome.to_version) == (3, 2)
+    assert weights(endpoints) == {3: 0.0, 2: 1.0, 1: 0.0}  # same fleet, weights only
+    record = registry.deployments(ENDPOINT)[-1]
+    assert record.kind == "rollback" and record.previous_version == 3 and record.version == 2
+    assert record.evidence["alarm"].startswith("fraud-scorer-prod-")
+    assert record.evidence["recent_datapoints"]
+    assert registry.champion(ENDPOINT).version == 2
+    assert outbox and "v3 → v2" in outbox[0][0]
+
+
+def test_replayed_event_rolls_back_once(promoted):
+    registry, endpoints, rollback, _, _, _ = promoted
+    event = alarm_event()
+    assert rollback.handle_event(event).action == "rolled_back"
+    for _ in range(3):
+        assert rollback.handle_event(copy.deepcopy(event)).action == "duplicate"
+    assert weights(endpoints)[2] == 1.0
+    assert sum(d.kind == "rollback" for d in registry.deployments()) == 1
+
+
+def test_two_alarms_at_once_roll_back_once(promoted):
+    registry, endpoints, rollback, _, _, _ = promoted
+    results = []
+    events = [alarm_event("eventbridge"), alarm_event("lambda")]
+    barrier = threading.Barrier(2)
+    lock = threading.Lock()  # the Lambda runs with reserved concurrency 1; locally one writer
+
+    def handle(event):
+        barrier.wait()
+        with lock:
+            results.append(rollback.handle_event(event).action)
+
+    threads = [threading.Thread(target=handle, args=(e,)) for e in events]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["none", "rolled_back"]
+    assert weights(endpoints) == {3: 0.0, 2: 1.0, 1: 0.0}
+
+
+def test_someone_elses_alarm_changes_nothing(promoted):
+    _, endpoints, rollback, _, _, _ = promoted
+    event = alarm_event()
+    event["detail"]["alarmName"] = "billing-spike"
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"] = {
+        "namespace": "AWS/Billing", "name": "EstimatedCharges", "dimensions": {"Currency": "USD"}}
+    outcome = rollback.handle_event(event)
+    assert outcome.action == "ignored" and "EndpointName" in outcome.reason
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {
+        "EndpointName": ENDPOINT}
+    assert rollback.handle_event(event).action == "ignored"
+    assert weights(endpoints)[3] == 1.0
+
+
+@pytest.mark.parametrize("previous,state", [("ALARM", "ALARM"), ("ALARM", "OK"),
+                                            ("OK", "INSUFFICIENT_DATA")])
+def test_only_transitions_into_alarm_act(promoted, previous, state):
+    _, endpoints, rollback, _, _, _ = promoted
+    event = alarm_event()
+    event["detail"]["state"]["value"] = state
+    event["detail"]["previousState"]["value"] = previous
+    assert rollback.handle_event(event).action == "ignored"
+    assert weights(endpoints)[3] == 1.0
+
+
+def test_unhealthy_fallback_is_skipped(promoted):
+    registry, endpoints, rollback, probes, _, _ = promoted
+    probes.results["v2"] = False
+    outcome = rollback.handle_event(alarm_event())
+    assert (outcome.action, outcome.to_version) == ("rolled_back", 1)
+    assert "v2: failed its last probe" in registry.deployments()[-1].evidence["skipped"]
+
+
+def test_no_healthy_fallback_changes_nothing_and_alerts(promoted):
+    registry, endpoints, rollback, probes, outbox, _ = promoted
+    probes.results.update(v2=False, v1=None)
+    before = load_state(registry.home, ENDPOINT).generation
+    outcome = rollback.handle_event(alarm_event())
+    assert outcome.action == "no_healthy_fallback"
+    assert load_state(registry.home, ENDPOINT).generation == before
+    assert "ALERT" in outbox[-1][0]
+    assert all(d.kind == "promote" for d in registry.deployments())
+
+
+def test_rejected_fallback_is_never_a_target(promoted):
+    registry, endpoints, rollback, _, _, _ = promoted
+    registry.reject(2, actor="bob", reason="bug found")
+    assert rollback.handle_event(alarm_event()).to_version == 1
+
+
+def test_updating_endpoint_is_retried_then_shifted(promoted):
+    registry, endpoints, rollback, _, _, sleeps = promoted
+    calls = {"n": 0}
+    original = endpoints.set_weights
+
+    def busy_twice(name, w):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise EndpointBusyError("Cannot update in-progress endpoint")
+        return original(name, w)
+
+    endpoints.set_weights = busy_twice
+    outcome = rollback.handle_event(alarm_event())
+    assert outcome.action == "rolled_back" and outcome.details["attempts"] == 3
+    assert sleeps == [2.0, 4.0]
+
+
+def test_guardrail_deployment_in_flight_defers(promoted):
+    registry, endpoints, rollback, _, _, _ = promoted
+    state = load_state(registry.home, ENDPOINT)
+    save_state(registry.home, state.__class__(**{**state.__dict__, "status": "Updating"}))
+    with pytest.raises(RollbackDeferred):
+        rollback.handle_event(alarm_event())
+    assert all(d.kind == "promote" for d in registry.deployments())
+
+
+def test_cooldown_prevents_flapping_and_rolled_back_version_is_not_repromoted(world, promoted):
+    registry, endpoints, rollback, _, _, _ = promoted
+    deploy = world[2]
+    rollback.handle_event(alarm_event())
+    second = alarm_event("lambda")
+    assert rollback.handle_event(second).action == "none"  # within the cooldown
+    # v3 was rolled back: a new approval event for it does not promote it again.
+    again = deploy.handle_event(model_package_event("fraud-scorer", 3, "Approved",
+                                                    changed_at=datetime.now(timezone.utc)))
+    assert again.action == "ignored" and "rolled back" in again.reason
+    assert 3 in registry.blocked_versions(ENDPOINT)
+
+
+def test_manual_rollback_to_a_version_and_roll_forward(promoted):
+    registry, endpoints, rollback, _, _, _ = promoted
+    outcome = rollback.rollback(ENDPOINT, actor="oncall", reason="bad scores", to_version=1)
+    assert (outcome.action, outcome.to_version) == ("rolled_back", 1)
+    assert rollback.rollback(ENDPOINT, actor="oncall", reason="x", to_version=9).action == "none"
+    forward = rollback.rollforward(ENDPOINT, 3, actor="oncall", reason="fixed upstream data")
+    assert (forward.action, forward.to_version) == ("rolled_forward", 3)
+    assert weights(endpoints) == {3: 1.0, 2: 0.0, 1: 0.0}
+    assert 3 not in registry.blocked_versions(ENDPOINT)
+
+
+def test_unknown_endpoint_is_a_no_op(promoted):
+    _, _, rollback, _, _, _ = promoted
+    event = alarm_event()
+    for metric in event["detail"]["configuration"]["metrics"]:
+        metric["metricStat"]["metric"]["dimensions"]["EndpointName"] = "ghost"
+    event["detail"]["alarmName"] = "ghost-feature-drift"
+    assert rollback.handle_event(event).action == "none"
