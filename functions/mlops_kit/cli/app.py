@@ -15,6 +15,8 @@ from mlops_kit.cli import render
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_GATE_FAILED = 3
+EXIT_NO_CHANGE = 4
+EXIT_BUSY = 5
 
 app = typer.Typer(help="MLOps kit: pipelines, quality gates and a model registry of record.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -288,6 +290,80 @@ def status_command(endpoint: Optional[str] = EndpointOption, as_json: bool = Jso
         _emit_json(report)
     else:
         console.print(render.status_panel(report))
+
+
+def _traffic_shift(kind: str, endpoint: str | None, to: int | None, reason: str,
+                   actor: str | None, backend: str, as_json: bool) -> None:
+    from mlops_kit.deploy.endpoints import EndpointBusyError
+
+    opened = _backend(backend)
+    if not reason.strip():
+        _fail_bad_input("--reason must say why")
+    controller = opened.rollback_controller()
+    name = endpoint or opened.endpoint_name
+    try:
+        if kind == "rollback":
+            outcome = controller.rollback(name, actor=actor or opened.actor, reason=reason,
+                                          to_version=to)
+        else:
+            outcome = controller.rollforward(name, to, actor=actor or opened.actor,
+                                             reason=reason)
+    except EndpointBusyError as exc:
+        err.print(f"[bold red]endpoint busy:[/] {exc}; try again once it is InService")
+        raise typer.Exit(EXIT_BUSY)
+    if as_json:
+        _emit_json(outcome.to_dict())
+    elif outcome.action in ("rolled_back", "rolled_forward"):
+        console.print(f"[bold green]{outcome.action.replace('_', ' ')}[/]: "
+                      f"v{outcome.from_version} → v{outcome.to_version} on {name}")
+    else:
+        console.print(f"no change: {outcome.reason}")
+    raise typer.Exit(EXIT_OK if outcome.action in ("rolled_back", "rolled_forward")
+                     else EXIT_NO_CHANGE)
+
+
+@app.command("rollback")
+def rollback_command(reason: str = typer.Option(..., "--reason", help="Why (kept in the record)."),
+                     to: Optional[int] = typer.Option(None, "--to",
+                                                      help="A warm version; default: the newest "
+                                                           "healthy fallback."),
+                     endpoint: Optional[str] = EndpointOption,
+                     actor: Optional[str] = typer.Option(None, "--actor"),
+                     as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+    """Shift traffic to a warm fallback now (weights only, no new fleet).
+
+    Exit 0: shifted; 4: nothing changed (the reason says why); 5: endpoint busy.
+    """
+    _traffic_shift("rollback", endpoint, to, reason, actor, backend, as_json)
+
+
+@app.command("rollforward")
+def rollforward_command(to: int = typer.Option(..., "--to", help="The warm version to serve."),
+                        reason: str = typer.Option(..., "--reason"),
+                        endpoint: Optional[str] = EndpointOption,
+                        actor: Optional[str] = typer.Option(None, "--actor"),
+                        as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+    """Send traffic back to a warm version (e.g. after a rollback), and unblock it."""
+    _traffic_shift("rollforward", endpoint, to, reason, actor, backend, as_json)
+
+
+@app.command("drift")
+def drift_command(reference: Path = typer.Option(..., "--reference", help="CSV or Parquet."),
+                  current: Path = typer.Option(..., "--current", help="CSV or Parquet."),
+                  bins: int = typer.Option(10, "--bins", min=2),
+                  score_column: str = typer.Option("score", "--score-column"),
+                  as_json: bool = JsonOption) -> None:
+    """Per-feature PSI and KS between two files (and score PSI when a score column exists)."""
+    from mlops_kit.monitoring.adhoc import DriftInputError, compare_files
+
+    try:
+        report = compare_files(reference, current, bins=bins, score_column=score_column)
+    except DriftInputError as exc:
+        _fail_bad_input(str(exc))
+    if as_json:
+        _emit_json(report)
+    else:
+        console.print(render.drift_table(report))
 
 
 def main() -> None:

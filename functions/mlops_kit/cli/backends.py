@@ -22,6 +22,7 @@ class Backend:
     endpoint_name: str
     actor: str
     emit_status_change: Callable[[ModelVersion, str], list[Any]]
+    rollback_controller: Callable[[], Any]
 
 
 def open_backend(name: str) -> Backend:
@@ -36,7 +37,7 @@ def _local() -> Backend:
     from mlops_kit.config import LocalSettings
     from mlops_kit.deploy.events import model_package_event
     from mlops_kit.deploy.local_endpoint import LocalEndpoints
-    from mlops_kit.local.control_plane import local_registry, publish
+    from mlops_kit.local.control_plane import local_registry, publish, rollback_controller
 
     settings = LocalSettings.from_env()
 
@@ -46,7 +47,8 @@ def _local() -> Backend:
                                                      str(version.status), reason=reason))
 
     return Backend("local", local_registry(settings), LocalEndpoints(settings.home),
-                   settings.endpoint_name, settings.owner, emit)
+                   settings.endpoint_name, settings.owner, emit,
+                   lambda: rollback_controller(settings))
 
 
 def _aws() -> Backend:

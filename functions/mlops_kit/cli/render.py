@@ -144,3 +144,16 @@ def lineage_tree(walk: dict[str, Any]):
         deployments.add(f"{d['at']} {d['endpoint']} {d['kind']}: {d['role']} at weight "
                         f"{d['weight']:g} ({d['reason']})")
     return tree
+
+
+def drift_table(report: dict[str, Any]) -> Table:
+    table = Table(title=f"Drift: {report['current']['rows']:,} rows against "
+                        f"{report['reference']['rows']:,} ({report['seconds']:.2f} s)")
+    for column in ("feature", "kind", "PSI", "KS", "level"):
+        table.add_column(column, no_wrap=True)
+    for name, m in sorted(report["features"].items(), key=lambda kv: -kv[1]["psi"]):
+        ks = f"{m['ks']:.4f}" if m.get("ks") is not None else "-"
+        table.add_row(name, m["kind"], f"{m['psi']:.4f}", ks, m["level"])
+    if report.get("score_psi") is not None:
+        table.caption = f"score PSI {report['score_psi']:.4f}"
+    return table

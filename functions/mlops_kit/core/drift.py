@@ -50,6 +50,18 @@ def categorical_counts(values: Iterable[Any], categories: Sequence[str]) -> np.n
     return counts
 
 
+def categorical_counts_from_frequencies(frequencies: Mapping[str, int], missing: int,
+                                        categories: Sequence[str]) -> np.ndarray:
+    """Same bins as `categorical_counts`, from value counts a caller already has (e.g. pandas'
+    hashed value_counts, much faster than a Python loop over a million values)."""
+    position = {category: i for i, category in enumerate(categories)}
+    counts = np.zeros(len(categories) + 2)
+    for value, count in frequencies.items():
+        counts[position.get(str(value), len(categories))] += count
+    counts[-1] += missing
+    return counts
+
+
 def proportions(counts: np.ndarray) -> np.ndarray:
     total = counts.sum()
     return counts / total if total else np.zeros_like(counts, dtype=np.float64)
@@ -76,14 +88,23 @@ def numeric_baseline(values: np.ndarray, bins: int) -> dict[str, Any]:
 def categorical_baseline(values: Sequence[Any], max_categories: int = 50) -> dict[str, Any]:
     """Most frequent categories (ties broken by name, so the baseline is deterministic)."""
     observed: dict[str, int] = {}
+    missing = 0
     for value in values:
         if value is None or (isinstance(value, float) and np.isnan(value)):
+            missing += 1
             continue
         observed[str(value)] = observed.get(str(value), 0) + 1
-    ranked = sorted(observed.items(), key=lambda item: (-item[1], item[0]))[:max_categories]
+    return categorical_baseline_from_frequencies(observed, missing, max_categories)
+
+
+def categorical_baseline_from_frequencies(observed: Mapping[str, int], missing: int,
+                                          max_categories: int = 50) -> dict[str, Any]:
+    ranked = sorted(((str(k), int(v)) for k, v in observed.items()),
+                    key=lambda item: (-item[1], item[0]))[:max_categories]
     categories = [name for name, _ in ranked]
+    counts = categorical_counts_from_frequencies(observed, missing, categories)
     return {"kind": "categorical", "categories": categories,
-            "proportions": proportions(categorical_counts(values, categories)).tolist()}
+            "proportions": proportions(counts).tolist()}
 
 
 def psi_against_baseline(feature_baseline: Mapping[str, Any], values: Any) -> float:
@@ -120,3 +141,36 @@ def ks_statistic(reference: np.ndarray, current: np.ndarray, *,
     below = np.searchsorted(b, grid, side="left") / b.size
     f_ref_before = np.concatenate(([0.0], f_ref[:-1]))
     return float(max(np.abs(f_ref - at).max(), np.abs(f_ref_before - below).max()))
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the precision-recall curve as scikit-learn's `average_precision_score`
+    computes it (step-wise, ties as one threshold), in plain numpy for the monitors."""
+    labels = np.asarray(labels, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if labels.size == 0 or labels.sum() == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), labels.size - 1]
+    true_positives = np.cumsum(labels)[last_of_tie]
+    predicted = last_of_tie + 1
+    precision = true_positives / predicted
+    recall = true_positives / labels.sum()
+    recall_steps = np.diff(np.r_[0.0, recall])
+    return float(np.sum(recall_steps * precision))
+
+
+def feature_drift(baseline: Mapping[str, Any], current: Mapping[str, Any],
+                  reference: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+    """Per-feature PSI on the baseline's bins, and KS where a reference sample is given."""
+    result: dict[str, dict[str, float]] = {}
+    for name, entry in baseline["features"].items():
+        if name not in current:
+            continue
+        values = current[name]
+        metrics = {"psi": psi_against_baseline(entry, values)}
+        if reference is not None and entry["kind"] == "numeric" and name in reference:
+            metrics["ks"] = ks_statistic(reference[name], np.asarray(values, dtype=np.float64))
+        result[name] = metrics
+    return result

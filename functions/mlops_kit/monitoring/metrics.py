@@ -1,0 +1,110 @@
+"""Monitoring metrics: CloudWatch embedded metric format (EMF) in both homes.
+
+In AWS, Powertools Metrics prints EMF to the function's log and CloudWatch turns it into
+metrics. Locally the same EMF documents are appended to $MLOPS_HOME/metrics/metrics.jsonl,
+which the local alarm evaluator reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Mapping, Protocol, Sequence
+
+NAMESPACE = "MLOpsKit/Monitoring"
+
+
+@dataclass(frozen=True)
+class MetricDatum:
+    name: str
+    value: float
+    dimensions: Mapping[str, str]
+    timestamp: datetime
+    unit: str = "None"
+    namespace: str = NAMESPACE
+
+    def to_emf(self) -> dict:
+        return {
+            "_aws": {"Timestamp": int(self.timestamp.timestamp() * 1000),
+                     "CloudWatchMetrics": [{"Namespace": self.namespace,
+                                            "Dimensions": [sorted(self.dimensions)],
+                                            "Metrics": [{"Name": self.name, "Unit": self.unit}]}]},
+            **dict(self.dimensions),
+            self.name: self.value,
+        }
+
+    @classmethod
+    def from_emf(cls, document: Mapping) -> list["MetricDatum"]:
+        meta = document["_aws"]
+        at = datetime.fromtimestamp(meta["Timestamp"] / 1000, tz=timezone.utc)
+        data = []
+        for directive in meta["CloudWatchMetrics"]:
+            names = directive["Dimensions"][0] if directive["Dimensions"] else []
+            dims = {k: str(document[k]) for k in names}
+            for metric in directive["Metrics"]:
+                data.append(cls(metric["Name"], float(document[metric["Name"]]), dims, at,
+                                metric.get("Unit", "None"), directive["Namespace"]))
+        return data
+
+
+class MetricSink(Protocol):
+    def put(self, data: Sequence[MetricDatum]) -> None: ...
+
+
+class LocalMetricStore:
+    def __init__(self, home: str | Path):
+        self.path = Path(home) / "metrics" / "metrics.jsonl"
+
+    def put(self, data: Sequence[MetricDatum]) -> None:
+        if not data:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(d.to_emf(), sort_keys=True) + "\n" for d in data)
+        with open(self.path, "a") as handle:
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read(self) -> list[MetricDatum]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        data = []
+        for line in text.splitlines():
+            try:
+                data.extend(MetricDatum.from_emf(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line after a crash
+        return data
+
+    def query(self, namespace: str, name: str, dimensions: Mapping[str, str],
+              start: datetime, end: datetime) -> list[MetricDatum]:
+        return [d for d in self.read()
+                if d.namespace == namespace and d.name == name
+                and dict(d.dimensions) == dict(dimensions) and start <= d.timestamp < end]
+
+
+class PowertoolsMetricSink:
+    """EMF through Powertools, one flush per dimension set (EMF allows one set per document)."""
+
+    def put(self, data: Sequence[MetricDatum]) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        for datum in data:
+            unit = getattr(MetricUnit, datum.unit, MetricUnit.NoUnit) if datum.unit != "None" \
+                else MetricUnit.NoUnit
+            with single_metric(name=datum.name, unit=unit, value=datum.value,
+                               namespace=datum.namespace) as metric:
+                for key, value in datum.dimensions.items():
+                    metric.add_dimension(name=key, value=value)
+
+
+def group_by_name(data: Iterable[MetricDatum]) -> dict[str, list[MetricDatum]]:
+    grouped: dict[str, list[MetricDatum]] = {}
+    for datum in data:
+        grouped.setdefault(datum.name, []).append(datum)
+    return grouped
