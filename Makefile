@@ -27,7 +27,7 @@ test: $(STAMP)
 
 ## Regenerate the SageMaker pipeline definition that infra/ deploys.
 definition: $(STAMP)
-	$(BIN)/mlops pipeline definition --out pipelines/definition.json
+	$(BIN)/mlops pipeline definition --out pipelines/definition.json --assets pipelines/build/artifact-bucket
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

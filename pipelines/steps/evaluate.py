@@ -51,11 +51,25 @@ def load_model(location: str | Path) -> tuple[LoadedModel, Path]:
     if path.is_file() and path.name.endswith(".tar.gz"):
         target = Path(tempfile.mkdtemp(prefix="model-"))
         with tarfile.open(path) as archive:
-            archive.extractall(target, filter="data")
+            _safe_extract(archive, target)
         path = target
     if not (path / SPEC_FILE).exists():
         raise _io.BadInputError(f"no model found at {location}")
     return model_fn(str(path)), path
+
+
+def _safe_extract(archive: tarfile.TarFile, target: Path) -> None:
+    """Extract regular files only, inside `target` (containers may run a Python without
+    tarfile's extraction filters)."""
+    root = target.resolve()
+    for member in archive.getmembers():
+        destination = (target / member.name).resolve()
+        if not member.isfile() or not destination.is_relative_to(root):
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        source = archive.extractfile(member)
+        if source is not None:
+            destination.write_bytes(source.read())
 
 
 def _download(uri: str) -> str:

@@ -131,6 +131,9 @@ def pipeline_run(
 def pipeline_definition(
     out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of stdout."),
     region: str = typer.Option("us-east-1", "--region", help="Region of the container images."),
+    assets: Optional[Path] = typer.Option(
+        None, "--assets", help="Also stage the code the definition points at (a folder that "
+                               "mirrors the artifact bucket, for the CDK app to upload)."),
 ) -> None:
     """Print (or write) the SageMaker pipeline definition, generated offline and byte-stable."""
     from mlops_pipelines import definition
@@ -140,6 +143,9 @@ def pipeline_definition(
         err.print(f"wrote {out}")
     else:
         sys.stdout.write(definition.render_definition(region=region))
+    if assets:
+        staged = definition.stage_assets(assets, region=region)
+        err.print(f"staged {len(staged)} code object(s) under {assets}")
 
 
 BackendOption = typer.Option("local", "--backend",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
 import mlops_kit
-import mlops_pipelines
 
 LIBRARIES = ("xgboost-cpu", "numpy", "pandas", "pyarrow", "scikit-learn", "pandera", "mlflow",
              "mlops-kit")
@@ -17,16 +15,13 @@ SAGEMAKER_XGBOOST_FRAMEWORK = "xgboost:3.0-5"
 
 
 def step_script_digests() -> dict[str, str]:
-    """sha256 of every file that ships to the pipeline's containers."""
-    roots = {
-        "mlops_pipelines/steps": Path(mlops_pipelines.__file__).parent / "steps",
-        "mlops_kit/core": Path(mlops_kit.__file__).parent / "core",
-    }
-    return {
-        f"{prefix}/{path.name}": hashlib.sha256(path.read_bytes()).hexdigest()
-        for prefix, root in roots.items()
-        for path in sorted(root.glob("*.py"))
-    }
+    """sha256 of every file in the code bundle the pipeline's containers run."""
+    import hashlib
+
+    from mlops_pipelines.bundle import inference_files, steps_files
+
+    files = {**steps_files(), **inference_files()}
+    return {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
 
 
 def code_version() -> str:
