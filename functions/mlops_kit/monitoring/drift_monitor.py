@@ -1,0 +1,180 @@
+"""Drift monitor: captured traffic of a time window against the serving champion's baseline,
+published as CloudWatch metrics (EMF). The scheduled Lambda and the local timer run this code.
+
+Metrics (namespace MLOpsKit/Monitoring):
+  FeaturePSI      EndpointName, VariantName, Feature   per feature, per variant
+  FeaturePSIMax   EndpointName                         the champion's worst feature (alarmed)
+  PredictionPSI   EndpointName                         the champion's scores vs training (alarmed)
+  PredictionPSI   EndpointName, VariantName            per variant (dashboards)
+  AUPR            EndpointName                         once labels arrive (joined on inferenceId)
+  CaptureRecords, CaptureSkipped   EndpointName, VariantName
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from mlops_kit.core import drift
+from mlops_kit.monitoring.metrics import MetricDatum
+
+MIN_LABELLED_ROWS = 50
+
+
+@dataclass(frozen=True)
+class ChampionBaseline:
+    """What the monitor compares against: the champion's training-time distributions."""
+    version: int
+    variant_name: str
+    features: Mapping[str, Any]
+    """The preprocess step's baseline.json `features` section."""
+    feature_order: tuple[str, ...]
+    score_baseline: Mapping[str, Any]
+    """evaluation.json's `score_baseline` (quantile bins of the training scores)."""
+
+    @classmethod
+    def from_documents(cls, version: int, variant_name: str, baseline: Mapping[str, Any],
+                       evaluation: Mapping[str, Any]) -> "ChampionBaseline":
+        schema = baseline["schema"]
+        return cls(version, variant_name, baseline["features"],
+                   tuple(schema["numeric"]) + tuple(schema["categorical"]),
+                   evaluation["score_baseline"])
+
+
+@dataclass
+class DecodedCapture:
+    columns: dict[str, list[Any]]
+    scores: list[float]
+    inference_ids: list[str | None]
+    records: int = 0
+    skipped: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped += 1
+        self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + 1
+
+
+def _payload_text(part: Mapping[str, Any]) -> tuple[str, str]:
+    data = part.get("data", "")
+    if part.get("encoding") == "BASE64":
+        data = base64.b64decode(data).decode("utf-8")
+    return str(part.get("observedContentType", "")).split(";")[0].strip().lower(), data
+
+
+def decode_capture(records: Iterable[Mapping[str, Any]], feature_order: Sequence[str]
+                   ) -> DecodedCapture:
+    """Rows and scores out of SageMaker capture records. Anything unreadable is counted and
+    skipped, never fatal: a torn line, another content type, a row of the wrong width."""
+    decoded = DecodedCapture({name: [] for name in feature_order}, [], [])
+    width = len(feature_order)
+    for record in records:
+        decoded.records += 1
+        try:
+            capture = record["captureData"]
+            input_type, input_text = _payload_text(capture["endpointInput"])
+            output_type, output_text = _payload_text(capture["endpointOutput"])
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError):
+            decoded.skip("malformed record")
+            continue
+        if input_type == "text/csv":
+            rows = [r for r in csv.reader(io.StringIO(input_text)) if r]
+        elif input_type == "application/json":
+            try:
+                document = json.loads(input_text)
+            except json.JSONDecodeError:
+                decoded.skip("malformed JSON input")
+                continue
+            rows = document.get("instances", document) if isinstance(document, dict) else document
+            if rows and not isinstance(rows[0], (list, dict)):
+                rows = [rows]
+            rows = [[r.get(n) for n in feature_order] if isinstance(r, dict) else r for r in rows]
+        else:
+            decoded.skip(f"content type {input_type or 'unknown'}")
+            continue
+        scores = _scores(output_type, output_text)
+        if scores is None or len(scores) != len(rows):
+            decoded.skip("output does not match input rows")
+            continue
+        inference_id = (record.get("eventMetadata") or {}).get("inferenceId")
+        for row, score in zip(rows, scores):
+            if len(row) != width:
+                decoded.skip("wrong number of values")
+                continue
+            for name, value in zip(feature_order, row):
+                decoded.columns[name].append(value)
+            decoded.scores.append(score)
+            decoded.inference_ids.append(inference_id if len(rows) == 1 else None)
+    return decoded
+
+
+def _scores(content_type: str, text: str) -> list[float] | None:
+    try:
+        if content_type == "application/json":
+            document = json.loads(text)
+            return [float(p["score"]) for p in document["predictions"]]
+        return [float(v) for v in text.replace(",", "\n").split()]
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+        return None
+
+
+def _numeric(values: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(values))
+    for i, value in enumerate(values):
+        try:
+            out[i] = float(value) if value not in ("", None) else math.nan
+        except (TypeError, ValueError):
+            out[i] = math.nan
+    return out
+
+
+def compute_metrics(baseline: ChampionBaseline, by_variant: Mapping[str, DecodedCapture], *,
+                    endpoint_name: str, at: datetime,
+                    labels: Mapping[str, int] | None = None) -> list[MetricDatum]:
+    data: list[MetricDatum] = []
+    for variant, decoded in by_variant.items():
+        dims = {"EndpointName": endpoint_name, "VariantName": variant}
+        data.append(MetricDatum("CaptureRecords", float(decoded.records), dims, at, "Count"))
+        data.append(MetricDatum("CaptureSkipped", float(decoded.skipped), dims, at, "Count"))
+        if not decoded.scores:
+            continue
+        worst = 0.0
+        for name, entry in baseline.features.items():
+            values = decoded.columns.get(name, [])
+            if entry["kind"] == "numeric":
+                value = drift.psi_against_baseline(entry, _numeric(values))
+            else:
+                value = drift.psi_against_baseline(
+                    entry, [v if v not in ("", None) else None for v in values])
+            worst = max(worst, value)
+            data.append(MetricDatum("FeaturePSI", value, {**dims, "Feature": name}, at))
+        prediction_psi = drift.psi_against_baseline(baseline.score_baseline,
+                                                    np.asarray(decoded.scores, dtype=np.float64))
+        data.append(MetricDatum("PredictionPSI", prediction_psi, dims, at))
+        if variant == baseline.variant_name:
+            endpoint_dims = {"EndpointName": endpoint_name}
+            data.append(MetricDatum("FeaturePSIMax", worst, endpoint_dims, at))
+            data.append(MetricDatum("PredictionPSI", prediction_psi, endpoint_dims, at))
+            aupr = _labelled_aupr(decoded, labels or {})
+            if aupr is not None:
+                data.append(MetricDatum("AUPR", aupr, endpoint_dims, at))
+    return data
+
+
+def _labelled_aupr(decoded: DecodedCapture, labels: Mapping[str, int]) -> float | None:
+    pairs = [(labels[i], s) for i, s in zip(decoded.inference_ids, decoded.scores)
+             if i is not None and i in labels]
+    if len(pairs) < MIN_LABELLED_ROWS:
+        return None
+    y = np.asarray([p[0] for p in pairs], dtype=np.float64)
+    if y.min() == y.max():
+        return None
+    return drift.average_precision(y, np.asarray([p[1] for p in pairs]))
