@@ -15,8 +15,9 @@ Table (the CDK stack creates it from `LEDGER_TABLE`):
 
 Item kinds (sk):
     version#<version, 10 digits>
-        the registration record as JSON (`record`), `model_package_arn`, and the current
-        `status`, `status_changed_at`, `status_changed_by`, `status_reason`
+        the registration record as JSON (`record`), `model_package_arn`, the current
+        `status`, `status_changed_at`, `status_changed_by`, `status_reason`, and once archived
+        by the retention policy `archived_at`, `archived_by`, `archived_reason`
     transition#<written-at, ISO-8601 µs UTC>#<version, 10 digits>#<nonce>
         one status change: version, from_status, to_status, actor, reason, at, details (JSON)
     deployment#<written-at, ISO-8601 µs UTC>#<deployment_id>
@@ -51,6 +52,9 @@ LEDGER_TABLE: dict[str, Any] = {
     "env_var": "LEDGER_TABLE_NAME",
 }
 """The key schema the CDK stack gives the ledger table (and the env var carrying its name)."""
+
+IAM_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
+"""On the ledger table. TransactWriteItems is authorised as PutItem/UpdateItem per item."""
 
 VERSION_PREFIX = "version#"
 TRANSITION_PREFIX = "transition#"
@@ -176,13 +180,14 @@ class Ledger:
             {"Put": self._transition_put(version, transition)},
         ])
 
-    def change_status(self, version: int, from_status: str, transition: dict[str, Any],
+    def change_status(self, version: int, expected: str | None, transition: dict[str, Any],
                       model_package_arn: str = "") -> bool:
-        """Record a status change once: the version item moves from `from_status` (or has no
-        status yet: a package registered outside the kit) and the transition is appended, in
-        one transaction. False when another writer recorded this change first."""
+        """Record a status change once, as a compare-and-swap on the ledger's status: the
+        version item must still hold `expected` (what the caller read; None: no status yet, a
+        package registered outside the kit), then it takes the new status and the transition
+        is appended, in one transaction. False when another writer got there first."""
         names = {"#status": "status"}
-        values = {":from": _s(from_status), ":to": _s(transition["to_status"]),
+        values = {":to": _s(transition["to_status"]),
                   ":at": _s(transition["at"]), ":by": _s(transition["actor"]),
                   ":why": _s(transition["reason"])}
         update = ("SET #status = :to, status_changed_at = :at, status_changed_by = :by, "
@@ -190,13 +195,41 @@ class Ledger:
         if model_package_arn:
             update += ", model_package_arn = if_not_exists(model_package_arn, :arn)"
             values[":arn"] = _s(model_package_arn)
+        if expected is None:
+            condition = "attribute_not_exists(#status)"
+        else:
+            condition = "#status = :expected"
+            values[":expected"] = _s(expected)
         try:
             self._call("transact_write_items", TransactItems=[
                 {"Update": {"TableName": self.table_name, "Key": self._key(version_key(version)),
                             "UpdateExpression": update,
-                            "ConditionExpression": "attribute_not_exists(#status) OR "
-                                                   "#status = :from",
+                            "ConditionExpression": condition,
                             "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": values}},
+                {"Put": self._transition_put(version, transition)},
+            ])
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def archive(self, version: int, transition: dict[str, Any],
+                model_package_arn: str = "") -> bool:
+        """Mark the version archived once (`archived_at` absent before) and append the
+        transition, in one transaction. False when it was archived already."""
+        values = {":at": _s(transition["at"]), ":by": _s(transition["actor"]),
+                  ":why": _s(transition["reason"])}
+        update = "SET archived_at = :at, archived_by = :by, archived_reason = :why"
+        if model_package_arn:
+            update += ", model_package_arn = if_not_exists(model_package_arn, :arn)"
+            values[":arn"] = _s(model_package_arn)
+        try:
+            self._call("transact_write_items", TransactItems=[
+                {"Update": {"TableName": self.table_name, "Key": self._key(version_key(version)),
+                            "UpdateExpression": update,
+                            "ConditionExpression": "attribute_not_exists(archived_at)",
                             "ExpressionAttributeValues": values}},
                 {"Put": self._transition_put(version, transition)},
             ])

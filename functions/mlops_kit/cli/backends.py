@@ -52,7 +52,43 @@ def _local() -> Backend:
 
 
 def _aws() -> Backend:
-    raise BackendError("the aws backend needs the SageMaker adapters (not wired yet)")
+    """SageMaker Model Registry + ledger table, the SageMaker endpoint, CloudWatch probe
+    verdicts and the SNS topic: the same objects the Lambdas build, from the environment the
+    CDK stack's outputs give (see docs/configuration.md)."""
+    from mlops_kit.aws.health import CloudWatchProbeResults, SnsNotifier
+    from mlops_kit.config import LocalSettings
+    from mlops_kit.deploy.rollback import RollbackController
+    from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
+    from mlops_kit.registry.base import RegistryError
+    from mlops_kit.registry.sagemaker import SageMakerRegistry
+
+    settings = LocalSettings.from_env()
+    environ = dict(os.environ)
+    environ.setdefault("MLOPS_MODEL_GROUP", settings.model_group)
+    try:
+        registry = SageMakerRegistry.from_env(environ)
+    except RegistryError as exc:
+        raise BackendError(f"aws backend: {exc} (the kit's stack outputs name them)") from None
+    endpoints = SageMakerEndpoints(
+        execution_role_arn=environ.get("SAGEMAKER_EXECUTION_ROLE_ARN", ""))
+
+    def emit(version: ModelVersion, reason: str) -> list[Any]:
+        # SageMaker emits the state-change event itself; EventBridge delivers it to the
+        # deployment controller Lambda.
+        return []
+
+    def variant_names(endpoint_name: str) -> list[str]:
+        view = endpoints.describe(endpoint_name)
+        return [v.variant_name for v in view.variants] if view else []
+
+    def rollback() -> RollbackController:
+        health = CloudWatchProbeResults(variants=variant_names)
+        topic = environ.get("NOTIFICATION_TOPIC_ARN", "")
+        return RollbackController(registry, endpoints, health=health,
+                                  notifier=SnsNotifier(topic) if topic else None)
+
+    return Backend("aws", registry, endpoints, settings.endpoint_name, settings.owner, emit,
+                   rollback)
 
 
 def env(name: str, default: str = "") -> str:

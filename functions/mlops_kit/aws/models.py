@@ -1,0 +1,64 @@
+"""SageMaker Model resources for a version: created once from its model package, reused.
+
+The name is derived from the package ARN (`<group>-v<N>-<digest>`), so the same version always
+maps to the same model, retries do not multiply models, and a name says which version it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Callable
+
+from botocore.exceptions import ClientError
+
+from mlops_kit.deploy.endpoints import ModelSource
+
+from .clients import error_code, error_message
+
+MAX_NAME = 63
+_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9-]+")
+
+
+def resource_name(prefix: str, digest_source: str, *, digest_chars: int = 10) -> str:
+    """A SageMaker resource name (1-63 letters, digits, hyphens; no leading/trailing hyphen)
+    made of a readable prefix and a digest of what the resource holds."""
+    digest = hashlib.sha256(digest_source.encode()).hexdigest()[:digest_chars]
+    head = _NAME_UNSAFE.sub("-", prefix).strip("-")
+    head = re.sub(r"-{2,}", "-", head)[:MAX_NAME - digest_chars - 1].strip("-")
+    return f"{head}-{digest}" if head else f"m-{digest}"
+
+
+def model_name(source: ModelSource) -> str:
+    if source.model_package_arn:
+        group = source.model_package_arn.split("model-package/", 1)[-1].rsplit("/", 1)[0]
+        return resource_name(f"{group}-v{source.version}", source.model_package_arn)
+    return resource_name(f"model-v{source.version}", source.model_uri)
+
+
+def ensure_model(call: Callable[..., Any], source: ModelSource, *, execution_role_arn: str,
+                 image_uri: str = "") -> str:
+    """CreateModel for the version unless it exists; returns the model name.
+
+    `call(operation, **kwargs)` runs a SageMaker operation (with the caller's retries).
+    A package ARN is preferred (Containers=[{"ModelPackageName": arn}]); a bare s3:// model
+    needs `image_uri`.
+    """
+    if not execution_role_arn:
+        raise ValueError("CreateModel needs an execution role ARN")
+    if source.model_package_arn:
+        container: dict[str, Any] = {"ModelPackageName": source.model_package_arn}
+    elif source.model_uri.startswith("s3://") and image_uri:
+        container = {"Image": image_uri, "ModelDataUrl": source.model_uri}
+    else:
+        raise ValueError(f"version {source.version} has neither a model package ARN nor an "
+                         f"s3:// model with an image URI: it cannot be served by SageMaker")
+    name = model_name(source)
+    try:
+        call("create_model", ModelName=name, ExecutionRoleArn=execution_role_arn,
+             Containers=[container])
+    except ClientError as exc:
+        if not (error_code(exc) == "ValidationException"
+                and "already exist" in error_message(exc).lower()):
+            raise
+    return name
