@@ -28,7 +28,8 @@ class CloudWatchProbeResults:
         names = self.variants(endpoint_name)
         if not names:
             return {}
-        end = self.clock()
+        # The period still in progress holds the newest probe: end the query past it.
+        end = self.clock() + timedelta(minutes=1)
         queries = [{"Id": f"v{i}", "ReturnData": True, "MetricStat": {
             "Metric": {"Namespace": NAMESPACE, "MetricName": "ProbeSuccess",
                        "Dimensions": [{"Name": "EndpointName", "Value": endpoint_name},

@@ -1,0 +1,89 @@
+"""Rollback controller Lambda: an alarm of the kit's going into ALARM shifts the endpoint's
+traffic to the newest healthy warm fallback (UpdateEndpointWeightsAndCapacities: no new fleet).
+
+Accepts both shapes: the EventBridge "CloudWatch Alarm State Change" event and the payload of
+an alarm's direct Lambda action. Anything else (another alarm, another transition, a malformed
+event) is logged and ignored without an error. Exactly once per alarm transition: Powertools
+idempotency keyed on alarm/state/time, plus the deployment history's own check; the function
+runs with reserved concurrency 1 so two alarms at once cannot both shift traffic (the second
+finds the cooldown). While a deployment is in flight the error surfaces, so the event is
+retried once the endpoint is InService.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (DynamoDBPersistenceLayer,
+                                                         IdempotencyConfig, idempotent_function)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops_kit.aws.lambda_settings import ControlSettings
+from mlops_kit.deploy.events import InvalidEventError
+from mlops_kit.deploy.rollback import RollbackController, RollbackSettings
+from mlops_kit.monitoring.alarm_events import parse_alarm_event
+
+logger = Logger(service="rollback-controller")
+tracer = Tracer(service="rollback-controller")
+metrics = Metrics(namespace="MLOpsKit/Control", service="rollback-controller")
+
+settings = ControlSettings.from_env()
+persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+idempotency = IdempotencyConfig(expires_after_seconds=7 * 24 * 3600)
+_controller: RollbackController | None = None
+
+
+def controller() -> RollbackController:
+    global _controller
+    if _controller is None:
+        from mlops_kit.aws.health import CloudWatchProbeResults, SnsNotifier
+        from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
+        from mlops_kit.registry.sagemaker import SageMakerRegistry
+
+        registry = SageMakerRegistry(settings.model_group, ledger_table=settings.ledger_table)
+        endpoints = SageMakerEndpoints(execution_role_arn=settings.execution_role_arn)
+
+        def variant_names(endpoint_name: str) -> list[str]:
+            view = endpoints.describe(endpoint_name)
+            return [v.variant_name for v in view.variants] if view else []
+
+        _controller = RollbackController(
+            registry, endpoints, health=CloudWatchProbeResults(variants=variant_names),
+            notifier=(SnsNotifier(settings.notification_topic_arn)
+                      if settings.notification_topic_arn else None),
+            settings=RollbackSettings(cooldown=timedelta(minutes=settings.cooldown_minutes)),
+            managed_endpoints=[settings.endpoint_name])
+    return _controller
+
+
+@idempotent_function(data_keyword_argument="transition", persistence_store=persistence,
+                     config=idempotency)
+def shift_once(*, transition: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    return controller().handle_event(event).to_dict()
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        alarm = parse_alarm_event(event)
+    except InvalidEventError as exc:
+        logger.warning("event ignored: not an alarm state change", extra={"reason": str(exc)})
+        return {"action": "ignored", "reason": str(exc)}
+    if alarm.state != "ALARM" or alarm.previous_state == "ALARM":
+        return {"action": "ignored", "reason": f"{alarm.previous_state} → {alarm.state}"}
+    owned, why = controller().owns(alarm)
+    if not owned:
+        logger.info("alarm ignored", extra={"alarm": alarm.alarm_name, "reason": why})
+        return {"action": "ignored", "reason": why}
+    idempotency.register_lambda_context(context)
+    outcome = shift_once(transition={"key": alarm.transition_key}, event=event)
+    logger.info("alarm handled", extra=outcome)
+    metrics.add_metric(name=f"Rollback_{outcome['action']}", unit=MetricUnit.Count, value=1)
+    if outcome["action"] == "no_healthy_fallback":
+        logger.error("no healthy fallback", extra=outcome)
+    return outcome

@@ -1,0 +1,187 @@
+"""The deployment and rollback Lambdas end to end against moto: real event shapes, Powertools
+idempotency on DynamoDB, duplicated and foreign events."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from mlops_kit.registry.base import RegistrationRequest
+from mlops_kit.registry.sagemaker import SageMakerRegistry
+
+from .conftest import ACCOUNT, IMAGE_URI, LEDGER, REGION, ROLE_ARN
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "tests" / "fixtures" / "events"
+GROUP = "fraud-scorer"
+ENDPOINT = "fraud-scorer-prod"
+IDEMPOTENCY = "mlops-idempotency"
+
+
+class Context:
+    function_name = "test"
+    memory_limit_in_mb = 256
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:test"
+    aws_request_id = "req-1"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+def event(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture()
+def tables(dynamodb):
+    dynamodb.create_table(TableName=IDEMPOTENCY, BillingMode="PAY_PER_REQUEST",
+                          KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+    return dynamodb
+
+
+@pytest.fixture()
+def registry(sagemaker, tables):
+    registry = SageMakerRegistry(GROUP, ledger_table=LEDGER, image_uri=IMAGE_URI,
+                                 sagemaker_client=sagemaker, dynamodb_client=tables)
+    for run in range(1, 4):
+        registry.register(RegistrationRequest(
+            model_group=GROUP, model_artifact=f"s3://a/run-{run}/model.tar.gz",
+            training_run_id=f"run-{run}", metrics={"aupr": 0.6}, latency={},
+            gates=[{"gate": "min_aupr", "passed": True}],
+            lineage={"data": {}, "code": {}, "parameters": {}, "libraries": {}},
+            owner="alice", use_case="fraud"))
+    return registry
+
+
+@pytest.fixture()
+def load(monkeypatch, tables, make_client):
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
+    monkeypatch.setenv("MLOPS_MODEL_GROUP", GROUP)
+    monkeypatch.setenv("LEDGER_TABLE_NAME", LEDGER)
+    monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", IDEMPOTENCY)
+    monkeypatch.setenv("SAGEMAKER_EXECUTION_ROLE_ARN", ROLE_ARN)
+
+    def load_module(function: str):
+        name = f"{function}_under_test"
+        spec = importlib.util.spec_from_file_location(
+            name, ROOT / "functions" / function / "handler.py")
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        module.persistence.client = make_client("dynamodb")
+        return module
+    return load_module
+
+
+def test_approval_deploys_once_and_foreign_events_are_ignored(load, registry, sagemaker):
+    from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
+    from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
+
+    handler = load("deployment_controller")
+    endpoints = SageMakerEndpoints(sagemaker, execution_role_arn=ROLE_ARN)
+    handler._controller = DeploymentController(registry, endpoints, DeploymentSettings(ENDPOINT))
+
+    registry.approve(1, actor="bob", reason="ship it")
+    approved = event("sagemaker-model-package-state-change.approved.json")
+    approved["detail"]["ModelPackageVersion"] = 1
+    first = handler.lambda_handler(approved, Context())
+    assert first["action"] == "deployed"
+    view = endpoints.describe(ENDPOINT)
+    assert [(v.variant_name, v.weight) for v in view.variants] == [("v1", 1.0)]
+
+    # Redelivered under another event id: Powertools returns the stored result, nothing runs.
+    redelivered = dict(copy.deepcopy(approved), id="another-id")
+    assert handler.lambda_handler(redelivered, Context()) == first
+    assert len(registry.deployments(ENDPOINT)) == 1
+
+    writeback = event("sagemaker-model-package-state-change.metadata-writeback.json")
+    assert handler.lambda_handler(writeback, Context())["action"] == "ignored"
+    garbage = {"detail-type": "SageMaker Model Package State Change", "source": "aws.sagemaker",
+               "detail": {"ModelPackageGroupName": GROUP}}
+    assert handler.lambda_handler(garbage, Context())["action"] == "rejected"
+
+
+def test_settings_fail_fast_naming_what_is_missing(monkeypatch, load):
+    monkeypatch.delenv("LEDGER_TABLE_NAME")
+    with pytest.raises(Exception, match="LEDGER_TABLE_NAME is required"):
+        load("deployment_controller")
+
+
+@pytest.fixture()
+def serving(registry, sagemaker, make_client):
+    """v2 serving at weight 1, v1 warm at 0 (first deploy through moto), both probed healthy."""
+    from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
+    from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
+    from mlops_kit.core.rotation import VariantWeight
+    from mlops_kit.registry.base import DeploymentRecord
+
+    endpoints = SageMakerEndpoints(sagemaker, execution_role_arn=ROLE_ARN)
+    for v in (1, 2):
+        registry.approve(v, actor="bob", reason="ship")
+    variants = (VariantWeight("v2", 2, 1.0), VariantWeight("v1", 1, 0.0))
+    endpoints.deploy(ENDPOINT, variants, {v: registry.model_source(v) for v in (1, 2)})
+    history = {1: (VariantWeight("v1", 1, 1.0),), 2: variants}
+    for day, version in ((20, 1), (21, 2)):
+        registry.record_deployment(DeploymentRecord(
+            f"promote-{version}", ENDPOINT, "promote", version, history[version], "bob", "ship",
+            f"2026-11-{day}T00:00:00.000Z"))
+    cloudwatch = make_client("cloudwatch")
+    for variant in ("v1", "v2"):
+        cloudwatch.put_metric_data(Namespace="MLOpsKit/Monitoring", MetricData=[{
+            "MetricName": "ProbeSuccess", "Value": 1.0, "Timestamp": datetime.now(timezone.utc),
+            "Dimensions": [{"Name": "EndpointName", "Value": ENDPOINT},
+                           {"Name": "VariantName", "Value": variant}]}])
+    return endpoints, cloudwatch
+
+
+def test_alarm_rolls_back_once_in_both_shapes(load, registry, sagemaker, serving):
+    from mlops_kit.aws.health import CloudWatchProbeResults
+    from mlops_kit.deploy.rollback import RollbackController
+
+    endpoints, cloudwatch = serving
+    handler = load("rollback_controller")
+    handler._controller = RollbackController(
+        registry, endpoints, managed_endpoints=[ENDPOINT],
+        health=CloudWatchProbeResults(cloudwatch, variants=lambda n: ["v1", "v2"]))
+
+    alarm = event("cloudwatch-alarm-state-change.eventbridge.json")
+    outcome = handler.lambda_handler(alarm, Context())
+    assert (outcome["action"], outcome["from_version"], outcome["to_version"]) == \
+        ("rolled_back", 2, 1)
+    weights = {v.variant_name: v.weight for v in endpoints.describe(ENDPOINT).variants}
+    assert weights == {"v1": 1.0, "v2": 0.0}
+    assert handler.lambda_handler(copy.deepcopy(alarm), Context()) == outcome  # replay
+    # The other shape, a different alarm, moments later: within the cooldown, no second shift.
+    second = handler.lambda_handler(event("cloudwatch-alarm.lambda-action.json"), Context())
+    assert second["action"] == "none" and "cooldown" in second["reason"]
+    rollbacks = [d for d in registry.deployments(ENDPOINT) if d.kind == "rollback"]
+    assert len(rollbacks) == 1 and rollbacks[0].evidence["alarm"] == alarm["detail"]["alarmName"]
+
+
+def test_foreign_and_malformed_alarms_are_ignored_without_error(load, registry, sagemaker,
+                                                               serving):
+    from mlops_kit.deploy.rollback import RollbackController
+
+    endpoints, _ = serving
+    handler = load("rollback_controller")
+    handler._controller = RollbackController(registry, endpoints, managed_endpoints=[ENDPOINT])
+    foreign = event("cloudwatch-alarm-state-change.eventbridge.json")
+    foreign["detail"]["alarmName"] = "someone-elses-alarm"
+    foreign["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {}
+    assert handler.lambda_handler(foreign, Context())["action"] == "ignored"
+    assert handler.lambda_handler({"hello": "world"}, Context())["action"] == "ignored"
+    back_to_ok = event("cloudwatch-alarm.lambda-action.json")
+    back_to_ok["alarmData"]["state"]["value"] = "OK"
+    back_to_ok["alarmData"]["previousState"]["value"] = "ALARM"
+    assert handler.lambda_handler(back_to_ok, Context())["action"] == "ignored"
+    weights = {v.variant_name: v.weight for v in endpoints.describe(ENDPOINT).variants}
+    assert weights == {"v1": 0.0, "v2": 1.0}
