@@ -63,6 +63,24 @@ class DecodedCapture:
         self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + 1
 
 
+def parse_capture_lines(text: str) -> tuple[list[dict[str, Any]], int]:
+    """JSON Lines of SageMaker capture; a torn or corrupt line is counted, not fatal."""
+    records, corrupt = [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            corrupt += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            corrupt += 1
+    return records, corrupt
+
+
 def _payload_text(part: Mapping[str, Any]) -> tuple[str, str]:
     data = part.get("data", "")
     if part.get("encoding") == "BASE64":

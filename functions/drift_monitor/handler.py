@@ -1,0 +1,100 @@
+"""Drift monitor Lambda (scheduled): the last window of captured traffic against the serving
+champion's baseline, published as CloudWatch metrics with Powertools (EMF).
+
+Environment: ENDPOINT_NAME, MLOPS_MODEL_GROUP, LEDGER_TABLE_NAME, CAPTURE_S3_URI (required);
+WINDOW_MINUTES (default 10). Corrupt or partial capture lines are skipped and counted
+(CaptureSkipped), never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops_kit.aws.lambda_settings import SettingsError
+from mlops_kit.monitoring.drift_monitor import (ChampionBaseline, DecodedCapture, compute_metrics,
+                                                decode_capture, parse_capture_lines)
+from mlops_kit.monitoring.metrics import PowertoolsMetricSink
+
+logger = Logger(service="drift-monitor")
+tracer = Tracer(service="drift-monitor")
+metrics = Metrics(namespace="MLOpsKit/Monitoring", service="drift-monitor")
+
+REQUIRED = ("ENDPOINT_NAME", "MLOPS_MODEL_GROUP", "LEDGER_TABLE_NAME", "CAPTURE_S3_URI")
+_missing = [name for name in REQUIRED if not os.environ.get(name)]
+if _missing:
+    raise SettingsError(f"missing environment variable(s): {', '.join(_missing)}")
+ENDPOINT = os.environ["ENDPOINT_NAME"]
+CAPTURE_URI = os.environ["CAPTURE_S3_URI"]
+WINDOW = timedelta(minutes=int(os.environ.get("WINDOW_MINUTES") or 10))
+
+_deps: dict[str, Any] = {}
+
+
+def dependencies() -> dict[str, Any]:
+    """Registry, endpoint adapter and S3 reader, built once per container; tests inject."""
+    if not _deps:
+        from mlops_kit.aws.monitoring import S3Documents
+        from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
+        from mlops_kit.registry.sagemaker import SageMakerRegistry
+
+        _deps["registry"] = SageMakerRegistry(os.environ["MLOPS_MODEL_GROUP"],
+                                              ledger_table=os.environ["LEDGER_TABLE_NAME"])
+        _deps["endpoints"] = SageMakerEndpoints()
+        _deps["documents"] = S3Documents()
+        _deps["sink"] = PowertoolsMetricSink()
+    return _deps
+
+
+def monitor(now: datetime) -> dict[str, Any]:
+    from mlops_kit.aws.monitoring import champion_baseline_uris
+    from mlops_kit.core.rotation import serving_champion
+
+    deps = dependencies()
+    view = deps["endpoints"].describe(ENDPOINT)
+    if view is None:
+        return {"status": "skipped", "reason": f"endpoint {ENDPOINT} does not exist"}
+    champion = serving_champion(view.variants)
+    if champion is None:
+        return {"status": "skipped", "reason": "no variant takes traffic"}
+    registry = deps["registry"]
+    baseline_uri, evaluation_uri = champion_baseline_uris(
+        registry.sagemaker, registry.model_package_arn(champion.version))
+    baseline = ChampionBaseline.from_documents(
+        champion.version, champion.variant_name, deps["documents"].json(baseline_uri),
+        deps["documents"].json(evaluation_uri))
+    by_variant: dict[str, DecodedCapture] = {}
+    for variant in view.variants:
+        records, corrupt = [], 0
+        for text in deps["documents"].capture_texts(CAPTURE_URI, ENDPOINT, variant.variant_name,
+                                                    now - WINDOW, now):
+            parsed, torn = parse_capture_lines(text)
+            records.extend(parsed)
+            corrupt += torn
+        decoded = decode_capture(records, baseline.feature_order)
+        decoded.records += corrupt
+        decoded.skipped += corrupt
+        by_variant[variant.variant_name] = decoded
+    data = compute_metrics(baseline, by_variant, endpoint_name=ENDPOINT, at=now)
+    deps["sink"].put(data)
+    return {"status": "published", "champion": champion.version, "metrics": len(data),
+            "records": {k: v.records for k, v in by_variant.items()},
+            "skipped": {k: v.skipped for k, v in by_variant.items()}}
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context
+@event_source(data_class=EventBridgeEvent)
+def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    at = event.get("time")
+    now = (datetime.fromisoformat(at.replace("Z", "+00:00")) if isinstance(at, str)
+           else datetime.now(timezone.utc))
+    summary = monitor(now)
+    logger.info("drift monitor run", extra=summary)
+    return summary

@@ -1,0 +1,57 @@
+"""The monitoring Lambdas' AWS reads: the champion's baselines (from its model package) and the
+endpoint's data capture for a time window (S3, SageMaker's key layout)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any, Iterator
+
+from mlops_kit.aws.clients import LazyClient
+
+IAM_ACTIONS = ("s3:GetObject", "s3:ListBucket", "sagemaker:DescribeModelPackage")
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri}")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+class S3Documents:
+    def __init__(self, client: Any = None):
+        self._client = LazyClient("s3", client)
+
+    def json(self, uri: str) -> Any:
+        bucket, key = split_s3_uri(uri)
+        return json.loads(self._client().get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def capture_texts(self, capture_uri: str, endpoint_name: str, variant_name: str,
+                      start: datetime, end: datetime) -> Iterator[str]:
+        """Capture files of one variant written in [start, end): SageMaker writes under
+        {prefix}/{endpoint}/{variant}/yyyy/mm/dd/hh/, so only those hours are listed."""
+        bucket, prefix = split_s3_uri(capture_uri.rstrip("/") + "/")
+        hour = start.replace(minute=0, second=0, microsecond=0)
+        paginator = self._client().get_paginator("list_objects_v2")
+        while hour < end:
+            key_prefix = f"{prefix}{endpoint_name}/{variant_name}/{hour:%Y/%m/%d/%H}/"
+            for page in paginator.paginate(Bucket=bucket, Prefix=key_prefix):
+                for item in page.get("Contents", []):
+                    if start <= item["LastModified"] < end:
+                        body = self._client().get_object(Bucket=bucket, Key=item["Key"])["Body"]
+                        yield body.read().decode("utf-8", errors="replace")
+            hour += timedelta(hours=1)
+
+
+def champion_baseline_uris(sagemaker: Any, model_package_arn: str) -> tuple[str, str]:
+    """(baseline.json, evaluation.json) S3 URIs recorded on the model package."""
+    package = sagemaker.describe_model_package(ModelPackageName=model_package_arn)
+    drift = package.get("DriftCheckBaselines", {})
+    baseline = drift.get("ModelDataQuality", {}).get("Statistics", {}).get("S3Uri", "")
+    evaluation = (drift.get("ModelQuality", {}).get("Statistics", {}).get("S3Uri", "")
+                  or package.get("ModelMetrics", {}).get("ModelQuality", {})
+                  .get("Statistics", {}).get("S3Uri", ""))
+    if not baseline or not evaluation:
+        raise ValueError(f"{model_package_arn} records no drift baseline and evaluation")
+    return baseline, evaluation

@@ -1,0 +1,154 @@
+"""Drift monitor and probe Lambdas against moto (S3 capture, model package baselines) and the
+Stubber (InvokeEndpoint): metrics come out as EMF, torn capture lines are counted."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from mlops_kit.core import drift
+from mlops_kit.core.rotation import VariantWeight
+from mlops_kit.registry.base import DeploymentRecord, RegistrationRequest
+from mlops_kit.registry.sagemaker import SageMakerRegistry
+
+from .conftest import IMAGE_URI, LEDGER, ROLE_ARN
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP, ENDPOINT, BUCKET = "fraud-scorer", "fraud-scorer-prod", "kit-artifacts"
+FEATURES = ["amount", "channel"]
+
+
+def baseline_documents():
+    rng = np.random.default_rng(0)
+    amounts = rng.lognormal(3, 1, 5000)
+    baseline = {"features": {"amount": drift.numeric_baseline(amounts, 10),
+                             "channel": drift.categorical_baseline(["pos"] * 70 + ["online"] * 30)},
+                "schema": {"numeric": ["amount"], "categorical": ["channel"], "target": "y"}}
+    evaluation = {"score_baseline": drift.numeric_baseline(rng.beta(1, 20, 5000), 10)}
+    return baseline, evaluation, amounts
+
+
+def capture_line(amount: float, channel: str, score: float, at: datetime) -> str:
+    return json.dumps({"captureData": {
+        "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT",
+                          "data": f"{amount},{channel}", "encoding": "CSV"},
+        "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT",
+                           "data": f"{score}", "encoding": "CSV"}},
+        "eventMetadata": {"eventId": "e", "inferenceTime": at.isoformat()}, "eventVersion": "0"})
+
+
+@pytest.fixture()
+def world(aws, sagemaker, dynamodb, make_client, monkeypatch):
+    s3 = make_client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    baseline, evaluation, amounts = baseline_documents()
+    s3.put_object(Bucket=BUCKET, Key="runs/1/baseline.json", Body=json.dumps(baseline))
+    s3.put_object(Bucket=BUCKET, Key="runs/1/evaluation.json", Body=json.dumps(evaluation))
+    registry = SageMakerRegistry(GROUP, ledger_table=LEDGER, image_uri=IMAGE_URI,
+                                 sagemaker_client=sagemaker, dynamodb_client=dynamodb)
+    registry.register(RegistrationRequest(
+        model_group=GROUP, model_artifact="s3://kit-artifacts/runs/1/model.tar.gz",
+        training_run_id="run-1", metrics={"aupr": 0.6}, latency={},
+        gates=[{"gate": "min_aupr", "passed": True}],
+        lineage={"data": {}, "code": {}, "parameters": {}, "libraries": {},
+                 "evaluation_uri": f"s3://{BUCKET}/runs/1/evaluation.json",
+                 "drift_baseline": f"s3://{BUCKET}/runs/1/baseline.json"},
+        owner="alice", use_case="fraud"))
+    registry.approve(1, actor="bob", reason="ship")
+    from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
+
+    endpoints = SageMakerEndpoints(sagemaker, execution_role_arn=ROLE_ARN)
+    variants = (VariantWeight("v1", 1, 1.0),)
+    endpoints.deploy(ENDPOINT, variants, {1: registry.model_source(1)})
+    registry.record_deployment(DeploymentRecord("p1", ENDPOINT, "promote", 1, variants, "bob",
+                                                "ship", "2026-11-20T00:00:00.000Z"))
+    now = datetime.now(timezone.utc)
+    shifted = [capture_line(a * 3, "online", 0.2, now) for a in amounts[:400]]
+    text = "\n".join(shifted) + '\n{"captureData": {"endpointInput"'  # torn last line
+    s3.put_object(Bucket=BUCKET, Key=f"capture/{ENDPOINT}/v1/{now:%Y/%m/%d/%H}/a.jsonl",
+                  Body=text)
+    for name, value in {"ENDPOINT_NAME": ENDPOINT, "MLOPS_MODEL_GROUP": GROUP,
+                        "LEDGER_TABLE_NAME": LEDGER, "CAPTURE_S3_URI": f"s3://{BUCKET}/capture",
+                        "POWERTOOLS_TRACE_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    from mlops_kit.aws.monitoring import S3Documents
+
+    return registry, endpoints, S3Documents(s3), now
+
+
+def load(monkeypatch, function: str):
+    name = f"{function}_under_test"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Sink(list):
+    def put(self, data):
+        self.extend(data)
+
+
+def test_drift_monitor_publishes_drift_of_the_champion(world, monkeypatch):
+    registry, endpoints, documents, now = world
+    handler = load(monkeypatch, "drift_monitor")
+    sink = Sink()
+    handler._deps.update(registry=registry, endpoints=endpoints, documents=documents, sink=sink)
+    summary = handler.monitor(now + timedelta(minutes=1))
+    assert summary["status"] == "published" and summary["records"] == {"v1": 401}
+    by_name = {(d.name, tuple(sorted(d.dimensions.items()))): d.value for d in sink}
+    assert by_name[("CaptureSkipped", (("EndpointName", ENDPOINT), ("VariantName", "v1")))] == 1
+    worst = by_name[("FeaturePSIMax", (("EndpointName", ENDPOINT),))]
+    assert worst > 0.25  # amounts tripled, all traffic online
+    assert by_name[("PredictionPSI", (("EndpointName", ENDPOINT),))] > 0.25
+
+
+def test_missing_settings_fail_at_cold_start(monkeypatch, world):
+    monkeypatch.delenv("CAPTURE_S3_URI")
+    with pytest.raises(Exception, match="CAPTURE_S3_URI"):
+        load(monkeypatch, "drift_monitor")
+
+
+def test_probe_invokes_every_variant_and_reports_failures(world, monkeypatch, make_client):
+    registry, endpoints, documents, _ = world
+    handler = load(monkeypatch, "probe")
+    runtime = make_client("sagemaker-runtime", slot="probe")
+    sink = Sink()
+    handler._deps.update(registry=registry, endpoints=endpoints, documents=documents,
+                         sink=sink, runtime=runtime)
+    body = "\n".join(["0.05"] * 5)
+    with Stubber(runtime) as stubber:
+        stubber.add_response("invoke_endpoint", {
+            "Body": StreamingBody(io.BytesIO(body.encode()), len(body)),
+            "ContentType": "text/csv"}, {"EndpointName": ENDPOINT, "TargetVariant": "v1",
+                                         "ContentType": "text/csv", "Accept": "text/csv",
+                                         "Body": stubber_any()})
+        result = handler.lambda_handler({}, _Context())
+    assert result["variants"]["v1"]["ok"] is True
+    assert [d.value for d in sink if d.name == "ProbeSuccess"] == [1.0]
+    with Stubber(runtime) as stubber:
+        stubber.add_client_error("invoke_endpoint", "ModelError", "boom", 424)
+        result = handler.lambda_handler({}, _Context())
+    assert result["variants"]["v1"]["ok"] is False
+    assert "424" in result["variants"]["v1"]["detail"]
+
+
+def stubber_any():
+    from botocore.stub import ANY
+
+    return ANY
+
+
+class _Context:
+    function_name, memory_limit_in_mb, aws_request_id = "probe", 256, "r"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:probe"
