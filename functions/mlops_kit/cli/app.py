@@ -372,5 +372,28 @@ def drift_command(reference: Path = typer.Option(..., "--reference", help="CSV o
         console.print(render.drift_table(report))
 
 
+@app.command("demo")
+def demo_command(rows: int = typer.Option(50_000, "--rows", min=5_000,
+                                          help="Rows per month of training data."),
+                 period: float = typer.Option(2.0, "--period", min=0.5,
+                                              help="Seconds one 300 s alarm period takes."),
+                 as_json: bool = JsonOption) -> None:
+    """The whole lifecycle on this machine: pipeline v1 and v2, approvals, deployment with a
+    warm fallback, live traffic, drift, alarm, automatic rollback, verified; with a timeline
+    and a picture. State goes to $MLOPS_HOME/demo (replaced on each run)."""
+    from mlops_kit.config import LocalSettings
+    from mlops_kit.local.demo import Demo, demo_settings
+
+    settings = demo_settings(LocalSettings.from_env())
+    result = Demo(settings, rows=rows, period_seconds=period,
+                  report=(lambda line: None) if as_json else
+                  (lambda line: err.print(line, highlight=False, markup=False))).run()
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        console.print(render.demo_summary(result))
+    raise typer.Exit(EXIT_OK if result.succeeded else 1)
+
+
 def main() -> None:
     app()

@@ -157,3 +157,22 @@ def drift_table(report: dict[str, Any]) -> Table:
     if report.get("score_psi") is not None:
         table.caption = f"score PSI {report['score_psi']:.4f}"
     return table
+
+
+def demo_summary(result) -> Table:
+    table = Table(title="Lifecycle demo: what happened when")
+    table.add_column("t (s)", justify="right", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("detail")
+    for at, what, detail in result.timeline.events:
+        table.add_row(f"{at:.1f}", what, detail)
+
+    def seconds(value):
+        return "-" if value is None else f"{value:.3f} s"
+
+    table.caption = (f"detection (drift → alarm): {seconds(result.detection_seconds)}; "
+                     f"alarm → weights changed: {seconds(result.alarm_to_flip_seconds)}; "
+                     f"alarm → first request on v1: {seconds(result.alarm_to_traffic_seconds)}; "
+                     f"{len(result.traffic.rows):,} requests, {result.failed_requests} failed; "
+                     f"picture: {result.picture}")
+    return table

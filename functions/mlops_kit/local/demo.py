@@ -1,0 +1,397 @@
+"""`mlops demo`: the whole lifecycle on one machine, in one command.
+
+data → pipeline v1 → approve → deploy → pipeline v2 → approve → deploy (v1 warm) → live traffic
+through the local endpoint with capture → drift → monitor → alarm → automatic rollback to v1 →
+traffic verified on v1; then a timeline and a picture of what happened.
+
+Every step is the kit's own code path (pipeline runner, registry, deployment and rollback
+controllers, drift monitor, alarm evaluator, local endpoint); the demo only drives it. Alarm
+periods are compressed (a 300 s CloudWatch period runs in `period_seconds`); thresholds and the
+M-out-of-N rule are the ones CloudWatch gets.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from mlops_kit.config import LocalSettings
+
+ALARM_PERIOD_SECONDS = 300
+
+
+@dataclass
+class Timeline:
+    started: float = field(default_factory=time.perf_counter)
+    events: list[tuple[float, str, str]] = field(default_factory=list)
+
+    def mark(self, what: str, detail: str = "") -> float:
+        at = time.perf_counter() - self.started
+        self.events.append((at, what, detail))
+        return at
+
+    def at(self, what: str) -> float | None:
+        return next((t for t, w, _ in self.events if w == what), None)
+
+
+@dataclass
+class TrafficLog:
+    """Every request the demo sent: when, which variant answered, whether it succeeded."""
+    rows: list[tuple[float, str, bool]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, at: float, variant: str, ok: bool) -> None:
+        with self.lock:
+            self.rows.append((at, variant, ok))
+
+
+@dataclass
+class DemoResult:
+    timeline: Timeline
+    traffic: TrafficLog
+    monitor_points: list[dict[str, Any]]
+    detection_seconds: float | None
+    alarm_to_flip_seconds: float | None
+    alarm_to_traffic_seconds: float | None
+    verified_on: dict[str, int]
+    failed_requests: int
+    picture: Path
+    home: Path
+
+    @property
+    def succeeded(self) -> bool:
+        return (self.alarm_to_traffic_seconds is not None and self.failed_requests == 0
+                and set(self.verified_on) == {"v1"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"succeeded": self.succeeded, "home": str(self.home),
+                "picture": str(self.picture),
+                "detection_seconds": self.detection_seconds,
+                "alarm_to_flip_seconds": self.alarm_to_flip_seconds,
+                "alarm_to_traffic_seconds": self.alarm_to_traffic_seconds,
+                "verified_on": self.verified_on, "failed_requests": self.failed_requests,
+                "requests": len(self.traffic.rows),
+                "timeline": [{"at_seconds": round(t, 3), "what": w, "detail": d}
+                             for t, w, d in self.timeline.events]}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EndpointClient:
+    """A keep-alive HTTP client of the local endpoint's SageMaker runtime contract."""
+
+    def __init__(self, port: int, endpoint: str):
+        self.port, self.endpoint = port, endpoint
+        self.local = threading.local()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if getattr(self.local, "connection", None) is None:
+            self.local.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        return self.local.connection
+
+    def invoke(self, body: str, *, variant: str | None = None,
+               inference_id: str | None = None) -> tuple[int, str, str]:
+        headers = {"Content-Type": "text/csv", "Accept": "text/csv"}
+        if variant:
+            headers["X-Amzn-SageMaker-Target-Variant"] = variant
+        if inference_id:
+            headers["X-Amzn-SageMaker-Inference-Id"] = inference_id
+        for attempt in (1, 2):
+            connection = self._connection()
+            try:
+                connection.request("POST", f"/endpoints/{self.endpoint}/invocations",
+                                   body=body.encode(), headers=headers)
+                response = connection.getresponse()
+                text = response.read().decode()
+                return (response.status, text,
+                        response.getheader("X-Amzn-Invoked-Production-Variant", ""))
+            except (ConnectionError, http.client.HTTPException, OSError):
+                connection.close()
+                self.local.connection = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def ping(self) -> bool:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            connection.request("GET", "/ping")
+            ok = connection.getresponse().status == 200
+            connection.close()
+            return ok
+        except OSError:
+            return False
+
+
+def _rows_as_csv(frame, features: list[str]) -> list[str]:
+    values = frame[features].astype(object).where(frame[features].notna(), "")
+    return [",".join(str(v) for v in row) for row in values.itertuples(index=False)]
+
+
+class Demo:
+    def __init__(self, settings: LocalSettings, *, rows: int = 50_000,
+                 period_seconds: float = 2.0, report: Callable[[str], None] = print):
+        self.settings = settings
+        self.rows = rows
+        self.period = period_seconds
+        self.report = report
+        self.timeline = Timeline()
+        self.traffic = TrafficLog()
+        self.points: list[dict[str, Any]] = []
+
+    def _step(self, what: str, detail: str = "") -> None:
+        at = self.timeline.mark(what, detail)
+        self.report(f"[{at:6.1f}s] {what}" + (f": {detail}" if detail else ""))
+
+    def run(self) -> DemoResult:
+        from mlops_kit.data.synthetic import DriftSpec, generate
+        from mlops_kit.local.control_plane import local_registry
+        from mlops_kit.local.pipeline_runner import run_pipeline
+        from mlops_pipelines.steps._io import write_table
+        from mlops_pipelines.steps.schema import FRAUD_SAMPLE_SCHEMA
+
+        home = self.settings.home
+        if home.exists():
+            shutil.rmtree(home)
+        home.mkdir(parents=True)
+        registry = local_registry(self.settings)
+        features = list(FRAUD_SAMPLE_SCHEMA.features)
+
+        self._step("data", f"{self.rows:,} rows of last month's and this month's transactions")
+        for name, seed in (("month-1", 42), ("month-2", 43)):
+            write_table(generate(self.rows, seed=seed), home / "data" / f"{name}.parquet")
+
+        server = None
+        try:
+            for version, name in ((1, "month-1"), (2, "month-2")):
+                result = run_pipeline(self.settings, registry, data=home / "data" / f"{name}.parquet")
+                if result.version is None:
+                    raise RuntimeError(f"pipeline run on {name} failed a gate: "
+                                       + ", ".join(v.gate for v in result.verdicts if not v.passed))
+                self._step(f"pipeline v{result.version.version}",
+                           f"AUPR {result.evaluation['metrics']['aupr']:.4f}, registered "
+                           f"PendingManualApproval")
+                outcome = self._approve(result.version.version)
+                self._step(f"approve v{result.version.version}", outcome)
+                if server is None:
+                    server, client = self._start_server()
+                    self._step("endpoint up", f"local endpoint on 127.0.0.1:{client.port}")
+                else:
+                    self._wait_for_variant(client, "v2")
+            self._step("serving", "v2 champion at weight 1, v1 warm at weight 0")
+            return self._live(client, features, generate, DriftSpec)
+        finally:
+            if server is not None:
+                server.terminate()
+                try:
+                    server.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+
+    def _approve(self, version: int) -> str:
+        from mlops_kit.cli.backends import open_backend
+
+        backend = open_backend("local")
+        updated, _ = backend.registry.approve(version, actor="demo-scientist",
+                                              reason="gates passed; reviewed in the demo")
+        outcomes = backend.emit_status_change(updated, "gates passed; reviewed in the demo")
+        deployed = [o for o in outcomes if o.action == "deployed"]
+        if not deployed:
+            raise RuntimeError(f"approval of v{version} did not deploy: "
+                               + "; ".join(o.reason for o in outcomes))
+        return ", ".join(f"v{v.version}@{v.weight:g}" for v in deployed[0].variants)
+
+    def _start_server(self) -> tuple[subprocess.Popen, EndpointClient]:
+        port = _free_port()
+        env = dict(os.environ, MLOPS_HOME=str(self.settings.home),
+                   MLOPS_ENDPOINT=self.settings.endpoint_name)
+        log = open(self.settings.home / "endpoint.log", "w")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlops_kit.cli", "serve", "--port", str(port),
+             "--workers", "1", "--capture-percent", "100"],
+            env=env, stdout=log, stderr=subprocess.STDOUT)
+        client = EndpointClient(port, self.settings.endpoint_name)
+        deadline = time.monotonic() + 90
+        while not client.ping():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the local endpoint did not start; see "
+                                   f"{self.settings.home / 'endpoint.log'}")
+            time.sleep(0.2)
+        return server, client
+
+    def _wait_for_variant(self, client: EndpointClient, variant: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, _, served = client.invoke(self._probe_body(), variant=variant)
+            if status == 200 and served == variant:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the endpoint never served {variant}")
+
+    def _probe_body(self) -> str:
+        from mlops_kit.local.monitor import LocalMonitor
+        from mlops_kit.monitoring.probe import baseline_rows
+
+        baseline = LocalMonitor(self.settings).champion_baseline()
+        return baseline_rows(baseline.features, baseline.feature_order).splitlines()[0]
+
+    def _live(self, client: EndpointClient, features, generate, DriftSpec) -> DemoResult:
+        from mlops_kit.local.monitor import LocalMonitor
+
+        monitor = LocalMonitor(self.settings, time_scale=self.period / ALARM_PERIOD_SECONDS)
+        probes = monitor.probe(lambda variant, body: client.invoke(body, variant=variant)[:2],
+                               datetime.now(timezone.utc))
+        self._step("probes", ", ".join(f"{r.variant_name} {'ok' if r.ok else 'FAILED'} "
+                                       f"{r.latency_ms:.1f} ms" for r in probes))
+        normal = _rows_as_csv(generate(4000, seed=100), features)
+        drifted = _rows_as_csv(generate(20000, seed=101, drift=DriftSpec("covariate", 1.0)),
+                               features)
+        source = {"rows": normal}
+        stop = threading.Event()
+
+        def send_traffic(worker: int) -> None:
+            i = worker
+            while not stop.is_set():
+                rows = source["rows"]
+                body = rows[i % len(rows)]
+                i += 2
+                try:
+                    status, _, variant = client.invoke(body, inference_id=f"demo-{worker}-{i}")
+                    self.traffic.add(time.perf_counter() - self.timeline.started, variant,
+                                     status == 200)
+                except OSError:
+                    self.traffic.add(time.perf_counter() - self.timeline.started, "", False)
+                time.sleep(0.004)
+
+        senders = [threading.Thread(target=send_traffic, args=(w,), daemon=True) for w in (0, 1)]
+        for sender in senders:
+            sender.start()
+        self._step("live traffic", "two clients, CSV rows, every request captured")
+        alarm_at = flip = None
+        try:
+            for tick in range(40):
+                time.sleep(self.period)
+                if tick == 3:
+                    source["rows"] = drifted
+                    self._step("drift starts", "covariate shift: bigger velocity, riskier IPs, "
+                                               "more online traffic")
+                result = monitor.tick(datetime.now(timezone.utc))
+                state = monitor.evaluator.states().get(
+                    f"{self.settings.endpoint_name}-feature-drift", {}).get("state", "?")
+                self.points.append({"at": time.perf_counter() - self.timeline.started,
+                                    "feature_psi_max": result.value("FeaturePSIMax"),
+                                    "prediction_psi": _endpoint_value(result, "PredictionPSI"),
+                                    "alarm": state})
+                for event in result.events:
+                    detail = event["detail"]
+                    if detail["state"]["value"] == "ALARM":
+                        alarm_at = self._step("alarm", f"{detail['alarmName']}: "
+                                                       f"{detail['state']['reason']}")
+                for outcome in result.outcomes:
+                    if getattr(outcome, "action", "") == "rolled_back":
+                        flip = outcome
+                        self._step("automatic rollback",
+                                   f"v{outcome.from_version} → v{outcome.to_version} in "
+                                   f"{outcome.details['seconds_to_shift'] * 1000:.1f} ms "
+                                   f"(weights only, same fleet)")
+                if flip is not None:
+                    break
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for sender in senders:
+                sender.join(timeout=5)
+        verified: dict[str, int] = {}
+        for i in range(200):
+            status, _, variant = client.invoke(drifted[i])
+            if status == 200:
+                verified[variant] = verified.get(variant, 0) + 1
+        self._step("verified", ", ".join(f"{n} of 200 requests on {v}"
+                                         for v, n in sorted(verified.items())))
+        drift_at = self.timeline.at("drift starts")
+        first_on_v1 = next((t for t, v, ok in self.traffic.rows
+                            if alarm_at is not None and t >= alarm_at and v == "v1" and ok), None)
+        picture = self._draw(drift_at, alarm_at)
+        return DemoResult(
+            self.timeline, self.traffic, self.points,
+            detection_seconds=(alarm_at - drift_at) if alarm_at and drift_at else None,
+            alarm_to_flip_seconds=flip.details["seconds_to_shift"] if flip else None,
+            alarm_to_traffic_seconds=(first_on_v1 - alarm_at) if first_on_v1 and alarm_at
+            else None,
+            verified_on=verified,
+            failed_requests=sum(1 for _, _, ok in self.traffic.rows if not ok),
+            picture=picture, home=self.settings.home)
+
+    def _draw(self, drift_at: float | None, alarm_at: float | None) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        path = self.settings.home / "lifecycle.png"
+        fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+        rows = self.traffic.rows
+        start = min((t for t, _, _ in rows), default=0.0)
+        end = max((t for t, _, _ in rows), default=1.0)
+        width = 0.5
+        edges = [start + i * width for i in range(int((end - start) / width) + 2)]
+        for variant in sorted({v for _, v, _ in rows if v}):
+            counts = [0] * (len(edges) - 1)
+            for t, v, ok in rows:
+                if v == variant and ok:
+                    counts[min(int((t - start) / width), len(counts) - 1)] += 1
+            axes[0].step(edges[:-1], [c / width for c in counts], where="post",
+                         label=f"{variant}")
+        axes[0].set(ylabel="requests/s", title="Traffic per variant (local endpoint)")
+        axes[0].legend(loc="upper right")
+        times = [p["at"] for p in self.points]
+        axes[1].plot(times, [p["feature_psi_max"] or 0 for p in self.points], marker="o",
+                     label="FeaturePSIMax")
+        axes[1].plot(times, [p["prediction_psi"] or 0 for p in self.points], marker=".",
+                     label="PredictionPSI")
+        axes[1].axhline(0.25, color="red", linestyle="--", linewidth=1,
+                        label="feature-drift threshold")
+        axes[1].set(ylabel="PSI", title="Drift of the champion's traffic")
+        axes[1].legend(loc="upper left")
+        axes[2].step(times, [1 if p["alarm"] == "ALARM" else 0 for p in self.points],
+                     where="post", color="red")
+        axes[2].set(ylabel="ALARM", xlabel="seconds since the demo started",
+                    title="feature-drift alarm", yticks=[0, 1], yticklabels=["OK", "ALARM"])
+        for ax in axes:
+            if drift_at:
+                ax.axvline(drift_at, color="orange", linestyle=":", linewidth=1)
+            if alarm_at:
+                ax.axvline(alarm_at, color="red", linestyle=":", linewidth=1)
+        fig.tight_layout()
+        tmp = path.with_suffix(".tmp.png")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        tmp.replace(path)
+        return path
+
+
+def _endpoint_value(result, name: str) -> float | None:
+    for datum in result.metrics:
+        if datum.name == name and set(datum.dimensions) == {"EndpointName"}:
+            return datum.value
+    return None
+
+
+def demo_settings(base: LocalSettings) -> LocalSettings:
+    """The demo runs in its own folder under $MLOPS_HOME, so it never touches real state."""
+    return replace(base, home=base.home / "demo")

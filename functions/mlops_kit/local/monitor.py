@@ -1,0 +1,135 @@
+"""The monitoring loop on one machine: the drift monitor's maths over the local endpoint's
+capture files, the same metrics (EMF, local store), the same alarm definitions evaluated
+locally, and the resulting alarm events delivered to the same rollback controller."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from mlops_kit.config import LocalSettings
+from mlops_kit.core.alarms import AlarmDefinition, load_definitions
+from mlops_kit.core.rotation import serving_champion
+from mlops_kit.deploy.local_endpoint import LocalEndpoints
+from mlops_kit.local.control_plane import LocalProbeResults, local_registry, publish
+from mlops_kit.monitoring.drift_monitor import (ChampionBaseline, DecodedCapture, compute_metrics,
+                                                decode_capture, parse_capture_lines)
+from mlops_kit.monitoring.evaluator import LocalAlarmEvaluator
+from mlops_kit.monitoring.metrics import LocalMetricStore, MetricDatum
+from mlops_kit.monitoring.probe import (Invoke, ProbeResult, baseline_rows, probe_metrics,
+                                        probe_variants)
+
+
+@dataclass
+class TickResult:
+    at: datetime
+    metrics: list[MetricDatum]
+    events: list[dict[str, Any]]
+    outcomes: list[Any]
+    records: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def value(self, name: str, **dimensions: str) -> float | None:
+        for datum in self.metrics:
+            if datum.name == name and all(datum.dimensions.get(k) == v
+                                          for k, v in dimensions.items()):
+                return datum.value
+        return None
+
+
+class CaptureTail:
+    """Reads each capture file from where the last read stopped: every complete line once.
+    A line still being written (no newline yet) waits for the next read."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.offsets: dict[Path, int] = {}
+
+    def read_new(self, endpoint_name: str) -> dict[str, tuple[list[dict], int]]:
+        by_variant: dict[str, tuple[list[dict], int]] = {}
+        base = self.root / endpoint_name
+        if not base.exists():
+            return by_variant
+        for path in sorted(base.glob("*/**/*.jsonl")):
+            variant = path.relative_to(base).parts[0]
+            with open(path, "rb") as handle:
+                handle.seek(self.offsets.get(path, 0))
+                chunk = handle.read()
+            complete = chunk[:chunk.rfind(b"\n") + 1]
+            self.offsets[path] = self.offsets.get(path, 0) + len(complete)
+            records, corrupt = parse_capture_lines(complete.decode("utf-8", errors="replace"))
+            previous = by_variant.get(variant, ([], 0))
+            by_variant[variant] = (previous[0] + records, previous[1] + corrupt)
+        return by_variant
+
+
+class LocalMonitor:
+    def __init__(self, settings: LocalSettings, *, time_scale: float = 1.0,
+                 definitions: Sequence[AlarmDefinition] | None = None):
+        self.settings = settings
+        self.endpoint = settings.endpoint_name
+        self.registry = local_registry(settings)
+        self.endpoints = LocalEndpoints(settings.home)
+        self.store = LocalMetricStore(settings.home)
+        self.tail = CaptureTail(settings.home / "capture")
+        self.evaluator = LocalAlarmEvaluator(settings.home, self.endpoint,
+                                             definitions or load_definitions(),
+                                             champion_variant=self._champion_variant,
+                                             time_scale=time_scale)
+
+    def _champion_variant(self) -> str:
+        view = self.endpoints.describe(self.endpoint)
+        champion = serving_champion(view.variants) if view else None
+        return champion.variant_name if champion else ""
+
+    def champion_baseline(self) -> ChampionBaseline | None:
+        view = self.endpoints.describe(self.endpoint)
+        champion = serving_champion(view.variants) if view else None
+        if champion is None:
+            return None
+        version = self.registry.get(champion.version)
+        baseline = json.loads(Path(version.lineage["drift_baseline"]).read_text())
+        evaluation = json.loads(Path(version.lineage["evaluation"]).read_text())
+        return ChampionBaseline.from_documents(champion.version, champion.variant_name,
+                                               baseline, evaluation)
+
+    def tick(self, now: datetime, labels: dict[str, int] | None = None) -> TickResult:
+        """Metrics for the traffic captured since the last tick, then the alarms."""
+        baseline = self.champion_baseline()
+        data: list[MetricDatum] = []
+        records: dict[str, int] = {}
+        skipped: dict[str, int] = {}
+        if baseline is not None:
+            decoded: dict[str, DecodedCapture] = {}
+            for variant, (lines, corrupt) in self.tail.read_new(self.endpoint).items():
+                result = decode_capture(lines, baseline.feature_order)
+                result.records += corrupt
+                result.skipped += corrupt
+                decoded[variant] = result
+                records[variant], skipped[variant] = result.records, result.skipped
+            data = compute_metrics(baseline, decoded, endpoint_name=self.endpoint, at=now,
+                                   labels=labels)
+            self.store.put(data)
+        events = self.evaluator.evaluate(now)
+        outcomes = [outcome for event in events for outcome in publish(self.settings, event)]
+        return TickResult(now, data, events, outcomes, records, skipped)
+
+    def probe(self, invoke: Invoke, now: datetime) -> list[ProbeResult]:
+        """Invoke every variant, pinned, with baseline rows; record the verdicts."""
+        view = self.endpoints.describe(self.endpoint)
+        baseline = self.champion_baseline()
+        if view is None or baseline is None:
+            return []
+        body = baseline_rows(baseline.features, baseline.feature_order)
+        results = probe_variants(invoke, [v.variant_name for v in view.variants], body)
+        self.store.put(probe_metrics(results, self.endpoint, now))
+        path = LocalProbeResults(self.settings.home).path(self.endpoint)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"at": now.isoformat(), "variants": {
+            r.variant_name: r.to_dict() for r in results}}, indent=2, sort_keys=True))
+        tmp.replace(path)
+        return results
