@@ -18,9 +18,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)
 
-## The main job on the local default: the data -> training -> evaluation pipeline.
+## The main job on the local default: the whole lifecycle, with automatic rollback.
 run: $(STAMP)
-	$(BIN)/mlops pipeline run
+	$(BIN)/mlops demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

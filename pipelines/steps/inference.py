@@ -22,6 +22,7 @@ MODEL_FILE = "xgboost-model"
 SPEC_FILE = "feature_spec.json"
 CSV_TYPES = ("text/csv", "text/plain")
 JSON_TYPES = ("application/json", "application/jsonlines")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class PayloadError(ValueError):
@@ -78,8 +79,10 @@ class LoadedModel:
                 except (TypeError, ValueError):
                     raise PayloadError(f"feature '{self.spec.features[position]}' must be "
                                        f"numeric, got {value!r}") from None
-                if math.isinf(number):
-                    raise PayloadError(f"feature '{self.spec.features[position]}' is infinite")
+                if math.isinf(number) or abs(number) > FLOAT32_MAX:
+                    # The model reads float32: a larger value would silently become infinite.
+                    raise PayloadError(f"feature '{self.spec.features[position]}' is out of "
+                                       f"range: {value!r}")
                 row.append(number)
         return row
 
@@ -113,7 +116,10 @@ def parse_rows(body: bytes | str, content_type: str) -> list[list[Any]]:
             raise PayloadError("payload is not UTF-8 text") from None
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type in CSV_TYPES:
-        rows = [row for row in csv.reader(io.StringIO(body)) if row]
+        try:
+            rows = [row for row in csv.reader(io.StringIO(body)) if row]
+        except csv.Error as exc:
+            raise PayloadError(f"payload is not valid CSV: {exc}") from None
     elif media_type in JSON_TYPES:
         rows = _json_rows(body)
     else:

@@ -395,5 +395,14 @@ def demo_command(rows: int = typer.Option(50_000, "--rows", min=5_000,
     raise typer.Exit(EXIT_OK if result.succeeded else 1)
 
 
+def _register_serving() -> None:
+    from mlops_kit.cli import serving
+
+    serving.register(app)
+
+
+_register_serving()
+
+
 def main() -> None:
     app()

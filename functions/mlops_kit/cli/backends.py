@@ -27,19 +27,18 @@ class Backend:
 
 def open_backend(name: str) -> Backend:
     if name == "local":
-        return _local()
+        from mlops_kit.config import LocalSettings
+
+        return local_backend(LocalSettings.from_env())
     if name == "aws":
         return _aws()
     raise BackendError(f"unknown backend '{name}': use local or aws")
 
 
-def _local() -> Backend:
-    from mlops_kit.config import LocalSettings
+def local_backend(settings) -> Backend:
     from mlops_kit.deploy.events import model_package_event
     from mlops_kit.deploy.local_endpoint import LocalEndpoints
     from mlops_kit.local.control_plane import local_registry, publish, rollback_controller
-
-    settings = LocalSettings.from_env()
 
     def emit(version: ModelVersion, reason: str) -> list[Any]:
         # What SageMaker does on an approval, locally: the same event to the same controller.

@@ -154,9 +154,10 @@ class Demo:
         self.traffic = TrafficLog()
         self.points: list[dict[str, Any]] = []
 
-    def _step(self, what: str, detail: str = "") -> None:
+    def _step(self, what: str, detail: str = "") -> float:
         at = self.timeline.mark(what, detail)
         self.report(f"[{at:6.1f}s] {what}" + (f": {detail}" if detail else ""))
+        return at
 
     def run(self) -> DemoResult:
         from mlops_kit.data.synthetic import DriftSpec, generate
@@ -204,9 +205,9 @@ class Demo:
                     server.kill()
 
     def _approve(self, version: int) -> str:
-        from mlops_kit.cli.backends import open_backend
+        from mlops_kit.cli.backends import local_backend
 
-        backend = open_backend("local")
+        backend = local_backend(self.settings)
         updated, _ = backend.registry.approve(version, actor="demo-scientist",
                                               reason="gates passed; reviewed in the demo")
         outcomes = backend.emit_status_change(updated, "gates passed; reviewed in the demo")
@@ -300,8 +301,9 @@ class Demo:
                 for event in result.events:
                     detail = event["detail"]
                     if detail["state"]["value"] == "ALARM":
-                        alarm_at = self._step("alarm", f"{detail['alarmName']}: "
+                        at = self._step("alarm", f"{detail['alarmName']}: "
                                                        f"{detail['state']['reason']}")
+                        alarm_at = at if alarm_at is None else alarm_at
                 for outcome in result.outcomes:
                     if getattr(outcome, "action", "") == "rolled_back":
                         flip = outcome
@@ -311,7 +313,7 @@ class Demo:
                                    f"(weights only, same fleet)")
                 if flip is not None:
                     break
-            time.sleep(1.0)
+            time.sleep(2.0)  # traffic keeps flowing on the fallback: the picture shows it
         finally:
             stop.set()
             for sender in senders:

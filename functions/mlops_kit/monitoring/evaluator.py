@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from mlops_kit.core.alarms import AlarmDefinition, evaluate
+from mlops_kit.core.alarms import COMPARISONS, AlarmDefinition, evaluate
 from mlops_kit.monitoring.alarm_events import alarm_state_change_event
 from mlops_kit.monitoring.metrics import LocalMetricStore
 
@@ -73,14 +73,15 @@ class LocalAlarmEvaluator:
             clean = [v for v in values if v == v]
             if state != previous:
                 states[name] = {"state": state, "since": now.isoformat(), "values": clean}
-                breaching = sum(1 for v in clean if v is not None)
+                breaching = sum(1 for v in clean
+                                if COMPARISONS[definition.comparison](v, definition.threshold))
                 events.append(alarm_state_change_event(
                     name, state, previous,
-                    reason=(f"Threshold Crossed: {definition.datapoints_to_alarm} out of the last "
+                    reason=(f"Threshold Crossed: {breaching} out of the last "
                             f"{definition.evaluation_periods} datapoints "
                             f"{'were' if state == 'ALARM' else 'were not'} "
                             f"{_verb(definition.comparison)} the threshold "
-                            f"({definition.threshold}) [{breaching} datapoints]"),
+                            f"({definition.threshold})"),
                     namespace=definition.namespace, metric=definition.metric, dimensions=dims,
                     statistic=definition.statistic, period=definition.period_seconds,
                     threshold=definition.threshold, recent_datapoints=clean, at=now,

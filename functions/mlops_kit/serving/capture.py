@@ -1,0 +1,358 @@
+"""Data capture in SageMaker's format, and a reader that survives torn lines.
+
+Each captured request is one JSON line, as a SageMaker real-time endpoint writes it:
+
+    {"captureData": {"endpointInput":  {"observedContentType": "text/csv", "mode": "INPUT",
+                                        "data": "412.5,3,...", "encoding": "CSV"},
+                     "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT",
+                                        "data": "0.0312", "encoding": "CSV"}},
+     "eventMetadata": {"eventId": "<uuid4>", "inferenceId": "<X-Amzn-SageMaker-Inference-Id>",
+                       "inferenceTime": "2026-11-20T09:02:11Z"},
+     "eventVersion": "0"}
+
+`data` is the payload text for CSV and JSON content types and base64 for anything else
+(`encoding` says which), `inferenceId` only appears when the caller sent one. Files sit under
+`{home}/capture/{endpoint}/{variant}/yyyy/mm/dd/hh/` (SageMaker's key layout below its S3 prefix:
+the variant is known from the path, not the line), one file per writer (per worker process,
+so processes never interleave), rotated by size, by age and at each hour boundary.
+
+Durability: a record is written with one `write(2)` on an O_APPEND descriptor *before* the
+response is sent. Once the kernel has it, a worker crash or restart cannot lose or tear it; the
+files are fdatasync'ed every `sync_seconds` (by a helper thread in the endpoint's workers, off
+the request path), at rotation and at close, which bounds what a machine crash can lose to the
+last second. A crash can at worst leave a torn last line, which `read_capture` counts and
+skips.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from mlops_kit.serving.kernel import CSV_TYPES, JSON_TYPES, media_type
+
+_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+CAPTURE_DIR = "capture"
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_SECONDS = 300.0
+DEFAULT_SYNC_SECONDS = 1.0
+
+
+def capture_root(home: str | Path) -> Path:
+    return Path(home) / CAPTURE_DIR
+
+
+def _encode(payload: bytes, content_type: str) -> tuple[str, str]:
+    """(data, encoding) as SageMaker records a payload of this content type."""
+    kind = media_type(content_type)
+    if kind in CSV_TYPES or kind in JSON_TYPES:
+        try:
+            return payload.decode("utf-8"), "CSV" if kind in CSV_TYPES else "JSON"
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(payload).decode("ascii"), "BASE64"
+
+
+def capture_line(input_body: bytes, input_type: str, output_body: bytes, output_type: str,
+                 *, inference_id: str | None = None, event_id: str | None = None,
+                 inference_time: str | None = None) -> bytes:
+    """One capture record as a JSON line (newline included)."""
+    in_data, in_encoding = _encode(input_body, input_type)
+    out_data, out_encoding = _encode(output_body, output_type)
+    inference = f',"inferenceId":{_quote(inference_id)}' if inference_id else ""
+    return (
+        '{"captureData":{"endpointInput":{"observedContentType":%s,"mode":"INPUT","data":%s,'
+        '"encoding":"%s"},"endpointOutput":{"observedContentType":%s,"mode":"OUTPUT","data":%s,'
+        '"encoding":"%s"}},"eventMetadata":{"eventId":"%s"%s,"inferenceTime":"%s"},'
+        '"eventVersion":"0"}\n' % (
+            _quote(input_type or ""), _quote(in_data), in_encoding, _quote(output_type or ""),
+            _quote(out_data), out_encoding, event_id or new_event_id(), inference,
+            inference_time or _iso_second(int(time.time())))
+    ).encode("ascii")
+
+
+def new_event_id(bits: Callable[[int], int] = random.getrandbits) -> str:
+    """A random (version 4) UUID string, several times cheaper than str(uuid.uuid4())."""
+    value = (bits(128) & ~(0xF000 << 64) | (0x4000 << 64)) & ~(0xC << 60) | (0x8 << 60)
+    text = "%032x" % value
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _iso_second(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+@dataclass
+class _OpenFile:
+    fd: int
+    path: Path
+    deadline: float
+    """Rotate at this epoch second: the file's age limit or the end of its hour."""
+    size: int = 0
+    dirty: bool = False
+
+
+class CaptureWriter:
+    """Appends sampled capture records for one endpoint, one open file per variant.
+
+    `write` is meant for one thread (a worker's event loop). `start_background_sync()` moves
+    the periodic fdatasync, and the closing of rotated files, to a helper thread so that the
+    request path never waits for the disk.
+    """
+
+    def __init__(self, home: str | Path, endpoint_name: str, *, percent: float = 100.0,
+                 writer_id: str = "", max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_seconds: float = DEFAULT_MAX_SECONDS,
+                 sync_seconds: float = DEFAULT_SYNC_SECONDS, seed: int | None = None,
+                 clock: Callable[[], float] = time.time):
+        if not 0 <= percent <= 100:
+            raise ValueError(f"capture percent must be between 0 and 100, got {percent}")
+        self.root = capture_root(home) / endpoint_name
+        self.endpoint_name = endpoint_name
+        self.percent = float(percent)
+        self.writer_id = writer_id or f"p{os.getpid()}"
+        self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+        self.sync_seconds = sync_seconds
+        generator = random.Random(seed)
+        self._draw = generator.random
+        self._bits = random.Random(None if seed is None else seed + 1).getrandbits
+        self._clock = clock
+        self._files: dict[str, _OpenFile] = {}
+        self._retired: list[_OpenFile] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._syncer: threading.Thread | None = None
+        self._second = -1
+        self._second_text = ""
+        self._next_sync = 0.0
+        self.records = 0
+        self.closed_files: list[Path] = []
+
+    def sampled(self) -> bool:
+        """Whether to capture the next request (the sampling percentage)."""
+        percent = self.percent
+        return percent >= 100 or (percent > 0 and self._draw() * 100 < percent)
+
+    def write(self, variant_name: str, input_body: bytes, input_type: str, output_body: bytes,
+              output_type: str, inference_id: str | None = None) -> None:
+        now = self._clock()
+        second = int(now)
+        if second != self._second:
+            self._second, self._second_text = second, _iso_second(second)
+        line = capture_line(input_body, input_type, output_body, output_type,
+                            inference_id=inference_id, event_id=new_event_id(self._bits),
+                            inference_time=self._second_text)
+        handle = self._files.get(variant_name)
+        if handle is None or now >= handle.deadline or handle.size >= self.max_bytes:
+            handle = self._rotate(variant_name, now)
+        written = os.write(handle.fd, line)
+        while written < len(line):  # regular files do not write short unless the disk is full
+            written += os.write(handle.fd, line[written:])
+        handle.size += len(line)
+        handle.dirty = True
+        self.records += 1
+
+    def _rotate(self, variant_name: str, now: float) -> _OpenFile:
+        moment = time.gmtime(now)
+        directory = self.root.joinpath(variant_name, time.strftime("%Y/%m/%d/%H", moment))
+        directory.mkdir(parents=True, exist_ok=True)
+        millis = int((now % 1) * 1000)
+        name = (f"{time.strftime('%M-%S', moment)}-{millis:03d}-{self.writer_id}-"
+                f"{uuid.uuid4().hex[:12]}.jsonl")
+        path = directory / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        hour_end = (int(now) // 3600 + 1) * 3600
+        handle = _OpenFile(fd, path, min(now + self.max_seconds, hour_end))
+        with self._lock:
+            old = self._files.get(variant_name)
+            self._files[variant_name] = handle
+            if old is not None:
+                self._retired.append(old)
+        if old is not None and self._syncer is None:
+            self._close_retired()
+        return handle
+
+    def _close_retired(self) -> None:
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for handle in retired:
+            try:
+                if handle.dirty:
+                    os.fdatasync(handle.fd)
+            finally:
+                os.close(handle.fd)
+            self.closed_files.append(handle.path)
+
+    def sync(self) -> None:
+        """fdatasync what was written since the last sync; close rotated files."""
+        with self._lock:
+            dirty = [h for h in self._files.values() if h.dirty]
+            for handle in dirty:
+                handle.dirty = False
+        for handle in dirty:
+            os.fdatasync(handle.fd)
+        self._close_retired()
+
+    def maybe_sync(self) -> None:
+        """Sync when `sync_seconds` have passed (callers without the background thread)."""
+        now = time.monotonic()
+        if now >= self._next_sync:
+            self._next_sync = now + self.sync_seconds
+            self.sync()
+
+    def start_background_sync(self) -> None:
+        if self._syncer is None and self.sync_seconds > 0:
+            self._syncer = threading.Thread(target=self._sync_loop, name="capture-sync",
+                                            daemon=True)
+            self._syncer.start()
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.sync_seconds):
+            try:
+                self.sync()
+            except OSError:  # pragma: no cover - a full or failing disk: keep serving
+                pass
+
+    def open_files(self) -> list[Path]:
+        return [h.path for h in self._files.values()]
+
+    def close(self) -> None:
+        """Stop the sync thread, then fdatasync and close every file."""
+        if self._syncer is not None:
+            self._stop.set()
+            self._syncer.join()
+            self._syncer = None
+        with self._lock:
+            self._retired.extend(self._files.values())
+            self._files.clear()
+        self._close_retired()
+
+    def __enter__(self) -> "CaptureWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# -- reading ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CapturedPayload:
+    content_type: str
+    mode: str
+    data: str
+    encoding: str
+
+    def payload(self) -> bytes:
+        """The payload as the endpoint saw (or sent) it."""
+        if self.encoding == "BASE64":
+            return base64.b64decode(self.data, validate=True)
+        return self.data.encode("utf-8")
+
+    def text(self) -> str:
+        return self.payload().decode("utf-8")
+
+
+@dataclass(frozen=True)
+class CaptureRecord:
+    input: CapturedPayload
+    output: CapturedPayload
+    event_id: str
+    inference_time: str
+    inference_id: str | None
+    event_version: str
+    endpoint: str | None = None
+    variant: str | None = None
+    """From the file's key (…/{endpoint}/{variant}/yyyy/mm/dd/hh/file), when it follows it."""
+    path: str = ""
+    line: int = 0
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+_ENCODINGS = {"CSV", "JSON", "BASE64"}
+
+
+def _payload(raw: Any, mode: str) -> CapturedPayload:
+    if not isinstance(raw, dict):
+        raise ValueError(f"endpoint{mode.title()} is not an object")
+    payload = CapturedPayload(raw["observedContentType"], raw.get("mode", mode), raw["data"],
+                              raw["encoding"])
+    if not isinstance(payload.data, str) or payload.encoding not in _ENCODINGS:
+        raise ValueError(f"bad {mode} payload")
+    if payload.encoding == "BASE64":
+        base64.b64decode(payload.data, validate=True)
+    return payload
+
+
+def parse_capture_line(text: str | bytes, *, endpoint: str | None = None,
+                       variant: str | None = None, path: str = "", line: int = 0
+                       ) -> CaptureRecord:
+    """One capture line; ValueError when it is torn or not in SageMaker's capture format."""
+    document = json.loads(text)
+    try:
+        data = document["captureData"]
+        meta = document["eventMetadata"]
+        record = CaptureRecord(
+            _payload(data["endpointInput"], "INPUT"), _payload(data["endpointOutput"], "OUTPUT"),
+            str(meta["eventId"]), str(meta["inferenceTime"]), meta.get("inferenceId"),
+            str(document.get("eventVersion", "")), endpoint, variant, path, line, document)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"not a capture record: {exc!r}") from None
+    return record
+
+
+def _key_parts(path: Path) -> tuple[str | None, str | None]:
+    parts = path.parts
+    if len(parts) >= 7 and all(p.isdigit() for p in parts[-5:-1]) and len(parts[-5]) == 4:
+        return parts[-7], parts[-6]
+    return None, None
+
+
+def capture_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Files to read: the paths given, with directories expanded to their *.jsonl, sorted."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: list[Path] = []
+    for entry in map(Path, paths):
+        if entry.is_dir():
+            found.extend(sorted(p for p in entry.rglob("*.jsonl") if p.is_file()))
+        else:
+            found.append(entry)
+    return found
+
+
+def iter_capture(paths: str | Path | Iterable[str | Path],
+                 on_skip: Callable[[Path, int, str], None] | None = None
+                 ) -> Iterator[CaptureRecord]:
+    for path in capture_files(paths):
+        endpoint, variant = _key_parts(path)
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    yield parse_capture_line(raw, endpoint=endpoint, variant=variant,
+                                             path=str(path), line=number)
+                except ValueError as exc:  # JSONDecodeError is a ValueError
+                    if on_skip is not None:
+                        on_skip(path, number, str(exc))
+
+
+def read_capture(paths: str | Path | Iterable[str | Path]) -> tuple[list[CaptureRecord], int]:
+    """Parse capture files (or directories of them): (good records, torn or corrupt lines)."""
+    skipped = 0
+
+    def count(_path: Path, _line: int, _reason: str) -> None:
+        nonlocal skipped
+        skipped += 1
+
+    records = list(iter_capture(paths, on_skip=count))
+    return records, skipped
