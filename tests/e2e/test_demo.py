@@ -11,7 +11,7 @@ from mlops_kit.cli.app import app
 
 
 def test_demo_rolls_back_to_the_warm_fallback_with_zero_failed_requests(tmp_path):
-    result = CliRunner().invoke(app, ["demo", "--rows", "12000", "--period", "1.5", "--json"],
+    result = CliRunner().invoke(app, ["demo", "--rows", "25000", "--period", "1.5", "--json"],
                                 env={"MLOPS_HOME": str(tmp_path)})
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

@@ -372,8 +372,77 @@ def drift_command(reference: Path = typer.Option(..., "--reference", help="CSV o
         console.print(render.drift_table(report))
 
 
+@app.command("monitor")
+def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
+                                                   help="Seconds between two runs."),
+                    once: bool = typer.Option(False, "--once", help="Run once and exit."),
+                    period: float = typer.Option(300.0, "--period", min=0.5,
+                                                 help="Seconds one alarm period lasts locally "
+                                                      "(300 as in CloudWatch; less to rehearse)."),
+                    probe: bool = typer.Option(True, "--probe/--no-probe",
+                                               help="Probe every variant first."),
+                    as_json: bool = JsonOption) -> None:
+    """The drift monitor, probes and alarms on a timer, against the local endpoint's capture:
+    what the scheduled Lambdas and CloudWatch do in AWS. An alarm goes to the rollback
+    controller."""
+    import time
+    from datetime import datetime, timezone
+
+    from mlops_kit.config import LocalSettings
+    from mlops_kit.local.monitor import LocalMonitor
+    from mlops_kit.serving.router import ScoringRouter, ServingError
+    from mlops_pipelines.steps.inference import PayloadError
+
+    settings = LocalSettings.from_env()
+    monitor = LocalMonitor(settings, time_scale=period / 300.0)
+    router = ScoringRouter(settings.home, settings.endpoint_name)
+
+    def invoke(variant: str, body: str) -> tuple[int, str]:
+        try:
+            return 200, router.invoke(body.encode(), "text/csv", "text/csv",
+                                      target_variant=variant).body.decode()
+        except PayloadError as exc:
+            return 400, str(exc)
+        except ServingError as exc:
+            return exc.status, str(exc)
+
+    # Load every variant once before the first probe, so the probe measures serving, not
+    # the model load (the endpoint's own variants are warm the same way).
+    table = router.refresh()
+    baseline = monitor.champion_baseline()
+    if table is not None and baseline is not None:
+        from mlops_kit.monitoring.probe import baseline_rows
+
+        warm_body = baseline_rows(baseline.features, baseline.feature_order)
+        for name in table.variants:
+            invoke(name, warm_body)
+
+    while True:
+        now = datetime.now(timezone.utc)
+        probes = monitor.probe(invoke, now) if probe else []
+        result = monitor.tick(now)
+        summary = {"at": now.isoformat(), "records": result.records, "skipped": result.skipped,
+                   "feature_psi_max": result.value("FeaturePSIMax"),
+                   "probes": {r.variant_name: r.ok for r in probes},
+                   "alarms": [e["detail"]["alarmName"] + " → " + e["detail"]["state"]["value"]
+                              for e in result.events],
+                   "actions": [o.to_dict() for o in result.outcomes]}
+        if as_json:
+            sys.stdout.write(json.dumps(summary, sort_keys=True, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            console.print(f"{summary['at']}: records {summary['records'] or '{}'}, "
+                          f"max feature PSI {summary['feature_psi_max']}, probes "
+                          f"{summary['probes']}, alarms {summary['alarms'] or 'no change'}")
+            for outcome in result.outcomes:
+                console.print(f"  → {outcome.action}: {outcome.reason}")
+        if once:
+            return
+        time.sleep(interval)
+
+
 @app.command("demo")
-def demo_command(rows: int = typer.Option(50_000, "--rows", min=5_000,
+def demo_command(rows: int = typer.Option(50_000, "--rows", min=20_000,
                                           help="Rows per month of training data."),
                  period: float = typer.Option(2.0, "--period", min=0.5,
                                               help="Seconds one 300 s alarm period takes."),
