@@ -27,7 +27,7 @@ def test_defaults_pass_a_good_model():
     ("max_psi", "metrics__score_psi", 0.5),
     ("max_calibration_error", "metrics__ece", 0.2),
     ("max_p99_latency_ms", "latency__p99_ms", 500.0),
-    ("max_aupr_regression", "metrics__aupr_regression", 0.05),
+    ("max_aupr_regression", "metrics__aupr_regression", 0.2),
 ])
 def test_each_gate_fails_alone_and_is_named(gate, path, value):
     verdicts = evaluate_gates(evaluation(**{path: value}))

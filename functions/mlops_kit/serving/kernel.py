@@ -154,7 +154,7 @@ def _row_encoder(model: LoadedModel) -> Callable[[list[str]], list[float] | None
     if len(plan) != width:  # LoadedModel changed shape: always take the canonical path
         return lambda values: None
     nan = math.nan
-    infinite = (math.inf, -math.inf)
+    from mlops_pipelines.steps.inference import FLOAT32_MAX
 
     def encode_text_row(values: list[str]) -> list[float] | None:
         if len(values) != width:
@@ -169,9 +169,10 @@ def _row_encoder(model: LoadedModel) -> Callable[[list[str]], list[float] | None
                     number = float(value)
                 except ValueError:
                     return None
-                if number in infinite:
-                    return None
-                append(number)
+                if number != number or -FLOAT32_MAX <= number <= FLOAT32_MAX:
+                    append(number)  # "nan" text reads as missing, as in encode_row
+                else:
+                    return None  # infinite or beyond float32: encode_row refuses it
             else:
                 append(codes.get(value, nan))
         return row
