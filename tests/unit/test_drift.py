@@ -60,3 +60,33 @@ def test_categorical_baseline_orders_by_frequency_and_counts_unseen_and_missing(
 def test_bin_count_mismatch_is_an_error():
     with pytest.raises(ValueError, match="bin counts differ"):
         drift.psi(np.ones(3) / 3, np.ones(4) / 4)
+
+
+def test_numeric_drift_equals_the_separate_functions_and_scipy():
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(3)
+    ref = np.round(rng.normal(size=20_000), 2)
+    cur = np.round(rng.normal(0.1, 1.1, size=50_000), 2)
+    ref[::50] = np.nan
+    cur[::70] = np.nan
+    combined = drift.numeric_drift(ref, cur, 10)
+    baseline = drift.numeric_baseline(ref, 10)
+    assert combined["edges"] == baseline["edges"]
+    assert combined["reference_proportions"] == pytest.approx(baseline["proportions"], abs=1e-15)
+    assert combined["psi"] == pytest.approx(drift.psi_against_baseline(baseline, cur), abs=1e-12)
+    expected = ks_2samp(ref[~np.isnan(ref)], cur[~np.isnan(cur)]).statistic
+    assert abs(combined["ks"] - expected) < 1e-12
+    assert abs(drift.ks_statistic(ref, cur) - expected) < 1e-12
+
+
+def test_average_precision_matches_sklearn():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        labels = (rng.random(300) < 0.1).astype(int)
+        labels[0] = 1
+        scores = np.round(rng.random(300), 2)
+        assert drift.average_precision(labels, scores) == pytest.approx(
+            average_precision_score(labels, scores), abs=1e-12)

@@ -118,7 +118,7 @@ def psi_against_baseline(feature_baseline: Mapping[str, Any], values: Any) -> fl
 
 
 def ks_statistic(reference: np.ndarray, current: np.ndarray, *,
-                 reference_sorted: bool = False) -> float:
+                 reference_sorted: bool = False, current_sorted: bool = False) -> float:
     """Two-sample Kolmogorov-Smirnov statistic, equal to `scipy.stats.ks_2samp(...).statistic`.
 
     Missing values are dropped first. Between two consecutive distinct reference values the
@@ -131,7 +131,8 @@ def ks_statistic(reference: np.ndarray, current: np.ndarray, *,
     if not reference_sorted:
         a = np.sort(a[~np.isnan(a)])
     b = np.asarray(current, dtype=np.float64)
-    b = np.sort(b[~np.isnan(b)])
+    if not current_sorted:
+        b = np.sort(b[~np.isnan(b)])
     if a.size == 0 or b.size == 0:
         return float("nan")
     last_of_run = np.append(a[1:] != a[:-1], True)
@@ -174,3 +175,35 @@ def feature_drift(baseline: Mapping[str, Any], current: Mapping[str, Any],
             metrics["ks"] = ks_statistic(reference[name], np.asarray(values, dtype=np.float64))
         result[name] = metrics
     return result
+
+
+def sorted_valid(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Sorted non-missing values (a view: numpy sorts NaN last) and the number of missing."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    valid = int(np.searchsorted(ordered, np.inf, side="right"))
+    return ordered[:valid], ordered.size - valid
+
+
+def numeric_drift(reference: np.ndarray, current: np.ndarray, bins: int = 10
+                  ) -> dict[str, Any]:
+    """PSI on the reference's quantile bins and the KS statistic, sorting each sample once.
+
+    Same numbers as `numeric_baseline` + `psi_against_baseline` + `ks_statistic`; the hot path
+    of `mlops drift`, where sorting is most of the cost.
+    """
+    a, a_missing = sorted_valid(reference)
+    b, b_missing = sorted_valid(current)
+    edges = quantile_edges(a, bins)
+    expected = _counts_from_sorted(a, a_missing, edges)
+    actual = _counts_from_sorted(b, b_missing, edges)
+    return {"psi": psi(proportions(expected), proportions(actual)),
+            "ks": ks_statistic(a, b, reference_sorted=True, current_sorted=True)
+            if a.size and b.size else float("nan"),
+            "edges": edges.tolist(), "reference_proportions": proportions(expected).tolist()}
+
+
+def _counts_from_sorted(ordered: np.ndarray, missing: int, edges: np.ndarray) -> np.ndarray:
+    """`numeric_counts` for an already sorted sample: right-closed bins by binary search."""
+    cumulative = np.searchsorted(ordered, edges, side="right")
+    counts = np.diff(np.concatenate(([0], cumulative, [ordered.size]))).astype(np.float64)
+    return np.append(counts, missing)

@@ -48,10 +48,9 @@ def compare_frames(reference, current, *, bins: int = 10, score_column: str = "s
     def numeric_feature(name: str) -> tuple[str, dict[str, Any]]:
         ref = reference[name].to_numpy(dtype=np.float64, na_value=np.nan)
         cur = current[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        baseline = drift.numeric_baseline(ref, bins)
-        value = drift.psi_against_baseline(baseline, cur)
-        return name, {"kind": "numeric", "psi": value, "ks": drift.ks_statistic(ref, cur),
-                      "level": psi_level(value)}
+        result = drift.numeric_drift(ref, cur, bins)
+        return name, {"kind": "numeric", "psi": result["psi"], "ks": result["ks"],
+                      "level": psi_level(result["psi"])}
 
     def frequencies(column) -> tuple[dict[str, int], int]:
         counts = column.astype("string").value_counts(dropna=True)
