@@ -16,19 +16,16 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops_kit.aws.lambda_settings import SettingsError
+from mlops_kit.aws.lambda_settings import (MONITORING_REQUIRED, monitoring_dependencies,
+                                          require)
 from mlops_kit.monitoring.drift_monitor import (ChampionBaseline, DecodedCapture, compute_metrics,
                                                 decode_capture, parse_capture_lines)
-from mlops_kit.monitoring.metrics import PowertoolsMetricSink
 
 logger = Logger(service="drift-monitor")
 tracer = Tracer(service="drift-monitor")
 metrics = Metrics(namespace="MLOpsKit/Monitoring", service="drift-monitor")
 
-REQUIRED = ("ENDPOINT_NAME", "MLOPS_MODEL_GROUP", "LEDGER_TABLE_NAME", "CAPTURE_S3_URI")
-_missing = [name for name in REQUIRED if not os.environ.get(name)]
-if _missing:
-    raise SettingsError(f"missing environment variable(s): {', '.join(_missing)}")
+require(MONITORING_REQUIRED + ("CAPTURE_S3_URI",))
 ENDPOINT = os.environ["ENDPOINT_NAME"]
 CAPTURE_URI = os.environ["CAPTURE_S3_URI"]
 WINDOW = timedelta(minutes=int(os.environ.get("WINDOW_MINUTES") or 10))
@@ -37,17 +34,9 @@ _deps: dict[str, Any] = {}
 
 
 def dependencies() -> dict[str, Any]:
-    """Registry, endpoint adapter and S3 reader, built once per container; tests inject."""
+    """Built once per container; tests inject their own."""
     if not _deps:
-        from mlops_kit.aws.monitoring import S3Documents
-        from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
-        from mlops_kit.registry.sagemaker import SageMakerRegistry
-
-        _deps["registry"] = SageMakerRegistry(os.environ["MLOPS_MODEL_GROUP"],
-                                              ledger_table=os.environ["LEDGER_TABLE_NAME"])
-        _deps["endpoints"] = SageMakerEndpoints()
-        _deps["documents"] = S3Documents()
-        _deps["sink"] = PowertoolsMetricSink()
+        _deps.update(monitoring_dependencies())
     return _deps
 
 

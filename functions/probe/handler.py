@@ -16,18 +16,15 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops_kit.aws.lambda_settings import SettingsError
-from mlops_kit.monitoring.metrics import PowertoolsMetricSink
+from mlops_kit.aws.lambda_settings import (MONITORING_REQUIRED, monitoring_dependencies,
+                                          require)
 from mlops_kit.monitoring.probe import baseline_rows, probe_metrics, probe_variants
 
 logger = Logger(service="probe")
 tracer = Tracer(service="probe")
 metrics = Metrics(namespace="MLOpsKit/Monitoring", service="probe")
 
-REQUIRED = ("ENDPOINT_NAME", "MLOPS_MODEL_GROUP", "LEDGER_TABLE_NAME")
-_missing = [name for name in REQUIRED if not os.environ.get(name)]
-if _missing:
-    raise SettingsError(f"missing environment variable(s): {', '.join(_missing)}")
+require(MONITORING_REQUIRED)
 ENDPOINT = os.environ["ENDPOINT_NAME"]
 MAX_LATENCY_MS = float(os.environ.get("PROBE_MAX_LATENCY_MS") or 1000)
 IAM_ACTIONS = ("sagemaker:InvokeEndpoint",)
@@ -36,18 +33,12 @@ _deps: dict[str, Any] = {}
 
 
 def dependencies() -> dict[str, Any]:
+    """Built once per container; tests inject their own."""
     if not _deps:
+        _deps.update(monitoring_dependencies())
         from mlops_kit.aws.clients import default_client
-        from mlops_kit.aws.monitoring import S3Documents
-        from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
-        from mlops_kit.registry.sagemaker import SageMakerRegistry
 
-        _deps["registry"] = SageMakerRegistry(os.environ["MLOPS_MODEL_GROUP"],
-                                              ledger_table=os.environ["LEDGER_TABLE_NAME"])
-        _deps["endpoints"] = SageMakerEndpoints()
-        _deps["documents"] = S3Documents()
         _deps["runtime"] = default_client("sagemaker-runtime")
-        _deps["sink"] = PowertoolsMetricSink()
     return _deps
 
 

@@ -61,3 +61,27 @@ class ControlSettings:
         if problems:
             raise SettingsError("; ".join(problems))
         return settings
+
+
+MONITORING_REQUIRED = ("ENDPOINT_NAME", "MLOPS_MODEL_GROUP", "LEDGER_TABLE_NAME")
+
+
+def require(names: tuple[str, ...], environ: Mapping[str, str] | None = None) -> None:
+    env = os.environ if environ is None else environ
+    missing = [name for name in names if not env.get(name)]
+    if missing:
+        raise SettingsError(f"missing environment variable(s): {', '.join(missing)}")
+
+
+def monitoring_dependencies(environ: Mapping[str, str] | None = None) -> dict:
+    """Registry, endpoint adapter, S3 reader and EMF sink of the monitoring Lambdas."""
+    from mlops_kit.aws.monitoring import S3Documents
+    from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
+    from mlops_kit.monitoring.metrics import PowertoolsMetricSink
+    from mlops_kit.registry.sagemaker import SageMakerRegistry
+
+    env = os.environ if environ is None else environ
+    return {"registry": SageMakerRegistry(env["MLOPS_MODEL_GROUP"],
+                                          ledger_table=env["LEDGER_TABLE_NAME"]),
+            "endpoints": SageMakerEndpoints(), "documents": S3Documents(),
+            "sink": PowertoolsMetricSink()}

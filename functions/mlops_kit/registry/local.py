@@ -150,12 +150,7 @@ class LocalRegistry(ModelRegistry):
 
     def get(self, version: int) -> ModelVersion:
         with self._connect() as db:
-            row = db.execute("SELECT record FROM model_versions WHERE model_group = ? AND "
-                             "version = ?", (self.model_group, int(version))).fetchone()
-        if row is None:
-            raise UnknownVersionError(
-                f"model group '{self.model_group}' has no version {version}")
-        return _version_from_json(row[0])
+            return self._fetch(db, version)
 
     def list_versions(self, status: ApprovalStatus | None = None) -> list[ModelVersion]:
         query = "SELECT record FROM model_versions WHERE model_group = ?"
@@ -179,6 +174,13 @@ class LocalRegistry(ModelRegistry):
         return [Transition(*row[:7], details=json.loads(row[7])) for row in rows]
 
 
+    def _fetch(self, db: sqlite3.Connection, version: int) -> ModelVersion:
+        row = db.execute("SELECT record FROM model_versions WHERE model_group = ? AND "
+                         "version = ?", (self.model_group, int(version))).fetchone()
+        if row is None:
+            raise UnknownVersionError(f"model group '{self.model_group}' has no version {version}")
+        return _version_from_json(row[0])
+
     def set_status(self, version: int, status: ApprovalStatus, *, actor: str,
                    reason: str) -> tuple[ModelVersion, bool]:
         status = ApprovalStatus(status)
@@ -186,12 +188,7 @@ class LocalRegistry(ModelRegistry):
             raise InvalidRegistrationError("a status change needs who (actor) and why (reason)")
         now = utc_now()
         with self._connect(write=True) as db:
-            row = db.execute("SELECT record FROM model_versions WHERE model_group = ? AND "
-                             "version = ?", (self.model_group, int(version))).fetchone()
-            if row is None:
-                raise UnknownVersionError(
-                    f"model group '{self.model_group}' has no version {version}")
-            current = _version_from_json(row[0])
+            current = self._fetch(db, version)
             if current.status == status:
                 return current, False
             updated = replace(current, status=status, status_changed_at=now,
@@ -209,12 +206,7 @@ class LocalRegistry(ModelRegistry):
     def archive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
         now = utc_now()
         with self._connect(write=True) as db:
-            row = db.execute("SELECT record FROM model_versions WHERE model_group = ? AND "
-                             "version = ?", (self.model_group, int(version))).fetchone()
-            if row is None:
-                raise UnknownVersionError(
-                    f"model group '{self.model_group}' has no version {version}")
-            current = _version_from_json(row[0])
+            current = self._fetch(db, version)
             if current.archived_at:
                 return current, False
             updated = replace(current, archived_at=now)
