@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -370,6 +371,36 @@ def drift_command(reference: Path = typer.Option(..., "--reference", help="CSV o
         _emit_json(report)
     else:
         console.print(render.drift_table(report))
+
+
+@app.command("batch-transform")
+def batch_transform_command(
+        input_uri: str = typer.Option(..., "--input", help="s3:// prefix or object to score."),
+        output_uri: str = typer.Option(..., "--output", help="s3:// prefix for the scores."),
+        endpoint: Optional[str] = EndpointOption,
+        instance_type: str = typer.Option("ml.m5.xlarge", "--instance-type"),
+        as_json: bool = JsonOption) -> None:
+    """AWS twin of `mlops batch-score`: a SageMaker Batch Transform job from the model package
+    of the version serving the endpoint (needs SAGEMAKER_EXECUTION_ROLE_ARN)."""
+    from mlops_kit.aws.batch_transform import BatchTransformLauncher, NoChampionError
+
+    for name, uri in (("--input", input_uri), ("--output", output_uri)):
+        if not uri.startswith("s3://"):
+            _fail_bad_input(f"{name} must be an s3:// URI, got '{uri}'")
+    opened = _backend("aws")
+    role = os.environ.get("SAGEMAKER_EXECUTION_ROLE_ARN", "")
+    if not role:
+        _fail_bad_input("SAGEMAKER_EXECUTION_ROLE_ARN is required to create the transform job")
+    launcher = BatchTransformLauncher(execution_role_arn=role, instance_type=instance_type)
+    try:
+        job = launcher.start_for_champion(opened.registry, endpoint or opened.endpoint_name,
+                                          input_s3_uri=input_uri, output_s3_uri=output_uri)
+    except NoChampionError as exc:
+        _fail_bad_input(str(exc))
+    if as_json:
+        _emit_json({"transform_job": job, "input": input_uri, "output": output_uri})
+    else:
+        console.print(f"started Batch Transform job {job}: {input_uri} → {output_uri}")
 
 
 @app.command("monitor")
