@@ -38,12 +38,14 @@ def controller() -> DeploymentController:
     """Built on first use so tests can inject clients; reused across warm invocations."""
     global _controller
     if _controller is None:
-        from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
+        from mlops_kit.deploy.sagemaker_endpoint import DataCapture, SageMakerEndpoints
         from mlops_kit.registry.sagemaker import SageMakerRegistry
 
         registry = SageMakerRegistry(settings.model_group, ledger_table=settings.ledger_table)
-        endpoints = SageMakerEndpoints(execution_role_arn=settings.execution_role_arn,
-                                       instance_type=settings.instance_type)
+        endpoints = SageMakerEndpoints(
+            execution_role_arn=settings.execution_role_arn, instance_type=settings.instance_type,
+            data_capture=DataCapture(settings.capture_s3_uri, settings.capture_percent,
+                                     settings.capture_kms_key_id))
         _controller = DeploymentController(
             registry, endpoints,
             DeploymentSettings(settings.endpoint_name, settings.instance_count,

@@ -69,6 +69,7 @@ def load(monkeypatch, tables, make_client):
     monkeypatch.setenv("LEDGER_TABLE_NAME", LEDGER)
     monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", IDEMPOTENCY)
     monkeypatch.setenv("SAGEMAKER_EXECUTION_ROLE_ARN", ROLE_ARN)
+    monkeypatch.setenv("DATA_CAPTURE_S3_URI", "s3://kit-capture/capture")
 
     def load_module(function: str):
         name = f"{function}_under_test"
@@ -112,8 +113,16 @@ def test_approval_deploys_once_and_foreign_events_are_ignored(load, registry, sa
 
 def test_settings_fail_fast_naming_what_is_missing(monkeypatch, load):
     monkeypatch.delenv("LEDGER_TABLE_NAME")
-    with pytest.raises(Exception, match="LEDGER_TABLE_NAME is required"):
+    monkeypatch.delenv("DATA_CAPTURE_S3_URI")
+    with pytest.raises(Exception, match="LEDGER_TABLE_NAME is required.*DATA_CAPTURE_S3_URI"):
         load("deployment_controller")
+
+
+def test_the_lambda_deploys_with_data_capture(load):
+    handler = load("deployment_controller")
+    capture = handler.controller().endpoints.data_capture
+    assert capture.destination_s3_uri == "s3://kit-capture/capture"
+    assert capture.to_request()["EnableCapture"] is True
 
 
 @pytest.fixture()

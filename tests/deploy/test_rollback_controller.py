@@ -210,3 +210,28 @@ def test_unknown_endpoint_is_a_no_op(promoted):
         metric["metricStat"]["metric"]["dimensions"]["EndpointName"] = "ghost"
     event["detail"]["alarmName"] = "ghost-feature-drift"
     assert rollback.handle_event(event).action == "none"
+
+
+def test_redelivery_after_a_failed_history_write_completes_the_same_rollback(promoted):
+    registry, endpoints, rollback, _, _, _ = promoted
+    original = registry.record_deployment
+    registry.record_deployment = lambda record: (_ for _ in ()).throw(OSError("ledger down"))
+    with pytest.raises(OSError):
+        rollback.handle_event(alarm_event())
+    registry.record_deployment = original
+    assert weights(endpoints) == {3: 0.0, 2: 1.0, 1: 0.0}
+    outcome = rollback.handle_event(alarm_event())  # EventBridge delivers it again
+    assert (outcome.action, outcome.from_version, outcome.to_version) == ("rolled_back", 3, 2)
+    assert weights(endpoints) == {3: 0.0, 2: 1.0, 1: 0.0}  # not back to v3
+    assert 3 in registry.blocked_versions(ENDPOINT)
+
+
+def test_manual_rollback_refuses_a_rejected_or_failing_target(promoted):
+    registry, endpoints, rollback, probes, _, _ = promoted
+    registry.reject(1, actor="bob", reason="bug")
+    outcome = rollback.rollback(ENDPOINT, actor="oncall", reason="x", to_version=1)
+    assert outcome.action == "none" and "rejected" in outcome.reason
+    probes.results["v2"] = False
+    outcome = rollback.rollback(ENDPOINT, actor="oncall", reason="x", to_version=2)
+    assert outcome.action == "none" and "probe" in outcome.reason
+    assert weights(endpoints)[3] == 1.0

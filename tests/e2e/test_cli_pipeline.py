@@ -163,3 +163,11 @@ def test_console_script_is_installed():
     done = subprocess.run([sys.executable, "-m", "mlops_kit.cli", "--help"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and "pipeline" in done.stdout
+
+
+def test_bad_schema_file_exits_2(cli, tmp_path):
+    result = cli("pipeline", "run", "--schema", str(tmp_path / "missing.json"))
+    assert result.exit_code == 2 and "schema" in result.stderr
+    (tmp_path / "empty.json").write_text('{"target": "y", "numeric": [], "categorical": []}')
+    result = cli("pipeline", "run", "--schema", str(tmp_path / "empty.json"))
+    assert result.exit_code == 2 and "no feature" in result.stderr

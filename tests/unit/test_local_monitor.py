@@ -26,3 +26,42 @@ def test_tail_reads_each_complete_line_once_and_waits_for_a_line_being_written(t
     assert [r["captureData"]["endpointOutput"]["data"] for r in records] == ["0.2"]
     assert corrupt == 1
     assert tail.read_new("ep")["v1"] == ([], 0)
+
+
+def test_decode_accepts_every_json_shape_the_endpoint_does_and_skips_the_rest():
+    from mlops_kit.monitoring.drift_monitor import decode_capture
+
+    def record(data: str) -> dict:
+        return {"captureData": {
+            "endpointInput": {"observedContentType": "application/json", "data": data,
+                              "encoding": "JSON"},
+            "endpointOutput": {"observedContentType": "text/csv", "data": "0.1",
+                               "encoding": "CSV"}}}
+
+    decoded = decode_capture([record('{"features": [1, "a"]}'), record('{"instances": [[2, "b"]]}'),
+                              record('[3, "c"]'), record('{"amount": 4, "channel": "d"}'),
+                              record("5"), record('{"features": 7}')], ["amount", "channel"])
+    assert decoded.columns["amount"] == [1, 2, 3]
+    assert decoded.skipped == 3
+
+
+def test_small_windows_publish_no_drift_datapoint():
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    from mlops_kit.core import drift
+    from mlops_kit.monitoring.drift_monitor import (MIN_ROWS_FOR_DRIFT, ChampionBaseline,
+                                                    DecodedCapture, compute_metrics)
+
+    baseline = ChampionBaseline(1, "v1", {"amount": drift.numeric_baseline(np.arange(1000.0), 10)},
+                                ("amount",), drift.numeric_baseline(np.linspace(0, 1, 100), 10))
+    few = DecodedCapture({"amount": [1.0] * 20}, [0.5] * 20, [None] * 20, records=20)
+    names = {d.name for d in compute_metrics(baseline, {"v1": few}, endpoint_name="e",
+                                             at=datetime.now(timezone.utc))}
+    assert names == {"CaptureRecords", "CaptureSkipped"}
+    n = MIN_ROWS_FOR_DRIFT
+    enough = DecodedCapture({"amount": list(np.arange(n) * 5.0)}, [0.5] * n, [None] * n, records=n)
+    names = {d.name for d in compute_metrics(baseline, {"v1": enough}, endpoint_name="e",
+                                             at=datetime.now(timezone.utc))}
+    assert {"FeaturePSIMax", "PredictionPSI", "FeaturePSI"} <= names

@@ -30,6 +30,13 @@ def test_beyond_the_k_most_recent():
     assert [d.version for d in decisions] == [2, 3]
 
 
+def test_keep_counts_only_never_approved_versions():
+    candidates = [candidate(1, 1), candidate(2, 1), candidate(3, 1),
+                  candidate(4, 1, approved=True), candidate(5, 1, approved=True)]
+    decisions = select_for_archive(candidates, (), RetentionPolicy(30, 2), NOW)
+    assert [d.version for d in decisions] == [1]
+
+
 def test_archived_versions_are_not_selected_again():
     candidates = [RetentionCandidate(1, NOW - timedelta(days=99), False, archived=True)]
     assert select_for_archive(candidates, (), RetentionPolicy(), NOW) == []

@@ -36,14 +36,19 @@ class ControlSettings:
     fallback_instance_count: int
     warm_fallbacks: int
     cooldown_minutes: int
+    capture_s3_uri: str
+    capture_percent: int
+    capture_kms_key_id: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
                  needs_role: bool = False) -> "ControlSettings":
         env = os.environ if environ is None else environ
+        # The deployment controller creates the endpoint configs: it needs the role, and data
+        # capture, without which the drift monitor would see nothing and never alarm.
         required = ["ENDPOINT_NAME", "MLOPS_MODEL_GROUP", "LEDGER_TABLE_NAME",
-                    "IDEMPOTENCY_TABLE_NAME"] + (["SAGEMAKER_EXECUTION_ROLE_ARN"]
-                                                 if needs_role else [])
+                    "IDEMPOTENCY_TABLE_NAME"] + (["SAGEMAKER_EXECUTION_ROLE_ARN",
+                                                  "DATA_CAPTURE_S3_URI"] if needs_role else [])
         problems = [f"{name} is required" for name in required if not env.get(name, "").strip()]
         settings = cls(
             endpoint_name=env.get("ENDPOINT_NAME", ""),
@@ -57,6 +62,9 @@ class ControlSettings:
             fallback_instance_count=_int(env, "FALLBACK_INSTANCE_COUNT", 1, problems),
             warm_fallbacks=_int(env, "WARM_FALLBACKS", 2, problems),
             cooldown_minutes=_int(env, "ROLLBACK_COOLDOWN_MINUTES", 15, problems),
+            capture_s3_uri=env.get("DATA_CAPTURE_S3_URI", ""),
+            capture_percent=_int(env, "DATA_CAPTURE_SAMPLING_PERCENT", 100, problems),
+            capture_kms_key_id=env.get("DATA_CAPTURE_KMS_KEY_ID", ""),
         )
         if problems:
             raise SettingsError("; ".join(problems))

@@ -32,9 +32,11 @@ class S3Documents:
         """Capture files of one variant written in [start, end): SageMaker writes under
         {prefix}/{endpoint}/{variant}/yyyy/mm/dd/hh/, so only those hours are listed."""
         bucket, prefix = split_s3_uri(capture_uri.rstrip("/") + "/")
-        hour = start.replace(minute=0, second=0, microsecond=0)
+        # Files land minutes after their requests, under the requests' hour: list the hour
+        # before the window too, and select by the time each file was written.
+        hour = (start - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
         paginator = self._client().get_paginator("list_objects_v2")
-        while hour < end:
+        while hour <= end:
             key_prefix = f"{prefix}{endpoint_name}/{variant_name}/{hour:%Y/%m/%d/%H}/"
             for page in paginator.paginate(Bucket=bucket, Prefix=key_prefix):
                 for item in page.get("Contents", []):

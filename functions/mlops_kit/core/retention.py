@@ -40,7 +40,8 @@ def select_for_archive(candidates: Sequence[RetentionCandidate], protected: Iter
                        policy: RetentionPolicy, now: datetime) -> list[ArchiveDecision]:
     keep = set(protected)
     live = sorted((c for c in candidates if not c.archived), key=lambda c: -c.version)
-    recent = {c.version for c in live[:policy.keep_recent]}
+    never_approved = [c for c in live if not c.ever_approved]
+    recent = {c.version for c in never_approved[:policy.keep_recent]}
     cutoff = now - timedelta(days=policy.max_age_days)
     decisions = []
     for candidate in sorted(live, key=lambda c: c.version):

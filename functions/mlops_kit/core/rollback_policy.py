@@ -69,7 +69,7 @@ def decide_rollback(facts: RollbackFacts, *, cooldown: timedelta = DEFAULT_COOLD
     fallbacks = sorted((v for v in facts.variants if v.variant_name != champion.variant_name),
                        key=lambda v: -v.version)
     for candidate in fallbacks:
-        why = _unfit(candidate, facts, require_probe)
+        why = unfit_reason(candidate, facts, require_probe)
         if why:
             skipped.append(f"{candidate.variant_name}: {why}")
             continue
@@ -83,7 +83,8 @@ def decide_rollback(facts: RollbackFacts, *, cooldown: timedelta = DEFAULT_COOLD
                             champion.version, skipped=tuple(skipped))
 
 
-def _unfit(candidate: VariantWeight, facts: RollbackFacts, require_probe: bool) -> str:
+def unfit_reason(candidate: VariantWeight, facts: RollbackFacts, require_probe: bool) -> str:
+    """Why a variant cannot take the traffic ("" when it can)."""
     if candidate.version in facts.blocked_versions:
         return "rejected or rolled back before"
     health = facts.health.get(candidate.variant_name)

@@ -150,6 +150,21 @@ class RollbackController:
                   for v in view.variants}
         blocked = frozenset(self.registry.blocked_versions(endpoint_name))
         champion = serving_champion(view.variants)
+        recorded = serving_champion(history[-1].variants) if history else None
+        if (not manual and champion is not None and recorded is not None
+                and champion.version != recorded.version):
+            # Traffic moved but no record says so: an earlier delivery of this alarm shifted
+            # the weights and failed before writing the history. Finish that rollback instead
+            # of deciding again (which would pick the version the alarm was about).
+            record = DeploymentRecord(
+                deployment_id=deployment_id, endpoint_name=endpoint_name, kind=kind,  # type: ignore[arg-type]
+                version=champion.version, variants=view.variants, actor=actor, reason=reason,
+                at=iso_now(), previous_version=recorded.version,
+                evidence={**evidence, "decision": "completed an unrecorded shift"})
+            self.registry.record_deployment(record)
+            return RollbackOutcome("rolled_back", "completed an earlier, unrecorded shift",
+                                   endpoint_name, recorded.version, champion.version,
+                                   deployment_id, time.perf_counter() - started)
         if manual:
             decision = self._manual_decision(view.variants, view.status, champion, to_version,
                                              blocked if kind == "rollback" else frozenset(),
@@ -212,6 +227,12 @@ class RollbackController:
                                             f"(warm: {warm}); promote it by approval instead")
         if champion is not None and champion.version == to_version:
             return RollbackDecision("none", f"v{to_version} already takes the traffic")
+        from mlops_kit.core.rollback_policy import RollbackFacts, unfit_reason
+
+        why = unfit_reason(target, RollbackFacts(status, variants, health, blocked, None,
+                                                 self.clock()), require_probe=False)
+        if why:
+            return RollbackDecision("none", f"v{to_version} cannot take the traffic: {why}")
         weights = {v.variant_name: 1.0 if v.version == to_version else 0.0 for v in variants}
         return RollbackDecision("rollback", f"v{champion.version if champion else '?'} → "
                                             f"v{to_version} (manual)",

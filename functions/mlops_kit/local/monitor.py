@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 from mlops_kit.config import LocalSettings
 from mlops_kit.core.alarms import AlarmDefinition, load_definitions
 from mlops_kit.core.rotation import serving_champion
+from mlops_kit.deploy.endpoints import EndpointBusyError
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
 from mlops_kit.local.control_plane import LocalProbeResults, local_registry, publish
 from mlops_kit.monitoring.drift_monitor import (ChampionBaseline, DecodedCapture, compute_metrics,
@@ -75,6 +76,7 @@ class LocalMonitor:
         self.endpoints = LocalEndpoints(settings.home)
         self.store = LocalMetricStore(settings.home)
         self.tail = CaptureTail(settings.home / "capture")
+        self.pending: list[dict[str, Any]] = []
         self.evaluator = LocalAlarmEvaluator(settings.home, self.endpoint,
                                              definitions or load_definitions(),
                                              champion_variant=self._champion_variant,
@@ -114,7 +116,15 @@ class LocalMonitor:
                                    labels=labels)
             self.store.put(data)
         events = self.evaluator.evaluate(now)
-        outcomes = [outcome for event in events for outcome in publish(self.settings, event)]
+        outcomes = []
+        # An alarm the controller could not act on yet (endpoint busy) is delivered again on
+        # the next tick, as EventBridge retries a failed target.
+        self.pending, pending = [], self.pending + events
+        for event in pending:
+            try:
+                outcomes.extend(publish(self.settings, event))
+            except EndpointBusyError:
+                self.pending.append(event)
         return TickResult(now, data, events, outcomes, records, skipped)
 
     def probe(self, invoke: Invoke, now: datetime) -> list[ProbeResult]:

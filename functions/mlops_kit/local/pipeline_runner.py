@@ -89,7 +89,10 @@ def run_pipeline(settings: LocalSettings, registry: ModelRegistry, *,
         params = parameters.resolve(dict(overrides or {}))
     except ValueError as exc:
         raise BadInputError(str(exc)) from None
-    schema = DatasetSchema.load(schema_path) if schema_path else FRAUD_SAMPLE_SCHEMA
+    try:
+        schema = DatasetSchema.load(schema_path) if schema_path else FRAUD_SAMPLE_SCHEMA
+    except ValueError as exc:
+        raise BadInputError(f"bad schema: {exc}") from None
     schema = schema.with_target(str(params["target"]))
     data = Path(data) if data else ensure_sample_data(settings)
     data = data.absolute()

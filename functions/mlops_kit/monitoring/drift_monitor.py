@@ -27,6 +27,9 @@ from mlops_kit.core import drift
 from mlops_kit.monitoring.metrics import MetricDatum
 
 MIN_LABELLED_ROWS = 50
+MIN_ROWS_FOR_DRIFT = 200
+"""Below this, PSI over 10 bins is sampling noise (same-distribution samples of 20 rows give a
+median PSI near 1): a quiet period publishes no drift datapoint rather than a false alarm."""
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,10 @@ def decode_capture(records: Iterable[Mapping[str, Any]], feature_order: Sequence
             except json.JSONDecodeError:
                 decoded.skip("malformed JSON input")
                 continue
-            rows = document.get("instances", document) if isinstance(document, dict) else document
-            if rows and not isinstance(rows[0], (list, dict)):
-                rows = [rows]
+            rows = _json_rows(document)
+            if rows is None:
+                decoded.skip("malformed JSON input")
+                continue
             rows = [[r.get(n) for n in feature_order] if isinstance(r, dict) else r for r in rows]
         else:
             decoded.skip(f"content type {input_type or 'unknown'}")
@@ -132,6 +136,17 @@ def decode_capture(records: Iterable[Mapping[str, Any]], feature_order: Sequence
             decoded.scores.append(score)
             decoded.inference_ids.append(inference_id if len(rows) == 1 else None)
     return decoded
+
+
+def _json_rows(document: Any) -> list | None:
+    """The shapes the endpoint accepts: a row, a list of rows, {"instances"|"features": ...}."""
+    if isinstance(document, dict):
+        document = document.get("instances", document.get("features"))
+    if isinstance(document, list) and document and not isinstance(document[0], (list, dict)):
+        document = [document]
+    if not isinstance(document, list) or not all(isinstance(r, (list, dict)) for r in document):
+        return None
+    return document
 
 
 def _scores(content_type: str, text: str) -> list[float] | None:
@@ -162,7 +177,7 @@ def compute_metrics(baseline: ChampionBaseline, by_variant: Mapping[str, Decoded
         dims = {"EndpointName": endpoint_name, "VariantName": variant}
         data.append(MetricDatum("CaptureRecords", float(decoded.records), dims, at, "Count"))
         data.append(MetricDatum("CaptureSkipped", float(decoded.skipped), dims, at, "Count"))
-        if not decoded.scores:
+        if len(decoded.scores) < MIN_ROWS_FOR_DRIFT:
             continue
         worst = 0.0
         for name, entry in baseline.features.items():
