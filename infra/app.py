@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""The CDK app: one stage (`-c stage=dev|prod`, default dev) → three stacks, checked by cdk-nag.
+
+    npx cdk synth -c stage=prod      (after `make definition`, see docs/deploy.md)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aws_cdk import App, Validations  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from infra.config import ConfigError, load  # noqa: E402
+from infra.constructs.training_pipeline import PipelineAssetsMissing  # noqa: E402
+from infra.stacks import compose  # noqa: E402
+
+
+def main() -> None:
+    app = App()
+    context = {key: app.node.try_get_context(key) for key in ("stage", "stages", "fallbackRegion")}
+    try:
+        cfg = load(context)
+        compose(app, cfg)
+    except (ConfigError, PipelineAssetsMissing) as exc:
+        sys.exit(f"error: {exc}")
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

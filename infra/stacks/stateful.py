@@ -1,0 +1,38 @@
+"""StatefulStack: what must outlive a redeploy (key, buckets, tables, model group, topic).
+Logical ids are pinned by tests/infra/test_stateful_stack.py: renaming a construct here would
+replace a bucket or table."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from constructs import Construct
+
+from ..config import StageConfig
+from ..constructs.artifact_store import ArtifactStore
+from ..constructs.notifications import Notifications
+from ..constructs.registry import ModelRegistry, Tables
+
+
+class StatefulStack(Stack):
+    def __init__(self, scope: Construct, id: str, *, cfg: StageConfig, **kwargs) -> None:
+        super().__init__(scope, id, termination_protection=cfg.retain, **kwargs)
+        removal = RemovalPolicy.RETAIN if cfg.retain else RemovalPolicy.DESTROY
+        self.store = ArtifactStore(self, "ArtifactStore", removal_policy=removal,
+                                   data_retention_days=cfg.data_retention_days)
+        self.tables = Tables(self, "Tables", key=self.store.key, removal_policy=removal)
+        self.registry = ModelRegistry(self, "ModelRegistry", model_group=cfg.model_group,
+                                      reader_accounts=cfg.registry_reader_accounts)
+        self.notifications = Notifications(self, "Notifications", key=self.store.key,
+                                           email=cfg.alarm_email, removal_policy=removal)
+        outputs = {
+            "MlopsModelGroup": (cfg.model_group, "MLOPS_MODEL_GROUP"),
+            "LedgerTableName": (self.tables.ledger.table_name, "LEDGER_TABLE_NAME"),
+            "IdempotencyTableName": (self.tables.idempotency.table_name,
+                                     "IDEMPOTENCY_TABLE_NAME"),
+            "NotificationTopicArn": (self.notifications.topic.topic_arn,
+                                     "NOTIFICATION_TOPIC_ARN"),
+            "ArtifactBucketName": (self.store.artifacts.bucket_name, "artifact bucket"),
+            "CaptureS3Uri": (self.store.capture_s3_uri, "CAPTURE_S3_URI"),
+        }
+        for name, (value, meaning) in outputs.items():
+            CfnOutput(self, name, value=value, description=meaning)
