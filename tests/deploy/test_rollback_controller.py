@@ -82,25 +82,48 @@ def test_replayed_event_rolls_back_once(promoted):
     assert sum(d.kind == "rollback" for d in registry.deployments()) == 1
 
 
-def test_two_alarms_at_once_roll_back_once(promoted):
-    registry, endpoints, rollback, _, _, _ = promoted
+def test_two_alarms_at_once_through_the_local_event_bus_roll_back_once(promoted):
+    """Both shapes delivered at the same moment from two threads through the local control
+    plane (its file lock is the local twin of the Lambda's reserved concurrency of 1)."""
+    from mlops_kit.config import LocalSettings
+    from mlops_kit.local.control_plane import publish
+
+    registry, endpoints, _, _, _, _ = promoted
+    settings = LocalSettings(home=registry.home, model_group="fraud-scorer", use_case="fraud",
+                             owner="test", endpoint_name=ENDPOINT)
+    probes = registry.home / "probes" / f"{ENDPOINT}.json"
+    probes.parent.mkdir(parents=True, exist_ok=True)
+    probes.write_text(json.dumps({"at": datetime.now(timezone.utc).isoformat(), "variants": {
+        v: {"ok": True} for v in ("v1", "v2", "v3")}}))
     results = []
-    events = [alarm_event("eventbridge"), alarm_event("lambda")]
     barrier = threading.Barrier(2)
-    lock = threading.Lock()  # the Lambda runs with reserved concurrency 1; locally one writer
 
-    def handle(event):
+    def deliver(event):
         barrier.wait()
-        with lock:
-            results.append(rollback.handle_event(event).action)
+        results.extend(o.action for o in publish(settings, event))
 
-    threads = [threading.Thread(target=handle, args=(e,)) for e in events]
+    threads = [threading.Thread(target=deliver, args=(alarm_event(shape),))
+               for shape in ("eventbridge", "lambda")]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert sorted(results) == ["none", "rolled_back"]
     assert weights(endpoints) == {3: 0.0, 2: 1.0, 1: 0.0}
+    assert sum(d.kind == "rollback" for d in registry.deployments()) == 1
+
+
+def test_stale_local_probes_do_not_vouch_for_a_fallback(tmp_path):
+    from mlops_kit.local.control_plane import LocalProbeResults
+
+    path = tmp_path / "probes" / "e.json"
+    path.parent.mkdir(parents=True)
+    old = datetime.now(timezone.utc) - timedelta(hours=1)
+    path.write_text(json.dumps({"at": old.isoformat(), "variants": {"v1": {"ok": True}}}))
+    assert LocalProbeResults(tmp_path).probe_results("e") == {}
+    path.write_text(json.dumps({"at": datetime.now(timezone.utc).isoformat(),
+                                "variants": {"v1": {"ok": True}}}))
+    assert LocalProbeResults(tmp_path).probe_results("e") == {"v1": True}
 
 
 def test_someone_elses_alarm_changes_nothing(promoted):

@@ -309,12 +309,13 @@ def _traffic_shift(kind: str, endpoint: str | None, to: int | None, reason: str,
     controller = opened.rollback_controller()
     name = endpoint or opened.endpoint_name
     try:
-        if kind == "rollback":
-            outcome = controller.rollback(name, actor=actor or opened.actor, reason=reason,
-                                          to_version=to)
-        else:
-            outcome = controller.rollforward(name, to, actor=actor or opened.actor,
-                                             reason=reason)
+        with opened.serialized():
+            if kind == "rollback":
+                outcome = controller.rollback(name, actor=actor or opened.actor, reason=reason,
+                                              to_version=to)
+            else:
+                outcome = controller.rollforward(name, to, actor=actor or opened.actor,
+                                                 reason=reason)
     except EndpointBusyError as exc:
         err.print(f"[bold red]endpoint busy:[/] {exc}; try again once it is InService")
         raise typer.Exit(EXIT_BUSY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -23,6 +24,10 @@ class Backend:
     actor: str
     emit_status_change: Callable[[ModelVersion, str], list[Any]]
     rollback_controller: Callable[[], Any]
+    serialized: Callable[[], Any] = contextlib.nullcontext
+    """Held while changing traffic by hand: locally the event lock the controllers take, so a
+    manual shift cannot interleave with an alarm-driven one (in AWS the Lambda's reserved
+    concurrency and the cooldown guard the automatic path)."""
 
 
 def open_backend(name: str) -> Backend:
@@ -38,7 +43,8 @@ def open_backend(name: str) -> Backend:
 def local_backend(settings) -> Backend:
     from mlops_kit.deploy.events import model_package_event
     from mlops_kit.deploy.local_endpoint import LocalEndpoints
-    from mlops_kit.local.control_plane import local_registry, publish, rollback_controller
+    from mlops_kit.local.control_plane import (local_registry, publish, rollback_controller,
+                                               single_writer)
 
     def emit(version: ModelVersion, reason: str) -> list[Any]:
         # What SageMaker does on an approval, locally: the same event to the same controller.
@@ -47,7 +53,7 @@ def local_backend(settings) -> Backend:
 
     return Backend("local", local_registry(settings), LocalEndpoints(settings.home),
                    settings.endpoint_name, settings.owner, emit,
-                   lambda: rollback_controller(settings))
+                   lambda: rollback_controller(settings), lambda: single_writer(settings))
 
 
 def _aws() -> Backend:

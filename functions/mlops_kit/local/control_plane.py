@@ -8,7 +8,8 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator, Mapping
 
 from mlops_kit.config import LocalSettings
 from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
@@ -30,11 +31,17 @@ def deployment_controller(settings: LocalSettings) -> DeploymentController:
                                 )
 
 
+PROBE_LOOKBACK = timedelta(minutes=15)
+"""As in AWS (CloudWatchProbeResults): an older probe says nothing about a variant's health."""
+
+
 class LocalProbeResults:
     """Per-variant verdicts of the last synthetic probe, as the local prober writes them."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.home = home
+        self.clock = clock
 
     def path(self, endpoint_name: str) -> Path:
         return self.home / "probes" / f"{endpoint_name}.json"
@@ -43,6 +50,9 @@ class LocalProbeResults:
         try:
             raw = json.loads(self.path(endpoint_name).read_text())
         except FileNotFoundError:
+            return {}
+        probed_at = datetime.fromisoformat(raw["at"])
+        if self.clock() - probed_at > PROBE_LOOKBACK:
             return {}
         return {variant: result.get("ok") for variant, result in raw.get("variants", {}).items()}
 
@@ -68,7 +78,7 @@ def rollback_controller(settings: LocalSettings) -> RollbackController:
 
 
 @contextmanager
-def _single_writer(settings: LocalSettings) -> Iterator[None]:
+def single_writer(settings: LocalSettings) -> Iterator[None]:
     """One event handled at a time on this machine: the local twin of the Lambdas' reserved
     concurrency of 1, so two alarms at once cannot both shift traffic."""
     lock = settings.home / "events" / ".lock"
@@ -85,7 +95,7 @@ def publish(settings: LocalSettings, event: Mapping[str, Any]) -> list[Any]:
     """Record the event, then deliver it to every rule it matches (as EventBridge would)."""
     log = event_log(settings)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with _single_writer(settings):
+    with single_writer(settings):
         with open(log, "a") as handle:
             handle.write(json.dumps(event, sort_keys=True) + "\n")
             handle.flush()
@@ -93,7 +103,8 @@ def publish(settings: LocalSettings, event: Mapping[str, Any]) -> list[Any]:
         outcomes: list[Any] = []
         if event.get("detail-type") == MODEL_PACKAGE_STATE_CHANGE:
             outcomes.append(deployment_controller(settings).handle_event(event))
-        elif event.get("detail-type") == ALARM_DETAIL_TYPE:
+        elif event.get("detail-type") == ALARM_DETAIL_TYPE or "alarmData" in event:
+            # Both shapes the rollback Lambda receives: EventBridge, and an alarm's own action.
             outcomes.append(rollback_controller(settings).handle_event(event))
         return outcomes
 
