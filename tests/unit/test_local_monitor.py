@@ -65,3 +65,20 @@ def test_small_windows_publish_no_drift_datapoint():
     names = {d.name for d in compute_metrics(baseline, {"v1": enough}, endpoint_name="e",
                                              at=datetime.now(timezone.utc))}
     assert {"FeaturePSIMax", "PredictionPSI", "FeaturePSI"} <= names
+
+
+def test_labels_arriving_later_are_joined_to_captured_scores(tmp_path):
+    from mlops_kit.config import LocalSettings
+    from mlops_kit.local.monitor import LocalMonitor
+
+    monitor = LocalMonitor(LocalSettings(home=tmp_path, model_group="g", use_case="u",
+                                         owner="o", endpoint_name="ep"))
+    monitor.scores_by_id = {f"t{i}": (0.9 if i % 10 == 0 else 0.1) for i in range(100)}
+    truth = tmp_path / "ground-truth" / "ep" / "day1.jsonl"
+    truth.parent.mkdir(parents=True)
+    truth.write_text("".join(json.dumps({"inferenceId": f"t{i}", "label": int(i % 10 == 0)})
+                             + "\n" for i in range(100)) + '{"inferenceId": "t1", "lab')
+    labels = monitor.labels.read_new("ep")
+    assert len(labels) == 100
+    assert monitor._labelled_aupr(labels) == 1.0  # the positives got the high scores
+    assert monitor.labels.read_new("ep") == {}  # each line once; the torn one waits

@@ -67,6 +67,37 @@ class CaptureTail:
         return by_variant
 
 
+class LabelTail:
+    """Ground truth as it arrives: JSON lines {"inferenceId": ..., "label": 0|1} appended under
+    $MLOPS_HOME/ground-truth/<endpoint>/; each line is read once."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.offsets: dict[Path, int] = {}
+
+    def read_new(self, endpoint_name: str) -> dict[str, int]:
+        labels: dict[str, int] = {}
+        for path in sorted((self.root / endpoint_name).glob("*.jsonl")):
+            with open(path, "rb") as handle:
+                handle.seek(self.offsets.get(path, 0))
+                chunk = handle.read()
+            complete = chunk[:chunk.rfind(b"\n") + 1]
+            self.offsets[path] = self.offsets.get(path, 0) + len(complete)
+            for line in complete.decode("utf-8", errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                    label = int(record["label"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if label in (0, 1) and isinstance(record.get("inferenceId"), str):
+                    labels[record["inferenceId"]] = label
+        return labels
+
+
+SCORE_MEMORY = 500_000
+"""Champion scores kept by inferenceId, waiting for their labels (oldest dropped first)."""
+
+
 class LocalMonitor:
     def __init__(self, settings: LocalSettings, *, time_scale: float = 1.0,
                  definitions: Sequence[AlarmDefinition] | None = None):
@@ -76,6 +107,8 @@ class LocalMonitor:
         self.endpoints = LocalEndpoints(settings.home)
         self.store = LocalMetricStore(settings.home)
         self.tail = CaptureTail(settings.home / "capture")
+        self.labels = LabelTail(settings.home / "ground-truth")
+        self.scores_by_id: dict[str, float] = {}
         self.pending: list[dict[str, Any]] = []
         self.evaluator = LocalAlarmEvaluator(settings.home, self.endpoint,
                                              definitions or load_definitions(),
@@ -112,8 +145,18 @@ class LocalMonitor:
                 result.skipped += corrupt
                 decoded[variant] = result
                 records[variant], skipped[variant] = result.records, result.skipped
+            champion = decoded.get(baseline.variant_name)
+            if champion is not None:
+                self.scores_by_id.update((i, s) for i, s in zip(champion.inference_ids,
+                                                                 champion.scores) if i)
+                while len(self.scores_by_id) > SCORE_MEMORY:
+                    self.scores_by_id.pop(next(iter(self.scores_by_id)))
             data = compute_metrics(baseline, decoded, endpoint_name=self.endpoint, at=now,
                                    labels=labels)
+            aupr = self._labelled_aupr(labels if labels is not None
+                                       else self.labels.read_new(self.endpoint))
+            if aupr is not None and not any(d.name == "AUPR" for d in data):
+                data.append(MetricDatum("AUPR", aupr, {"EndpointName": self.endpoint}, now))
             self.store.put(data)
         events = self.evaluator.evaluate(now)
         outcomes = []
@@ -126,6 +169,20 @@ class LocalMonitor:
             except EndpointBusyError:
                 self.pending.append(event)
         return TickResult(now, data, events, outcomes, records, skipped)
+
+    def _labelled_aupr(self, labels: dict[str, int]) -> float | None:
+        """AUPR of the champion on the labels that arrived since the last tick, joined to the
+        scores it gave (by inferenceId)."""
+        import numpy as np
+
+        from mlops_kit.core.drift import average_precision
+        from mlops_kit.monitoring.drift_monitor import MIN_LABELLED_ROWS
+
+        pairs = [(label, self.scores_by_id[i]) for i, label in labels.items()
+                 if i in self.scores_by_id]
+        if len(pairs) < MIN_LABELLED_ROWS or len({p[0] for p in pairs}) < 2:
+            return None
+        return average_precision(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
 
     def probe(self, invoke: Invoke, now: datetime) -> list[ProbeResult]:
         """Invoke every variant, pinned, with baseline rows; record the verdicts."""
