@@ -41,13 +41,25 @@ class TickResult:
         return None
 
 
-class CaptureTail:
-    """Reads each capture file from where the last read stopped: every complete line once.
-    A line still being written (no newline yet) waits for the next read."""
+class _Tail:
+    """Reads each file from where the last read stopped: every complete line once. A line
+    still being written (no newline yet) waits for the next read."""
 
     def __init__(self, root: Path):
         self.root = root
         self.offsets: dict[Path, int] = {}
+
+    def new_text(self, path: Path) -> str:
+        with open(path, "rb") as handle:
+            handle.seek(self.offsets.get(path, 0))
+            chunk = handle.read()
+        complete = chunk[:chunk.rfind(b"\n") + 1]
+        self.offsets[path] = self.offsets.get(path, 0) + len(complete)
+        return complete.decode("utf-8", errors="replace")
+
+
+class CaptureTail(_Tail):
+    """The endpoint's capture files, per variant (the folder under the endpoint names it)."""
 
     def read_new(self, endpoint_name: str) -> dict[str, tuple[list[dict], int]]:
         by_variant: dict[str, tuple[list[dict], int]] = {}
@@ -56,34 +68,20 @@ class CaptureTail:
             return by_variant
         for path in sorted(base.glob("*/**/*.jsonl")):
             variant = path.relative_to(base).parts[0]
-            with open(path, "rb") as handle:
-                handle.seek(self.offsets.get(path, 0))
-                chunk = handle.read()
-            complete = chunk[:chunk.rfind(b"\n") + 1]
-            self.offsets[path] = self.offsets.get(path, 0) + len(complete)
-            records, corrupt = parse_capture_lines(complete.decode("utf-8", errors="replace"))
+            records, corrupt = parse_capture_lines(self.new_text(path))
             previous = by_variant.get(variant, ([], 0))
             by_variant[variant] = (previous[0] + records, previous[1] + corrupt)
         return by_variant
 
 
-class LabelTail:
+class LabelTail(_Tail):
     """Ground truth as it arrives: JSON lines {"inferenceId": ..., "label": 0|1} appended under
-    $MLOPS_HOME/ground-truth/<endpoint>/; each line is read once."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.offsets: dict[Path, int] = {}
+    $MLOPS_HOME/ground-truth/<endpoint>/."""
 
     def read_new(self, endpoint_name: str) -> dict[str, int]:
         labels: dict[str, int] = {}
         for path in sorted((self.root / endpoint_name).glob("*.jsonl")):
-            with open(path, "rb") as handle:
-                handle.seek(self.offsets.get(path, 0))
-                chunk = handle.read()
-            complete = chunk[:chunk.rfind(b"\n") + 1]
-            self.offsets[path] = self.offsets.get(path, 0) + len(complete)
-            for line in complete.decode("utf-8", errors="replace").splitlines():
+            for line in self.new_text(path).splitlines():
                 try:
                     record = json.loads(line)
                     label = int(record["label"])
