@@ -1,87 +1,137 @@
-"""cdk-nag (3.x) acknowledgements, each on the construct it concerns, with its reason.
-Wiring: `Validations.of(app).add_plugins(AwsSolutionsChecks(...))` in infra/app.py;
-tests/infra/test_nag.py synthesizes with the plugin and asserts nothing is left unacknowledged.
+"""cdk-nag (3.x) acknowledgements, each on the construct it concerns, one finding at a time,
+with its reason. Wiring: `Validations.of(app).add_plugins(AwsSolutionsChecks(...))` in
+infra/app.py; tests/infra/test_nag.py synthesizes with the plugin and asserts nothing is left
+unacknowledged and that every reason is specific.
 
-IAM5 (wildcards) is acknowledged per role with the rule's base id: the granular ids embed
-cross-stack export names and the region, which change with the stage; each reason below lists
-the wildcards that role holds and why.
+IAM5 (wildcards) is granular: each wildcard action/resource is its own finding id, e.g.
+`AwsSolutions-IAM5[Resource::<export name>/*]`. The ids are computed here from the stage's
+names; the stateful stack exports the bucket ARNs under explicit names
+(`<stack>-ArtifactBucketArn`, ArtifactStore.export) so no hashed CDK export name enters an id.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, Stack, Token, Validations
 from constructs import IConstruct
 
 RUNTIME = ("Python 3.12 is pinned: the Powertools layer is resolved from "
            "/aws/service/powertools/python/x86_64/python3.12/latest and the code is tested on it")
-IAM5 = "AwsSolutions::AwsSolutions-IAM5"
+ARN = "arn:<AWS::Partition>"
+LOCAL = "<AWS::Region>:<AWS::AccountId>"
 
 
 def _ack(construct: IConstruct, rule: str, reason: str) -> None:
-    Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
+    Validations.of(construct).acknowledge(
+        Acknowledgment(id=f"AwsSolutions::AwsSolutions-{rule}", reason=reason))
 
 
-def _find(stack: Stack, path: str) -> IConstruct:
-    return stack.node.find_child(path) if "/" not in path else stack.node.find_all() and \
-        next(c for c in stack.node.find_all() if c.node.path == f"{stack.node.path}/{path}")
+def _iam5(construct: IConstruct, findings: dict[str, str]) -> None:
+    for finding, reason in findings.items():
+        _ack(construct, f"IAM5[{finding}]", reason)
 
 
-def acknowledge(stateful: Stack, pipeline: Stack, control: Stack) -> None:
+def acknowledge(stateful: Stack, pipeline: Stack, control: Stack, *, endpoint_name: str,
+                model_group: str) -> None:
+    exported = stateful.stack_name
+    artifacts = f"Resource::{exported}-ArtifactBucketArn/*"
+    capture = f"Resource::{exported}-CaptureBucketArn/*"
+    packages = f"Resource::{ARN}:sagemaker:{LOCAL}:model-package/{model_group}/*"
+    configs = f"Resource::{ARN}:sagemaker:{LOCAL}:endpoint-config/{endpoint_name}-*"
+    models = f"Resource::{ARN}:sagemaker:{LOCAL}:model/{model_group}-v*"
+    xgboost = f"Resource::{ARN}:ecr:<AWS::Region>:*:repository/sagemaker-xgboost"
+    star = "Resource::*"
+
     training = pipeline.training
-    _ack(training.role, IAM5,
-         "Pipeline execution role: s3 objects under the kit's own artifact bucket (<bucket>/*); "
-         "processing-job/* and training-job/* because SageMaker names each execution's jobs; "
-         "model-package/<group>/* for the versions RegisterModel creates; the regional "
-         "sagemaker-xgboost ECR repository in AWS's image account (account differs by region); "
-         "/aws/sagemaker/* log groups the jobs write; ecr:GetAuthorizationToken and "
-         "cloudwatch:PutMetricData (namespace-conditioned) support no resource scoping")
-    deployment = training.deployment
+    _iam5(training.role, {
+        artifacts: "Pipeline execution role reads/writes objects under the kit's own artifact "
+                   "bucket (code, datasets, model artifacts with per-execution keys)",
+        f"Resource::{ARN}:sagemaker:{LOCAL}:processing-job/*":
+            "Pipeline execution role: SageMaker names each execution's processing jobs "
+            "(pipelines-<id>-...), so they cannot be listed in advance",
+        f"Resource::{ARN}:sagemaker:{LOCAL}:training-job/*":
+            "Pipeline execution role: SageMaker names each execution's training jobs "
+            "(pipelines-<id>-...), so they cannot be listed in advance",
+        packages: f"Pipeline execution role: RegisterModel creates numbered versions in the "
+                  f"{model_group} model package group only",
+        xgboost: "Pipeline execution role pulls the sagemaker-xgboost image, whose ECR account "
+                 "is AWS's and differs per region; the repository itself is named",
+        f"Resource::{ARN}:logs:{LOCAL}:log-group:/aws/sagemaker/*":
+            "Pipeline execution role: processing/training jobs write to the /aws/sagemaker/* "
+            "log groups SageMaker creates per job type",
+        star: "Pipeline execution role: ecr:GetAuthorizationToken and cloudwatch:PutMetricData "
+              "(conditioned on the /aws/sagemaker/* namespace) support no resource scoping",
+    })
+
     provider = next(c for c in pipeline.node.children
                     if c.node.id.startswith("Custom::CDKBucketDeployment"))
-    for rule, reason in (
-        ("AwsSolutions::AwsSolutions-IAM4",
-         "CDK's BucketDeployment provider Lambda uses AWSLambdaBasicExecutionRole for its logs; "
-         "it only copies the staged pipeline code at deploy time"),
-        (IAM5, "CDK's BucketDeployment provider: read of the CDK asset bucket objects and "
-               "write (incl. s3:Abort*/DeleteObject*, kms:GenerateDataKey*/ReEncrypt*) to the "
-               "artifact bucket only; generated by aws-cdk-lib, not editable"),
-        ("AwsSolutions::AwsSolutions-L1",
-         "CDK's BucketDeployment provider runtime is chosen by aws-cdk-lib 2.275.0"),
-    ):
-        _ack(provider, rule, reason)
+    region = pipeline.region if not Token.is_unresolved(pipeline.region) else "<AWS::Region>"
+    cdk_bucket = ("Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-"
+                  f"{region}/*")
+    generated = ("in CDK's BucketDeployment provider policy (aws-cdk-lib generated, not "
+                 "editable), which copies the staged pipeline code at deploy time")
+    _ack(provider, "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                   "AWSLambdaBasicExecutionRole]",
+         "CDK's BucketDeployment provider Lambda uses AWSLambdaBasicExecutionRole only for its "
+         "own CloudWatch logs; generated by aws-cdk-lib")
+    _ack(provider, "L1", "CDK's BucketDeployment provider runtime is chosen by aws-cdk-lib "
+                         "2.275.0, not by this app")
+    _iam5(provider, {
+        **{f"Action::{action}": f"{action} on the CDK asset bucket and the artifact bucket "
+                                f"only, {generated}"
+           for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*",
+                          "s3:Abort*")},
+        **{f"Action::{action}": f"{action} on the kit's KMS key only (the artifact bucket's "
+                                f"key), {generated}"
+           for action in ("kms:GenerateDataKey*", "kms:ReEncrypt*")},
+        artifacts: f"Writes the staged pipeline-code objects into the artifact bucket, {generated}",
+        cdk_bucket: f"Reads the zipped asset from the CDK bootstrap asset bucket, {generated}",
+    })
 
-    serving = control.serving.role
-    _ack(serving, IAM5,
-         "SageMaker model role: reads model artifacts and code under the artifact bucket "
-         "(<bucket>/*), writes data capture objects (<capture bucket>/*), pulls the regional "
-         "sagemaker-xgboost image (AWS image account varies by region), writes "
-         "/aws/sagemaker/Endpoints/* logs; ecr:GetAuthorizationToken and the namespace-"
-         "conditioned cloudwatch:PutMetricData support no resource scoping")
+    _iam5(control.serving.role, {
+        artifacts: "SageMaker model role reads model artifacts and inference code under the "
+                   "artifact bucket (keys are per model version)",
+        capture: "SageMaker model role writes endpoint data-capture objects (keys are "
+                 "date-partitioned by SageMaker) into the capture bucket",
+        xgboost: "SageMaker model role pulls the sagemaker-xgboost image, whose ECR account is "
+                 "AWS's and differs per region; the repository itself is named",
+        f"Resource::{ARN}:logs:{LOCAL}:log-group:/aws/sagemaker/Endpoints/*":
+            "SageMaker model role: endpoints write to /aws/sagemaker/Endpoints/<endpoint> log "
+            "groups SageMaker creates",
+        star: "SageMaker model role: ecr:GetAuthorizationToken and the namespace-conditioned "
+              "cloudwatch:PutMetricData support no resource scoping",
+    })
+
     fns = control.control
     for name, role in fns.roles.items():
-        reasons = ["xray:PutTraceSegments/PutTelemetryRecords (active tracing) support no "
-                   "resource scoping"]
+        findings = {star: f"{name} role: xray:PutTraceSegments/PutTelemetryRecords (active "
+                          f"tracing)"
+                          + (" and cloudwatch:GetMetricData (probe results)"
+                             if name == "rollback_controller" else "")
+                          + " support no resource scoping"}
         if name in ("deployment_controller", "rollback_controller"):
-            reasons.append("model-package/<group>/* (versions are numbered), "
-                           "endpoint-config/<endpoint>-* and model/<group>-v* (the controller "
-                           "names them <endpoint>-<digest> and <group>-v<version>-<digest>)")
-        if name == "rollback_controller":
-            reasons.append("cloudwatch:GetMetricData (probe results) supports no resource "
-                           "scoping")
+            findings[packages] = (f"{name} role: model package versions in {model_group} are "
+                                  f"numbered as they are registered")
+            findings[configs] = (f"{name} role: the controller names endpoint configs "
+                                 f"{endpoint_name}-<digest>, created per deployment")
+            findings[models] = (f"{name} role: the controller names models "
+                                f"{model_group}-v<version>-<digest>, created per deployment")
         if name in ("drift_monitor", "probe"):
-            reasons.append("read-only: model-package/<group>/*, endpoint-config/<endpoint>-*, "
-                           "baselines under <artifact bucket>/*"
-                           + (" and capture files under <capture bucket>/*"
-                              if name == "drift_monitor" else ""))
-        _ack(role, IAM5, f"{name} role: " + "; ".join(reasons))
-        _ack(fns.functions[name], "AwsSolutions::AwsSolutions-L1", RUNTIME)
-    _ack(fns.dlq, "AwsSolutions::AwsSolutions-SQS3",
+            findings[packages] = f"{name} role: read-only access to the versions in {model_group}"
+            findings[configs] = (f"{name} role: read-only Describe of the controller's "
+                                 f"{endpoint_name}-<digest> endpoint configs")
+            findings[artifacts] = f"{name} role: reads baselines under the artifact bucket"
+        if name == "drift_monitor":
+            findings[capture] = ("drift_monitor role: reads the date-partitioned data-capture "
+                                 "files of the endpoint")
+        _iam5(role, findings)
+        _ack(fns.functions[name], "L1", RUNTIME)
+    _ack(fns.dlq, "SQS3",
          "This queue IS the dead-letter queue of the EventBridge targets (cdk-nag only "
          "recognises queue-to-queue DLQs)")
     if hasattr(fns, "scoring_failures"):
-        _ack(fns.scoring_failures, "AwsSolutions::AwsSolutions-SQS3",
+        _ack(fns.scoring_failures, "SQS3",
              "This queue IS the on-failure destination of the stream scorer's Kinesis mapping")
         for stream in (fns.input_stream, fns.output_stream):
-            _ack(stream, "AwsSolutions::AwsSolutions-KDS3",
+            _ack(stream, "KDS3",
                  "Scoring streams carry transaction features: encrypted with the kit's "
                  "customer key like every other data store, by design")

@@ -69,9 +69,9 @@ class ServingRole(Construct):
                              description="SageMaker models and endpoints of the kit")
         add = self.role.add_to_policy
         add(iam.PolicyStatement(sid="ReadArtifacts", actions=["s3:GetObject"],
-                                resources=[store.artifacts.arn_for_objects("*")]))
+                                resources=[f"{store.artifacts_arn_ref}/*"]))
         add(iam.PolicyStatement(sid="WriteCapture", actions=["s3:PutObject"],
-                                resources=[store.capture.arn_for_objects("*")]))
+                                resources=[f"{store.capture_arn_ref}/*"]))
         add(iam.PolicyStatement(sid="Key", actions=["kms:Decrypt", "kms:GenerateDataKey"],
                                 resources=[store.key.key_arn]))
         add(iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"],
@@ -214,12 +214,12 @@ class ControlFunctions(Construct):
                             [self._endpoint_arn, *self._config_arns])
             role.add_to_policy(iam.PolicyStatement(
                 sid="ReadBaselines", actions=["s3:GetObject"],
-                resources=[store.artifacts.arn_for_objects("*")]
-                + ([store.capture.arn_for_objects("*")] if name == "drift_monitor" else [])))
+                resources=[f"{store.artifacts_arn_ref}/*"]
+                + ([f"{store.capture_arn_ref}/*"] if name == "drift_monitor" else [])))
             role.add_to_policy(iam.PolicyStatement(
                 sid="ListBuckets", actions=["s3:ListBucket"],
-                resources=[store.artifacts.bucket_arn]
-                + ([store.capture.bucket_arn] if name == "drift_monitor" else [])))
+                resources=[store.artifacts_arn_ref]
+                + ([store.capture_arn_ref] if name == "drift_monitor" else [])))
         self._sagemaker(self.roles["probe"], "Invoke", INVOKE_ACTIONS, [self._endpoint_arn])
         if "stream_scorer" in self.roles:
             self._sagemaker(self.roles["stream_scorer"], "Invoke", INVOKE_ACTIONS,

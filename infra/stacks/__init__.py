@@ -52,5 +52,6 @@ def compose(app: App, cfg: StageConfig, paths: Paths = Paths()) -> Stacks:
         Tags.of(stack).add("mlops-kit:endpoint", cfg.endpoint_name)
     from ..nag import acknowledge
 
-    acknowledge(stateful, pipeline, control)
+    acknowledge(stateful, pipeline, control, endpoint_name=cfg.endpoint_name,
+                model_group=cfg.model_group)
     return Stacks(stateful, pipeline, control)

@@ -24,6 +24,7 @@ class StatefulStack(Stack):
                                       reader_accounts=cfg.registry_reader_accounts)
         self.notifications = Notifications(self, "Notifications", key=self.store.key,
                                            email=cfg.alarm_email, removal_policy=removal)
+        self.store.export(self, id)
         outputs = {
             "MlopsModelGroup": (cfg.model_group, "MLOPS_MODEL_GROUP"),
             "LedgerTableName": (self.tables.ledger.table_name, "LEDGER_TABLE_NAME"),
