@@ -163,6 +163,80 @@ def _backend(name: str):
         _fail_bad_input(str(exc))
 
 
+@pipeline_app.command("start")
+def pipeline_start(
+    param: list[str] = typer.Option([], "--param", help="NAME=VALUE, repeatable."),
+    backend: str = typer.Option("aws", "--backend", help="aws (the deployed pipeline)."),
+    pipeline_name: Optional[str] = typer.Option(None, "--pipeline-name",
+                                                help="Default: $MLOPS_PIPELINE_NAME."),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Follow the steps."),
+    interval: float = typer.Option(15.0, "--interval", min=1.0, help="Seconds between polls."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Start an execution of the deployed SageMaker pipeline and follow its steps.
+
+    Exit 0: succeeded (a version was registered); 3: a quality gate failed; 1: another failure;
+    2: bad input. Locally, `mlops pipeline run` is the same pipeline.
+    """
+    from mlops_kit.aws.pipeline_executions import PipelineExecutions
+    from mlops_pipelines import parameters
+    from mlops_pipelines.definition import AWS_PARAMETERS
+
+    if backend != "aws":
+        _fail_bad_input("`pipeline start` runs the deployed pipeline (--backend aws); "
+                        "run it on this machine with `mlops pipeline run`")
+    name = pipeline_name or os.environ.get("MLOPS_PIPELINE_NAME", "")
+    if not name:
+        _fail_bad_input("no pipeline: pass --pipeline-name or set MLOPS_PIPELINE_NAME "
+                        "(the Pipeline stack's PipelineName output)")
+    overrides: dict[str, str] = {}
+    for item in param:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail_bad_input(f"--param expects NAME=VALUE, got '{item}'")
+        overrides[key.strip()] = value.strip()
+    aws_names = {p.name for p in AWS_PARAMETERS}
+    try:
+        typed = parameters.resolve({k: v for k, v in overrides.items() if k not in aws_names})
+    except ValueError as exc:
+        _fail_bad_input(str(exc))
+    values = {k: typed[k] for k in overrides if k not in aws_names}
+    values.update({k: v for k, v in overrides.items() if k in aws_names})
+    if "ChampionModelUri" not in values:
+        # The regression gate compares with the serving champion, as the local run does.
+        opened = _backend("aws")
+        champion = opened.registry.champion(opened.endpoint_name)
+        if champion is not None and champion.model_uri.startswith("s3://"):
+            values["ChampionModelUri"] = champion.model_uri
+    executions = PipelineExecutions(name)
+    arn = executions.start(values, display_name=f"mlops-cli-{opened_actor()}")
+    if not follow:
+        _emit_json({"execution_arn": arn}) if as_json else console.print(f"started {arn}")
+        raise typer.Exit(EXIT_OK)
+
+    def show(report) -> None:
+        if not as_json:
+            steps = ", ".join(f"{k}: {v['status']}" for k, v in report.steps.items())
+            err.print(f"{report.status}: {steps or 'starting'}", highlight=False)
+
+    report = executions.follow(arn, on_change=show, interval=interval)
+    if as_json:
+        _emit_json(report.to_dict())
+    elif report.status == "Succeeded":
+        console.print(f"[bold green]succeeded[/]: {arn}")
+    else:
+        console.print(f"[bold red]{report.status}[/]: {report.failure_reason or ''}")
+    if report.status == "Succeeded":
+        raise typer.Exit(EXIT_OK)
+    raise typer.Exit(EXIT_GATE_FAILED if report.gate_failed else 1)
+
+
+def opened_actor() -> str:
+    from mlops_kit.config import LocalSettings
+
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in LocalSettings.from_env().owner)
+
+
 @registry_app.command("list")
 def registry_list(as_json: bool = JsonOption, backend: str = BackendOption,
                   include_archived: bool = typer.Option(False, "--all",
