@@ -13,10 +13,42 @@ from typing import Any, Mapping
 DEFAULT_STAGE = "dev"
 DEFAULT_FALLBACK_REGION = "us-east-1"
 _NAME = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
+_SCHEDULE = re.compile(r"^(rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)"
+                       r"|cron\(\S+( \S+){5}\))$")
+_DATA_KEY = re.compile(r"^[A-Za-z0-9!_.'()/-]+\.(csv|parquet)$")
+_HEX_ID = r"-([0-9a-f]{8}|[0-9a-f]{17})"
+_STUDIO_IDS = {"domain_id": r"d-[a-z0-9]{12}", "vpc_id": "vpc" + _HEX_ID,
+               "subnet_ids": "subnet" + _HEX_ID, "security_group_ids": "sg" + _HEX_ID}
 
 
 class ConfigError(ValueError):
     """The stage context is missing or malformed (the message names the key)."""
+
+
+@dataclass(frozen=True)
+class StudioConfig:
+    """`context.stages.<stage>.studio` (off unless `enabled`). With `domainId` the kit only adds a
+    user profile to that existing domain; without it the kit creates an IAM-auth domain in
+    `vpcId`/`subnetIds` (given, never looked up)."""
+
+    enabled: bool = False
+    domain_id: str | None = None
+    vpc_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    app_network_access_type: str | None = None
+    """"VpcOnly" (default) or "PublicInternetOnly"; only for a domain the kit creates."""
+    user_profile_name: str = "scientist"
+    mlflow_tracking_server_name: str | None = None
+    """Grants the scientist role read access (sagemaker-mlflow) to this tracking server."""
+
+    @property
+    def creates_domain(self) -> bool:
+        return self.enabled and self.domain_id is None
+
+    @property
+    def network_access(self) -> str:
+        return self.app_network_access_type or "VpcOnly"
 
 
 @dataclass(frozen=True)
@@ -46,6 +78,15 @@ class StageConfig:
     """FEATURE_ORDER of the stream scorer (needed for JSON records; CSV records need none)."""
     registry_reader_accounts: tuple[str, ...] = ()
     """Accounts allowed to describe and list the model group (cross-account resource policy)."""
+    training_schedule: str | None = None
+    """EventBridge schedule expression (`rate(7 days)`, `cron(...)`) starting the training
+    pipeline with its default parameters; null disables the schedule."""
+    new_data_trigger: bool = False
+    """Start the pipeline when `new_data_key` is written in the artifact bucket (turns on the
+    bucket's EventBridge notifications)."""
+    new_data_key: str = "incoming/latest.parquet"
+    """The one object key the new-data rule matches; the run gets InputDataUri=s3://<bucket>/<key>."""
+    studio: StudioConfig = StudioConfig()
     account: str | None = None
     region: str | None = None
     fallback_region: str = DEFAULT_FALLBACK_REGION
@@ -71,9 +112,18 @@ _KEYS = {
     "removalPolicy": "removal_policy", "logRetentionDays": "log_retention_days",
     "dataRetentionDays": "data_retention_days", "streamScoring": "stream_scoring", "featureOrder": "feature_order",
     "registryReaderAccounts": "registry_reader_accounts", "account": "account",
+    "trainingSchedule": "training_schedule", "newDataTrigger": "new_data_trigger",
+    "newDataKey": "new_data_key",
     "region": "region",
 }
+_STUDIO_KEYS = {
+    "enabled": "enabled", "domainId": "domain_id", "vpcId": "vpc_id", "subnetIds": "subnet_ids",
+    "securityGroupIds": "security_group_ids", "appNetworkAccessType": "app_network_access_type",
+    "userProfileName": "user_profile_name",
+    "mlflowTrackingServerName": "mlflow_tracking_server_name",
+}
 _TYPES = {f.name: f.type for f in fields(StageConfig)}
+_STUDIO_TYPES = {f.name: f.type for f in fields(StudioConfig)}
 
 
 def _check(cfg: StageConfig) -> None:
@@ -95,8 +145,75 @@ def _check(cfg: StageConfig) -> None:
     for acct in cfg.registry_reader_accounts:
         if not re.fullmatch(r"\d{12}", acct):
             problems.append(f"registryReaderAccounts: {acct!r} is not a 12-digit account id")
+    if cfg.training_schedule is not None and not _SCHEDULE.match(cfg.training_schedule):
+        problems.append("trainingSchedule must be 'rate(<n> minutes|hours|days)' or "
+                        "'cron(<6 fields>)' (or null to disable)")
+    if not _DATA_KEY.match(cfg.new_data_key) or "//" in cfg.new_data_key \
+            or cfg.new_data_key.startswith("/"):
+        problems.append("newDataKey must be one object key ending in .csv or .parquet "
+                        "(no wildcard, no leading slash)")
+    elif cfg.new_data_key.startswith(("pipeline-code/", "pipeline-runs/", "datasets/")):
+        problems.append("newDataKey must not be under pipeline-code/, pipeline-runs/ or "
+                        "datasets/ (written by the pipeline and the deployment)")
+    problems += _check_studio(cfg.studio)
     if problems:
         raise ConfigError(f"stage {cfg.stage!r}: " + "; ".join(problems))
+
+
+def _check_studio(st: StudioConfig) -> list[str]:
+    problems = []
+    for name, pattern in _STUDIO_IDS.items():
+        value = getattr(st, name)
+        for item in (value if isinstance(value, tuple) else (value,) if value else ()):
+            if not re.fullmatch(pattern, item):
+                problems.append(f"studio.{name}: {item!r} does not look like {pattern}")
+    if not _NAME.match(st.user_profile_name):
+        problems.append("studio.userProfileName must be 1-63 letters, digits or hyphens")
+    if st.mlflow_tracking_server_name is not None and not _NAME.match(
+            st.mlflow_tracking_server_name):
+        problems.append("studio.mlflowTrackingServerName must be 1-63 letters, digits or hyphens")
+    if st.app_network_access_type not in (None, "VpcOnly", "PublicInternetOnly"):
+        problems.append("studio.appNetworkAccessType must be 'VpcOnly' or 'PublicInternetOnly'")
+    if not st.enabled:
+        return problems
+    if st.domain_id is not None:
+        if st.vpc_id or st.subnet_ids or st.security_group_ids or st.app_network_access_type:
+            problems.append("studio: vpcId/subnetIds/securityGroupIds/appNetworkAccessType "
+                            "apply only to a domain the kit creates, not with domainId")
+    else:
+        if not st.vpc_id or not st.subnet_ids:
+            problems.append("studio: creating a domain needs vpcId and subnetIds "
+                            "(or give domainId to attach to an existing domain)")
+        if st.network_access == "VpcOnly" and not st.security_group_ids:
+            problems.append("studio: a VpcOnly domain needs securityGroupIds")
+    return problems
+
+
+def _typed(stage: str, key: str, value: Any, kind: str) -> Any:
+    if "int" in kind and "str" not in kind:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"stage {stage!r}: {key} must be a whole number")
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"stage {stage!r}: {key} must be true or false")
+    elif "tuple" in kind:
+        if not isinstance(value, list):
+            raise ConfigError(f"stage {stage!r}: {key} must be a list")
+        value = tuple(str(v) for v in value)
+    elif not isinstance(value, str):
+        raise ConfigError(f"stage {stage!r}: {key} must be a string")
+    return value
+
+
+def _load_studio(stage: str, raw: Any) -> StudioConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"stage {stage!r}: studio must be an object")
+    unknown = sorted(set(raw) - set(_STUDIO_KEYS))
+    if unknown:
+        raise ConfigError(f"stage {stage!r}: unknown key(s) studio.{', studio.'.join(unknown)}")
+    values = {name: _typed(stage, f"studio.{key}", raw[key], _STUDIO_TYPES[name])
+              for key, name in _STUDIO_KEYS.items() if raw.get(key) is not None}
+    return StudioConfig(**values)
 
 
 def load(context: Mapping[str, Any], stage: str | None = None) -> StageConfig:
@@ -107,6 +224,8 @@ def load(context: Mapping[str, Any], stage: str | None = None) -> StageConfig:
         raise ConfigError(f"stage {stage!r} is not in cdk.json context 'stages' "
                           f"(known: {', '.join(sorted(stages)) or 'none'})")
     raw = dict(stages[stage])
+    studio_raw = raw.pop("studio", None)
+    studio = _load_studio(stage, studio_raw) if studio_raw is not None else None
     unknown = sorted(set(raw) - set(_KEYS))
     if unknown:
         raise ConfigError(f"stage {stage!r}: unknown key(s) {', '.join(unknown)}")
@@ -116,20 +235,9 @@ def load(context: Mapping[str, Any], stage: str | None = None) -> StageConfig:
     for key, name in _KEYS.items():
         if key not in raw or raw[key] is None:
             continue
-        value, kind = raw[key], _TYPES[name]
-        if "int" in kind and "str" not in kind:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"stage {stage!r}: {key} must be a whole number")
-        elif kind == "bool":
-            if not isinstance(value, bool):
-                raise ConfigError(f"stage {stage!r}: {key} must be true or false")
-        elif "tuple" in kind:
-            if not isinstance(value, list):
-                raise ConfigError(f"stage {stage!r}: {key} must be a list")
-            value = tuple(str(v) for v in value)
-        elif not isinstance(value, str):
-            raise ConfigError(f"stage {stage!r}: {key} must be a string")
-        values[name] = value
+        values[name] = _typed(stage, key, raw[key], _TYPES[name])
+    if studio is not None:
+        values["studio"] = studio
     for required in ("endpoint_name", "model_group"):
         if required not in values:
             raise ConfigError(f"stage {stage!r}: {required} is required")

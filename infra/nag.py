@@ -87,6 +87,26 @@ def acknowledge(stateful: Stack, pipeline: Stack, control: Stack, *, endpoint_na
         cdk_bucket: f"Reads the zipped asset from the CDK bootstrap asset bucket, {generated}",
     })
 
+    triggers = pipeline.triggers
+    if triggers.rules:
+        _ack(triggers.dlq, "SQS3",
+             "This queue IS the dead-letter queue of the pipeline trigger rules' SageMaker "
+             "pipeline targets (cdk-nag only recognises queue-to-queue DLQs)")
+    if pipeline.scientist is not None:
+        pipeline_name = f"{model_group.lower()}-training"
+        _iam5(pipeline.scientist.role, {
+            f"Resource::{ARN}:sagemaker:{LOCAL}:pipeline/{pipeline_name}/execution/*":
+                f"Scientist role: describe/list steps of executions of {pipeline_name} only; "
+                f"execution ids are generated per run",
+            packages: f"Scientist role: read and approve/reject the numbered versions of the "
+                      f"{model_group} model package group only",
+            f"{artifacts}".replace("/*", "/pipeline-runs/*/EvaluateModel/*"):
+                "Scientist role: s3:GetObject on the EvaluateModel outputs (evaluation.json) "
+                "only, whose keys contain the pipeline execution id",
+            star: "Scientist role: sagemaker:ListPipelines/ListModelPackageGroups/"
+                  "ListModelPackages support no resource scoping (Studio's lists)",
+        })
+
     _iam5(control.serving.role, {
         artifacts: "SageMaker model role reads model artifacts and inference code under the "
                    "artifact bucket (keys are per model version)",
@@ -107,6 +127,8 @@ def acknowledge(stateful: Stack, pipeline: Stack, control: Stack, *, endpoint_na
                           f"tracing)"
                           + (" and cloudwatch:GetMetricData (probe results)"
                              if name == "rollback_controller" else "")
+                          + (" and cloudwatch:GetMetricData (the champion's SageMaker metrics)"
+                             if name == "drift_monitor" else "")
                           + " support no resource scoping"}
         if name in ("deployment_controller", "rollback_controller"):
             findings[packages] = (f"{name} role: model package versions in {model_group} are "

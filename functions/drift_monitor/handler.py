@@ -41,7 +41,7 @@ def dependencies() -> dict[str, Any]:
 
 
 def monitor(now: datetime) -> dict[str, Any]:
-    from mlops_kit.aws.monitoring import champion_baseline_uris
+    from mlops_kit.aws.monitoring import champion_baseline_uris, champion_service_metrics
     from mlops_kit.core.rotation import serving_champion
 
     deps = dependencies()
@@ -70,6 +70,12 @@ def monitor(now: datetime) -> dict[str, Any]:
         decoded.skipped += corrupt
         by_variant[variant.variant_name] = decoded
     data = compute_metrics(baseline, by_variant, endpoint_name=ENDPOINT, at=now)
+    if "cloudwatch" not in deps:
+        from mlops_kit.aws.clients import default_client
+
+        deps["cloudwatch"] = default_client("cloudwatch")
+    data += champion_service_metrics(deps["cloudwatch"], ENDPOINT, champion.variant_name,
+                                     now - WINDOW, now)
     deps["sink"].put(data)
     return {"status": "published", "champion": champion.version, "metrics": len(data),
             "records": {k: v.records for k, v in by_variant.items()},

@@ -65,6 +65,15 @@ class ArtifactStore(Construct):
         self.capture_arn_ref = stack.export_value(self.capture.bucket_arn,
                                                   name=f"{prefix}-CaptureBucketArn")
 
+    def enable_event_bridge(self) -> None:
+        """Send the artifact bucket's object events to EventBridge (the pipeline's new-data
+        trigger). Set on the CloudFormation bucket itself: the L2 `event_bridge_enabled` adds a
+        notifications custom resource (a Lambda) for what is a plain bucket property."""
+        cfn = self.artifacts.node.default_child
+        cfn.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
+                event_bridge_enabled=True))
+
     @property
     def capture_s3_uri(self) -> str:
         return f"s3://{self.capture.bucket_name}/capture"

@@ -220,6 +220,10 @@ class ControlFunctions(Construct):
                 sid="ListBuckets", actions=["s3:ListBucket"],
                 resources=[store.artifacts_arn_ref]
                 + ([store.capture_arn_ref] if name == "drift_monitor" else [])))
+        # The drift monitor republishes the champion's SageMaker 5XX and latency at endpoint
+        # level (GetMetricData supports no resource scoping).
+        self.roles["drift_monitor"].add_to_policy(iam.PolicyStatement(
+            sid="ChampionServiceMetrics", actions=list(HEALTH_ACTIONS), resources=["*"]))
         self._sagemaker(self.roles["probe"], "Invoke", INVOKE_ACTIONS, [self._endpoint_arn])
         if "stream_scorer" in self.roles:
             self._sagemaker(self.roles["stream_scorer"], "Invoke", INVOKE_ACTIONS,

@@ -39,9 +39,9 @@ def compose(app: App, cfg: StageConfig, paths: Paths = Paths()) -> Stacks:
                       or cfg.fallback_region)
     stateful = StatefulStack(app, f"{cfg.prefix}-Stateful", cfg=cfg, env=env,
                              description=f"mlops-kit {cfg.stage}: key, buckets, tables, model group, topic")
-    pipeline = PipelineStack(app, f"{cfg.prefix}-Pipeline", stateful=stateful, env=env,
+    pipeline = PipelineStack(app, f"{cfg.prefix}-Pipeline", cfg=cfg, stateful=stateful, env=env,
                              definition_path=paths.definition, assets_dir=paths.pipeline_assets,
-                             description=f"mlops-kit {cfg.stage}: SageMaker training pipeline")
+                             description=f"mlops-kit {cfg.stage}: SageMaker training pipeline, triggers, Studio")
     control = ControlStack(app, f"{cfg.prefix}-Control", cfg=cfg, stateful=stateful, env=env,
                            functions_dir=paths.functions_dir,
                            requirements_dir=paths.requirements_dir,

@@ -1,4 +1,5 @@
-"""PipelineStack: the SageMaker training pipeline and its staged code."""
+"""PipelineStack: the SageMaker training pipeline and its staged code, what starts it (schedule,
+new data) and, optionally, the SageMaker Studio entry point for scientists."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from ..config import StageConfig
+from ..constructs.pipeline_triggers import PipelineTriggers, pipeline_arn
+from ..constructs.studio import ScientistRole, Studio
 from ..constructs.training_pipeline import TrainingPipeline
 from .stateful import StatefulStack
 
 
 class PipelineStack(Stack):
-    def __init__(self, scope: Construct, id: str, *, stateful: StatefulStack,
+    def __init__(self, scope: Construct, id: str, *, cfg: StageConfig, stateful: StatefulStack,
                  definition_path: Path, assets_dir: Path, **kwargs) -> None:
         super().__init__(scope, id, **kwargs)
         store = stateful.store
@@ -28,5 +32,28 @@ class PipelineStack(Stack):
             artifacts=artifacts, key_arn=stateful.store.key.key_arn,
             model_group=stateful.registry.model_group,
             model_packages_resources=stateful.registry.package_resources())
+        name = f"{stateful.registry.model_group}-training"
+        self.triggers = PipelineTriggers(
+            self, "Triggers", pipeline_name=name, bucket_name=store.artifacts_name_ref,
+            schedule=cfg.training_schedule, new_data=cfg.new_data_trigger,
+            new_data_key=cfg.new_data_key)
+        for rule in self.triggers.rules.values():
+            rule.node.add_dependency(self.training.pipeline)
+        if cfg.new_data_trigger:
+            CfnOutput(self, "NewDataKey", value=cfg.new_data_key,
+                      description="writing this key in the artifact bucket starts a training run")
+        self.scientist = self.studio = None
+        if cfg.studio.enabled:
+            self.scientist = ScientistRole(
+                self, "Scientist", pipeline_arn=pipeline_arn(name),
+                model_group_resources=stateful.registry.package_resources(),
+                ledger_table_arn=stateful.tables.ledger.table_arn,
+                artifacts_arn=store.artifacts_arn_ref, key_arn=store.key.key_arn,
+                mlflow_tracking_server_name=cfg.studio.mlflow_tracking_server_name)
+            self.studio = Studio(self, "Studio", cfg=cfg.studio, stage=cfg.stage,
+                                 role=self.scientist.role, key_arn=store.key.key_arn)
+            CfnOutput(self, "StudioUserProfile", value=cfg.studio.user_profile_name,
+                      description="SageMaker Studio user profile of the scientist role")
+            CfnOutput(self, "ScientistRoleArn", value=self.scientist.role.role_arn)
         CfnOutput(self, "PipelineName", value=self.training.pipeline.ref,
                   description="SageMaker pipeline (mlops pipeline run --backend aws)")

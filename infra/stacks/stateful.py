@@ -19,6 +19,8 @@ class StatefulStack(Stack):
         removal = RemovalPolicy.RETAIN if cfg.retain else RemovalPolicy.DESTROY
         self.store = ArtifactStore(self, "ArtifactStore", removal_policy=removal,
                                    data_retention_days=cfg.data_retention_days)
+        if cfg.new_data_trigger:
+            self.store.enable_event_bridge()
         self.tables = Tables(self, "Tables", key=self.store.key, removal_policy=removal)
         self.registry = ModelRegistry(self, "ModelRegistry", model_group=cfg.model_group,
                                       reader_accounts=cfg.registry_reader_accounts)

@@ -152,3 +152,20 @@ def stubber_any():
 class _Context:
     function_name, memory_limit_in_mb, aws_request_id = "probe", 256, "r"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:probe"
+
+
+def test_the_champions_sagemaker_metrics_are_republished_at_endpoint_level(make_client, aws):
+    from mlops_kit.aws.monitoring import champion_service_metrics
+
+    cloudwatch = make_client("cloudwatch")
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    for variant, errors in (("v2", 7.0), ("v1", 100.0)):
+        cloudwatch.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+            "MetricName": "Invocation5XXErrors", "Value": errors, "Timestamp": now,
+            "Dimensions": [{"Name": "EndpointName", "Value": ENDPOINT},
+                           {"Name": "VariantName", "Value": variant}]}])
+    data = champion_service_metrics(cloudwatch, ENDPOINT, "v2", now - timedelta(minutes=10),
+                                    now + timedelta(minutes=1))
+    errors = [d for d in data if d.name == "ChampionInvocation5XXErrors"]
+    assert [d.value for d in errors] == [7.0]  # the champion's, not v1's
+    assert errors[0].dimensions == {"EndpointName": ENDPOINT}

@@ -49,7 +49,7 @@ def expected_actions() -> dict[str, set[str]]:
         "deployment_controller": control | IDEMPOTENCY,
         "rollback_controller": control | IDEMPOTENCY | set(health.IAM_ACTIONS_HEALTH)
         | set(health.IAM_ACTIONS_NOTIFY),
-        "drift_monitor": monitors,
+        "drift_monitor": monitors | set(monitoring.IAM_ACTIONS_SERVICE_METRICS),
         "probe": monitors | set(_handler_actions("probe")),
         "stream_scorer": set(scorer["scoring"]) | set(scorer["kinesis"]),
     }

@@ -132,7 +132,7 @@ def test_one_alarm_per_endpoint_level_definition(synthesized):
     alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in
               _resources(synthesized["control"], "AWS::CloudWatch::Alarm").values()}
     expected = [d for d in definitions if "{champion}" not in json.dumps(d["dimensions"])]
-    assert len(alarms) == len(expected) == 3
+    assert len(alarms) == len(expected) >= 3  # every endpoint-level definition, no more
     for d in expected:
         a = alarms[f"fraud-scorer-dev-{d['id']}"]
         assert (a["Namespace"], a["MetricName"]) == (d["namespace"], d["metric"])

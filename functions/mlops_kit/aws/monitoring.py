@@ -57,3 +57,36 @@ def champion_baseline_uris(sagemaker: Any, model_package_arn: str) -> tuple[str,
     if not baseline or not evaluation:
         raise ValueError(f"{model_package_arn} records no drift baseline and evaluation")
     return baseline, evaluation
+
+
+IAM_ACTIONS_SERVICE_METRICS = ("cloudwatch:GetMetricData",)
+SERVICE_METRICS = (
+    # (SageMaker's per-variant metric, statistic, the kit's endpoint-level name, unit)
+    ("Invocation5XXErrors", "Sum", "ChampionInvocation5XXErrors", "Count"),
+    ("ModelLatency", "p99", "ChampionModelLatency", "Microseconds"),
+)
+
+
+def champion_service_metrics(cloudwatch: Any, endpoint_name: str, variant_name: str,
+                             start: datetime, end: datetime) -> list:
+    """The champion variant's SageMaker metrics, per minute, republished at endpoint level.
+
+    SageMaker publishes 5XX errors and latency per variant; an alarm on one variant name would
+    watch the wrong variant after the next promotion or rollback. Republished under
+    `EndpointName` only, for whichever variant is champion now, the alarms never move.
+    """
+    from mlops_kit.monitoring.metrics import MetricDatum
+
+    queries = [{"Id": f"m{i}", "ReturnData": True, "MetricStat": {
+        "Metric": {"Namespace": "AWS/SageMaker", "MetricName": metric,
+                   "Dimensions": [{"Name": "EndpointName", "Value": endpoint_name},
+                                  {"Name": "VariantName", "Value": variant_name}]},
+        "Period": 60, "Stat": stat}} for i, (metric, stat, _, _) in enumerate(SERVICE_METRICS)]
+    response = cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=start,
+                                          EndTime=end)
+    data = []
+    for result in response.get("MetricDataResults", []):
+        _, _, name, unit = SERVICE_METRICS[int(result["Id"][1:])]
+        for at, value in zip(result.get("Timestamps", []), result.get("Values", [])):
+            data.append(MetricDatum(name, float(value), {"EndpointName": endpoint_name}, at, unit))
+    return data
