@@ -15,7 +15,7 @@ from aws_cdk import Acknowledgment, Stack, Token, Validations
 from constructs import IConstruct
 
 RUNTIME = ("Python 3.12 is pinned: the Powertools layer is resolved from "
-           "/aws/service/powertools/python/x86_64/python3.12/latest and the code is tested on it")
+           "/aws/service/powertools/python/x86_64/python3.12/3.37.0 and the code is tested on it")
 ARN = "arn:<AWS::Partition>"
 LOCAL = "<AWS::Region>:<AWS::AccountId>"
 

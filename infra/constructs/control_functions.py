@@ -27,7 +27,11 @@ from .bundling import function_code
 from .notifications import Notifications
 from .registry import ModelRegistry, Tables
 
-POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/x86_64/python3.12/latest"
+# Pinned to the Powertools release the code is tested with (requirements.lock): the public SSM
+# parameter per release resolves to that release's layer ARN in the deploying region, so the
+# layer version cannot float between deploys. Change both together.
+POWERTOOLS_VERSION = "3.37.0"
+POWERTOOLS_LAYER_PARAMETER = f"/aws/service/powertools/python/x86_64/python3.12/{POWERTOOLS_VERSION}"
 
 # The runtime code's constants, by adapter (see the module docstring).
 REGISTRY_ACTIONS = ("sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup",

@@ -148,3 +148,17 @@ def test_one_alarm_per_endpoint_level_definition(synthesized):
 
 def test_dashboard(synthesized):
     synthesized["control"].resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
+def test_powertools_layer_is_pinned_to_the_locked_release():
+    import importlib
+    from importlib import metadata
+
+    from .conftest import cdk_app_package
+
+    cdk_app_package()
+    control_functions = importlib.import_module("mlops_infra.constructs.control_functions")
+
+    assert control_functions.POWERTOOLS_VERSION == metadata.version("aws-lambda-powertools")
+    assert control_functions.POWERTOOLS_LAYER_PARAMETER.endswith("/" + metadata.version(
+        "aws-lambda-powertools"))
