@@ -200,20 +200,8 @@ class Ledger:
         else:
             condition = "#status = :expected"
             values[":expected"] = _s(expected)
-        try:
-            self._call("transact_write_items", TransactItems=[
-                {"Update": {"TableName": self.table_name, "Key": self._key(version_key(version)),
-                            "UpdateExpression": update,
-                            "ConditionExpression": condition,
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": values}},
-                {"Put": self._transition_put(version, transition)},
-            ])
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        return self._update_with_transition(version, transition, update=update,
+                                            condition=condition, values=values, names=names)
 
     def archive(self, version: int, transition: dict[str, Any],
                 model_package_arn: str = "") -> bool:
@@ -225,14 +213,24 @@ class Ledger:
         if model_package_arn:
             update += ", model_package_arn = if_not_exists(model_package_arn, :arn)"
             values[":arn"] = _s(model_package_arn)
+        return self._update_with_transition(version, transition, update=update,
+                                            condition="attribute_not_exists(archived_at)",
+                                            values=values)
+
+    def _update_with_transition(self, version: int, transition: dict[str, Any], *, update: str,
+                                condition: str, values: dict[str, Any],
+                                names: dict[str, str] | None = None) -> bool:
+        """The version's conditional update and its audit transition, in one transaction;
+        False when the condition does not hold (nothing written)."""
+        change: dict[str, Any] = {"TableName": self.table_name,
+                                  "Key": self._key(version_key(version)),
+                                  "UpdateExpression": update, "ConditionExpression": condition,
+                                  "ExpressionAttributeValues": values}
+        if names:
+            change["ExpressionAttributeNames"] = names
         try:
             self._call("transact_write_items", TransactItems=[
-                {"Update": {"TableName": self.table_name, "Key": self._key(version_key(version)),
-                            "UpdateExpression": update,
-                            "ConditionExpression": "attribute_not_exists(archived_at)",
-                            "ExpressionAttributeValues": values}},
-                {"Put": self._transition_put(version, transition)},
-            ])
+                {"Update": change}, {"Put": self._transition_put(version, transition)}])
         except ClientError as exc:
             if _condition_failed(exc):
                 return False

@@ -42,6 +42,17 @@ def _fail_bad_input(cause: str, details: list[str] | None = None) -> None:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def _parse_params(items: list[str]) -> dict[str, str]:
+    """Repeated --param NAME=VALUE options; exit 2 naming a malformed one."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            _fail_bad_input(f"--param expects NAME=VALUE, got '{item}'")
+        overrides[name.strip()] = value.strip()
+    return overrides
+
+
 def _emit_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -99,12 +110,7 @@ def pipeline_run(
     from mlops_kit.registry.local import LocalRegistry
     from mlops_pipelines.steps._io import BadInputError
 
-    overrides: dict[str, str] = {}
-    for item in param:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            _fail_bad_input(f"--param expects NAME=VALUE, got '{item}'")
-        overrides[name.strip()] = value.strip()
+    overrides = _parse_params(param)
     settings = LocalSettings.from_env()
     registry = LocalRegistry(settings.home, settings.model_group)
     try:
@@ -189,12 +195,7 @@ def pipeline_start(
     if not name:
         _fail_bad_input("no pipeline: pass --pipeline-name or set MLOPS_PIPELINE_NAME "
                         "(the Pipeline stack's PipelineName output)")
-    overrides: dict[str, str] = {}
-    for item in param:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            _fail_bad_input(f"--param expects NAME=VALUE, got '{item}'")
-        overrides[key.strip()] = value.strip()
+    overrides = _parse_params(param)
     aws_names = {p.name for p in AWS_PARAMETERS}
     try:
         typed = parameters.resolve({k: v for k, v in overrides.items() if k not in aws_names})

@@ -94,7 +94,3 @@ def _aws() -> Backend:
 
     return Backend("aws", registry, endpoints, settings.endpoint_name, settings.owner, emit,
                    rollback)
-
-
-def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)

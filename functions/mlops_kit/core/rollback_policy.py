@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from mlops_kit.core.rotation import VariantWeight, serving_champion
 
@@ -99,10 +99,6 @@ def unfit_reason(candidate: VariantWeight, facts: RollbackFacts, require_probe: 
     if health.probe_ok is None and require_probe:
         return "never probed"
     return ""
-
-
-def newest_first(versions: Iterable[int]) -> list[int]:
-    return sorted(set(versions), reverse=True)
 
 
 def last_rollback_time(records: Sequence) -> datetime | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 from mlops_kit.config import LocalSettings
-from mlops_kit.core.gates import GateVerdict, evaluate_gates
+from mlops_kit.core.gates import GATES, GateVerdict, evaluate_gates
 from mlops_kit.local import lineage
 from mlops_kit.registry.base import ModelRegistry, ModelVersion, RegistrationRequest
 from mlops_pipelines import parameters
@@ -127,7 +127,7 @@ def run_pipeline(settings: LocalSettings, registry: ModelRegistry, *,
         reporter.step_finished("train", timings["train"],
                                f"best round {training['best_round']}")
 
-        thresholds = {gate: float(params[gate]) for gate in _gate_names()}
+        thresholds = {gate.name: float(params[gate.name]) for gate in GATES}
         champion = registry.champion()
         evaluation = _step(reporter, timings, "evaluate", lambda: evaluate.run(
             staging / "model", staging / "preprocess" / "test", staging / "preprocess" / "train",
@@ -178,12 +178,6 @@ def _step(reporter: Reporter, timings: dict[str, float], name: str, action):
     timings[name] = time.perf_counter() - started
     reporter.step_finished(name, timings[name])
     return outcome
-
-
-def _gate_names() -> list[str]:
-    from mlops_kit.core.gates import GATES
-
-    return [gate.name for gate in GATES]
 
 
 def _quiet_mlflow() -> None:

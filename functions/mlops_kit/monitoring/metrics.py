@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 NAMESPACE = "MLOpsKit/Monitoring"
 
@@ -101,10 +101,3 @@ class PowertoolsMetricSink:
                                namespace=datum.namespace) as metric:
                 for key, value in datum.dimensions.items():
                     metric.add_dimension(name=key, value=value)
-
-
-def group_by_name(data: Iterable[MetricDatum]) -> dict[str, list[MetricDatum]]:
-    grouped: dict[str, list[MetricDatum]] = {}
-    for datum in data:
-        grouped.setdefault(datum.name, []).append(datum)
-    return grouped
