@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlops_kit.aws.lambda_settings import ControlSettings
 from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
 from mlops_kit.deploy.events import InvalidEventError, deploy_decision, parse_model_package_event
+from mlops_kit.registry.base import UnknownVersionError
 
 logger = Logger(service="deployment-controller")
 tracer = Tracer(service="deployment-controller")
@@ -75,7 +76,13 @@ def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str,
         logger.info("event ignored", extra={"reason": why, "version": change.version})
         return {"action": "ignored", "reason": why, "version": change.version}
     idempotency.register_lambda_context(context)
-    outcome = promote_once(change={"key": change.change_key}, event=event.raw_event)
+    try:
+        outcome = promote_once(change={"key": change.change_key}, event=event.raw_event)
+    except UnknownVersionError as exc:
+        # An approval of a version the registry does not have: a retry cannot fix it.
+        logger.warning("event rejected", extra={"reason": str(exc)})
+        metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
+        return {"action": "rejected", "reason": str(exc), "version": change.version}
     logger.info("promotion handled", extra=outcome)
     metrics.add_metric(name=f"Promotion_{outcome['action']}", unit=MetricUnit.Count, value=1)
     return outcome

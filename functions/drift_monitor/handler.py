@@ -66,8 +66,7 @@ def monitor(now: datetime) -> dict[str, Any]:
             records.extend(parsed)
             corrupt += torn
         decoded = decode_capture(records, baseline.feature_order)
-        decoded.records += corrupt
-        decoded.skipped += corrupt
+        decoded.add_unreadable_lines(corrupt)
         by_variant[variant.variant_name] = decoded
     data = compute_metrics(baseline, by_variant, endpoint_name=ENDPOINT, at=now)
     if "cloudwatch" not in deps:
@@ -79,7 +78,25 @@ def monitor(now: datetime) -> dict[str, Any]:
     deps["sink"].put(data)
     return {"status": "published", "champion": champion.version, "metrics": len(data),
             "records": {k: v.records for k, v in by_variant.items()},
-            "skipped": {k: v.skipped for k, v in by_variant.items()}}
+            "skipped": {k: v.skipped for k, v in by_variant.items()},
+            "skipped_reasons": {k: v.skipped_reasons for k, v in by_variant.items() if v.skipped}}
+
+
+def window_end(event: Any) -> datetime:
+    """The scheduled event's time (UTC), or now for a manual run without one; ValueError
+    naming the problem for anything else, so a bad event publishes nothing."""
+    if not isinstance(event, dict):
+        raise ValueError("event is not a JSON object")
+    at = event.get("time")
+    if at is None:
+        return datetime.now(timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        _ = parsed - WINDOW  # OverflowError when the window would start before year 1
+    except (AttributeError, ValueError, OverflowError):
+        raise ValueError(f"event time is not an ISO-8601 time: {at!r}") from None
+    return parsed
 
 
 @metrics.log_metrics
@@ -87,9 +104,11 @@ def monitor(now: datetime) -> dict[str, Any]:
 @logger.inject_lambda_context
 @event_source(data_class=EventBridgeEvent)
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
-    at = event.get("time")
-    now = (datetime.fromisoformat(at.replace("Z", "+00:00")) if isinstance(at, str)
-           else datetime.now(timezone.utc))
+    try:
+        now = window_end(event.raw_event)
+    except ValueError as exc:
+        logger.warning("event rejected", extra={"reason": str(exc)})
+        return {"status": "rejected", "reason": str(exc)}
     summary = monitor(now)
     logger.info("drift monitor run", extra=summary)
     return summary

@@ -153,7 +153,10 @@ def _csv_value(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer beyond float range
+            raise BadRecord(f"feature '{name}' is out of range") from None
     elif isinstance(value, str):
         try:
             number = float(value)
@@ -319,12 +322,32 @@ def publish(scored: list[Scored], cfg: Settings) -> list[str]:
 
 # -- handler -----------------------------------------------------------------------------
 
+def batch_problem(event: Any) -> str | None:
+    """Why the event is not a Kinesis batch (None when it is). The event source mapping only
+    sends well-formed batches; anything else has no sequence numbers to report failures by."""
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        return "event is not a Kinesis batch: no Records list"
+    for i, record in enumerate(event["Records"]):
+        kinesis = record.get("kinesis") if isinstance(record, dict) else None
+        if not (isinstance(kinesis, dict) and isinstance(kinesis.get("sequenceNumber"), str)
+                and isinstance(kinesis.get("data"), str)
+                and isinstance(kinesis.get("partitionKey"), str)):
+            return (f"event is not a Kinesis batch: record {i} lacks kinesis.sequenceNumber, "
+                    "kinesis.partitionKey or kinesis.data")
+    return None
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     cfg = settings()
     metrics.add_dimension(name="EndpointName", value=cfg.endpoint_name)
+    problem = batch_problem(event)
+    if problem:
+        logger.warning("event rejected", extra={"reason": problem})
+        metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
+        return {"batchItemFailures": [], "rejected": problem}
     scored: list[Scored] = []
 
     def record_handler(record: KinesisStreamRecord) -> str:

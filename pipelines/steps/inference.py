@@ -76,6 +76,8 @@ class LoadedModel:
             else:
                 try:
                     number = float(value)
+                except OverflowError:  # a JSON integer beyond float range
+                    number = math.inf
                 except (TypeError, ValueError):
                     raise PayloadError(f"feature '{self.spec.features[position]}' must be "
                                        f"numeric, got {value!r}") from None
@@ -135,6 +137,8 @@ def _json_rows(body: str) -> list[list[Any]]:
         document = json.loads(body)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"payload is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise PayloadError("payload is not valid JSON: nested too deeply") from None
     if isinstance(document, dict):
         document = document.get("instances", document.get("features"))
     if isinstance(document, list) and document and not isinstance(document[0], (list, dict)):

@@ -106,6 +106,9 @@ def test_drift_monitor_publishes_drift_of_the_champion(world, monkeypatch):
     handler._deps.update(registry=registry, endpoints=endpoints, documents=documents, sink=sink)
     summary = handler.monitor(now + timedelta(minutes=1))
     assert summary["status"] == "published" and summary["records"] == {"v1": 401}
+    from mlops_kit.monitoring.drift_monitor import UNREADABLE_LINE
+
+    assert summary["skipped_reasons"] == {"v1": {UNREADABLE_LINE: 1}}
     by_name = {(d.name, tuple(sorted(d.dimensions.items()))): d.value for d in sink}
     assert by_name[("CaptureSkipped", (("EndpointName", ENDPOINT), ("VariantName", "v1")))] == 1
     worst = by_name[("FeaturePSIMax", (("EndpointName", ENDPOINT),))]

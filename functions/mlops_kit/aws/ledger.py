@@ -41,7 +41,7 @@ from typing import Any, Iterator
 
 from botocore.exceptions import ClientError
 
-from .clients import Backoff, LazyClient, error_code
+from .clients import Backoff, LazyClient, error_code, is_throttling
 
 LEDGER_TABLE: dict[str, Any] = {
     "partition_key": {"name": "pk", "type": "S"},
@@ -130,7 +130,8 @@ class Ledger:
         return self._client()
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
-        return self._backoff.call(getattr(self.client, operation), **kwargs)
+        return self._backoff.call(getattr(self.client, operation), retry_if=_transient,
+                                  **kwargs)
 
     def _key(self, sk: str) -> dict[str, Any]:
         return {"pk": _s(self.model_group), "sk": _s(sk)}
@@ -276,6 +277,25 @@ class Ledger:
                 raise
             return json.loads(existing["record"])
         return None
+
+
+_TRANSIENT_CANCELLATIONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded",
+                                      "TransactionConflict", "RequestLimitExceeded", "None"})
+"""Cancellation reasons of a TransactWriteItems that wrote nothing and may simply be sent again
+("None" marks the items that were not at fault)."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """Throttling, and a transaction cancelled only for throttling or a conflict with another
+    transaction in flight: DynamoDB reports both as TransactionCanceledException, which is not
+    a throttling code, so without this a throttled transaction would fail the whole call."""
+    if is_throttling(exc) or error_code(exc) == "TransactionInProgressException":
+        return True
+    if error_code(exc) != "TransactionCanceledException":
+        return False
+    reasons = {str(r.get("Code") or "None")
+               for r in (exc.response.get("CancellationReasons") or [])}  # type: ignore[attr-defined]
+    return bool(reasons - {"None"}) and reasons <= _TRANSIENT_CANCELLATIONS
 
 
 def _condition_failed(exc: ClientError) -> bool:

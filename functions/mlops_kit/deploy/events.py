@@ -45,7 +45,10 @@ def _timestamp(value: Any, field: str) -> datetime:
     if isinstance(value, bool):
         raise InvalidEventError(f"{field} is not a time: {value!r}")
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):  # NaN, ±inf, beyond year 1..9999
+            raise InvalidEventError(f"{field} is not a time: {value!r}") from None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -69,11 +72,16 @@ def parse_model_package_event(event: Mapping[str, Any]) -> ModelPackageStateChan
                if k not in detail]
     if missing:
         raise InvalidEventError(f"detail lacks {', '.join(missing)}")
+    raw_version = detail["ModelPackageVersion"]
     try:
-        version = int(detail["ModelPackageVersion"])
-    except (TypeError, ValueError):
+        # int() would also take True, 1.5 (as 1) and fail with OverflowError on inf.
+        if isinstance(raw_version, bool) or (isinstance(raw_version, float)
+                                             and not raw_version.is_integer()):
+            raise ValueError
+        version = int(raw_version)
+    except (TypeError, ValueError, OverflowError):
         raise InvalidEventError(
-            f"ModelPackageVersion is not a number: {detail['ModelPackageVersion']!r}") from None
+            f"ModelPackageVersion is not a number: {raw_version!r}") from None
     if version < 1:
         raise InvalidEventError(f"ModelPackageVersion must be positive, got {version}")
     fields = detail.get("UpdatedModelPackageFields")

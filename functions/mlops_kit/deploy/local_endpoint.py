@@ -33,6 +33,13 @@ class LocalEndpoints:
         current = load_state(self.home, endpoint_name)
         if current is not None and current.status != "InService":
             raise EndpointBusyError(f"endpoint {endpoint_name} is {current.status}")
+        for v in variants:
+            # A state naming a missing model would be recorded as deployed while the server
+            # cannot load it (it keeps serving the old lineup): refuse before writing anything.
+            uri = models[v.version].model_uri
+            if "://" not in uri and not Path(uri).is_dir():
+                raise FileNotFoundError(f"model artifact of v{v.version} is missing: {uri} "
+                                        f"(register the model again to restore it)")
         served = tuple(ServedVariant(v.variant_name, v.version, models[v.version].model_uri,
                                      v.weight, v.instance_count) for v in variants)
         digest = hashlib.sha256(json.dumps([vars(s) for s in served],

@@ -187,9 +187,26 @@ class RollbackController:
             return RollbackOutcome("none", decision.reason, endpoint_name, decision.from_version,
                                    decided_in_seconds=decided)
 
-        _, attempts = retry_while_busy(
-            lambda: self.endpoints.set_weights(endpoint_name, decision.weights),
-            self.settings.retry, self.sleep)
+        changed: list[str] = []
+
+        def shift() -> None:
+            # The weights were decided for the lineup described above. If a promotion replaced
+            # it meanwhile (in AWS the deployment Lambda runs apart from this one), applying
+            # them would leave a mixed lineup (the new champion and the fallback both at 1) or
+            # name a variant that is gone: decide again on the new lineup instead.
+            now = self.endpoints.describe(endpoint_name)
+            names = sorted(v.variant_name for v in now.variants) if now else []
+            if names != sorted(decision.weights):
+                changed.append(", ".join(names) or "none")
+                return
+            self.endpoints.set_weights(endpoint_name, decision.weights)
+
+        _, attempts = retry_while_busy(shift, self.settings.retry, self.sleep)
+        if changed:
+            raise RollbackDeferred(
+                f"the lineup of {endpoint_name} changed while deciding (decided for "
+                f"{', '.join(sorted(decision.weights))}; now {changed[0]}): nothing shifted, "
+                f"the alarm must be decided again on the new lineup")
         shifted_at = iso_now()
         variants = tuple(VariantWeight(v.variant_name, v.version, decision.weights[v.variant_name],
                                        v.instance_count) for v in view.variants)

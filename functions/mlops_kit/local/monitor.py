@@ -5,6 +5,7 @@ locally, and the resulting alarm events delivered to the same rollback controlle
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,8 @@ from mlops_kit.monitoring.metrics import LocalMetricStore, MetricDatum
 from mlops_kit.monitoring.probe import (Invoke, ProbeResult, baseline_rows, probe_metrics,
                                         probe_variants)
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class TickResult:
@@ -32,6 +35,8 @@ class TickResult:
     outcomes: list[Any]
     records: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    skipped_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per variant: why capture records were skipped (torn line, wrong schema, ...)."""
 
     def value(self, name: str, **dimensions: str) -> float | None:
         for datum in self.metrics:
@@ -135,14 +140,19 @@ class LocalMonitor:
         data: list[MetricDatum] = []
         records: dict[str, int] = {}
         skipped: dict[str, int] = {}
+        reasons: dict[str, dict[str, int]] = {}
         if baseline is not None:
             decoded: dict[str, DecodedCapture] = {}
             for variant, (lines, corrupt) in self.tail.read_new(self.endpoint).items():
                 result = decode_capture(lines, baseline.feature_order)
-                result.records += corrupt
-                result.skipped += corrupt
+                result.add_unreadable_lines(corrupt)
                 decoded[variant] = result
                 records[variant], skipped[variant] = result.records, result.skipped
+                if result.skipped_reasons:
+                    reasons[variant] = dict(result.skipped_reasons)
+                    log.warning("endpoint %s variant %s: skipped %d of %d capture records: %s",
+                                self.endpoint, variant, result.skipped, result.records,
+                                result.skipped_reasons)
             champion = decoded.get(baseline.variant_name)
             if champion is not None:
                 self.scores_by_id.update((i, s) for i, s in zip(champion.inference_ids,
@@ -166,7 +176,7 @@ class LocalMonitor:
                 outcomes.extend(publish(self.settings, event))
             except EndpointBusyError:
                 self.pending.append(event)
-        return TickResult(now, data, events, outcomes, records, skipped)
+        return TickResult(now, data, events, outcomes, records, skipped, reasons)
 
     def _labelled_aupr(self, labels: dict[str, int]) -> float | None:
         """AUPR of the champion on the labels that arrived since the last tick, joined to the

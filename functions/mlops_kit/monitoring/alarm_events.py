@@ -63,12 +63,14 @@ def _time(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def _metric(configuration: Mapping[str, Any]) -> tuple[str, str, dict[str, str]]:
-    for entry in configuration.get("metrics") or []:
+def _metric(configuration: Any) -> tuple[str, str, dict[str, str]]:
+    entries = configuration.get("metrics") if isinstance(configuration, Mapping) else None
+    for entry in entries if isinstance(entries, list) else []:
         stat = entry.get("metricStat") if isinstance(entry, Mapping) else None
         if isinstance(stat, Mapping) and isinstance(stat.get("metric"), Mapping):
             metric = stat["metric"]
-            dimensions = metric.get("dimensions") or {}
+            dimensions = metric.get("dimensions")
+            dimensions = dimensions if isinstance(dimensions, Mapping) else {}
             return (str(metric.get("namespace", "")), str(metric.get("name", "")),
                     {str(k): str(v) for k, v in dimensions.items()})
     return "", "", {}
@@ -79,17 +81,18 @@ def parse_alarm_event(event: Mapping[str, Any]) -> AlarmTransition:
         raise InvalidEventError("event is not a JSON object")
     if "alarmData" in event:
         alarm = CloudWatchAlarmEvent(dict(event))
-        data = event["alarmData"]
-        name, arn, shape = data.get("alarmName"), alarm.get("alarmArn", ""), "lambda-action"
+        data, arn, shape = event["alarmData"], alarm.get("alarmArn", ""), "lambda-action"
     elif event.get("detail-type") == ALARM_DETAIL_TYPE:
         wrapped = EventBridgeEvent(dict(event))
         data = wrapped.get("detail")
-        resources = wrapped.get("resources") or [""]
-        name, arn, shape = (data or {}).get("alarmName"), resources[0], "eventbridge"
+        resources = wrapped.get("resources")
+        arn = resources[0] if isinstance(resources, list) and resources else ""
+        shape = "eventbridge"
     else:
         raise InvalidEventError("not a CloudWatch alarm state change (no alarmData, "
                                 f"detail-type={event.get('detail-type')!r})")
-    if not isinstance(data, Mapping) or not name:
+    name = data.get("alarmName") if isinstance(data, Mapping) else None
+    if not name:
         raise InvalidEventError("alarm event has no alarm name")
     state = data.get("state") or {}
     previous = data.get("previousState") or {}
@@ -97,9 +100,9 @@ def parse_alarm_event(event: Mapping[str, Any]) -> AlarmTransition:
         raise InvalidEventError("alarm event has no state value")
     try:
         reason_data = json.loads(state.get("reasonData") or "{}")
-    except (TypeError, json.JSONDecodeError):
+    except (TypeError, ValueError, RecursionError):  # reasonData is only evidence
         reason_data = {}
-    namespace, metric, dimensions = _metric(data.get("configuration") or {})
+    namespace, metric, dimensions = _metric(data.get("configuration"))
     return AlarmTransition(
         alarm_name=str(name), alarm_arn=str(arn), state=str(state["value"]),
         previous_state=str(previous.get("value", "")) if isinstance(previous, Mapping) else "",

@@ -61,9 +61,19 @@ class DecodedCapture:
     skipped: int = 0
     skipped_reasons: dict[str, int] = field(default_factory=dict)
 
-    def skip(self, reason: str) -> None:
-        self.skipped += 1
-        self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + 1
+    def skip(self, reason: str, count: int = 1) -> None:
+        self.skipped += count
+        self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + count
+
+    def add_unreadable_lines(self, count: int) -> None:
+        """Lines `parse_capture_lines` could not read (torn, not JSON, not an object): counted
+        as records and as skipped, with their reason."""
+        if count:
+            self.records += count
+            self.skip(UNREADABLE_LINE, count)
+
+
+UNREADABLE_LINE = "unreadable line (torn, not JSON or not an object)"
 
 
 def parse_capture_lines(text: str) -> tuple[list[dict[str, Any]], int]:
@@ -85,9 +95,15 @@ def parse_capture_lines(text: str) -> tuple[list[dict[str, Any]], int]:
 
 
 def _payload_text(part: Mapping[str, Any]) -> tuple[str, str]:
+    # A record of the wrong schema (a part that is not an object, data that is not text) is
+    # a ValueError here, so decode_capture skips it instead of crashing the monitor.
+    if not isinstance(part, Mapping):
+        raise ValueError("capture part is not an object")
     data = part.get("data", "")
     if part.get("encoding") == "BASE64":
         data = base64.b64decode(data).decode("utf-8")
+    if not isinstance(data, str):
+        raise ValueError("capture data is not text")
     return str(part.get("observedContentType", "")).split(";")[0].strip().lower(), data
 
 
@@ -126,7 +142,10 @@ def decode_capture(records: Iterable[Mapping[str, Any]], feature_order: Sequence
         if scores is None or len(scores) != len(rows):
             decoded.skip("output does not match input rows")
             continue
-        inference_id = (record.get("eventMetadata") or {}).get("inferenceId")
+        metadata = record.get("eventMetadata")
+        inference_id = metadata.get("inferenceId") if isinstance(metadata, Mapping) else None
+        if not isinstance(inference_id, str):
+            inference_id = None
         for row, score in zip(rows, scores):
             if len(row) != width:
                 decoded.skip("wrong number of values")

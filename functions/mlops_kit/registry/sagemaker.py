@@ -496,6 +496,19 @@ class SageMakerRegistry(ModelRegistry):
         described = self._describe(version, arn)
         current = self._version(described, item)
         if current.status == status:
+            props = described.get("CustomerMetadataProperties") or {}
+            if (item and item.get("status") and item["status"] != str(status)
+                    and props.get(KEY_CHANGED_AT)
+                    and props[KEY_CHANGED_AT] != item.get("status_changed_at")):
+                # The kit changed the package (its mlops:status_changed_at moved) but the
+                # ledger did not follow: that call failed between the two writes. Complete the
+                # trail with that change's own who, when and why. (A change made in Studio
+                # leaves the kit's timestamp alone and stays SageMaker's word only.)
+                self._record_behind(version, status,
+                                    actor=props.get(KEY_CHANGED_BY) or actor,
+                                    reason=described.get("ApprovalDescription") or reason,
+                                    at=props[KEY_CHANGED_AT], arn=arn)
+                return self.get(version), False
             return current, False
         now = utc_now()
         props = dict(described.get("CustomerMetadataProperties") or {})
@@ -505,9 +518,32 @@ class SageMakerRegistry(ModelRegistry):
         recorded = self.ledger.change_status(version, (item or {}).get("status"), {
             "from_status": str(current.status), "to_status": str(status), "actor": actor,
             "reason": reason, "at": now, "details": {"model_package_arn": arn}}, arn)
+        if not recorded:
+            # Another writer changed the status between our read and our write.
+            recorded = self._record_behind(version, status, actor=actor, reason=reason,
+                                           at=now, arn=arn)
+            return self.get(version), recorded
         updated = replace(current, status=status, status_changed_at=now,
                           status_changed_by=actor, status_reason=reason)
         return updated, recorded
+
+    def _record_behind(self, version: int, status: ApprovalStatus, *, actor: str, reason: str,
+                       at: str, arn: str, attempts: int = 3) -> bool:
+        """Append our transition after whatever the ledger holds now, but only while SageMaker
+        holds our status (ours was the last package update): the trail then ends where
+        SageMaker is. A writer whose update SageMaker already superseded records nothing."""
+        for _ in range(attempts):
+            item = self.ledger.get(version_key(version)) or {}
+            if item.get("status") == str(status):
+                return False
+            if self._describe(version, arn).get("ModelApprovalStatus") != str(status):
+                return False
+            if self.ledger.change_status(version, item.get("status"), {
+                    "from_status": item.get("status") or "", "to_status": str(status),
+                    "actor": actor, "reason": reason, "at": at,
+                    "details": {"model_package_arn": arn}}, arn):
+                return True
+        return False
 
     def archive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
         """Archive for the retention policy: recorded in the ledger (with a transition to
