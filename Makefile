@@ -6,7 +6,11 @@ UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: setup run test lock definition synth clean
+BENCH_VENV ?= .venv-bench
+BENCH_BIN := $(BENCH_VENV)/bin
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat requirements-bench.lock pyproject.toml | sha256sum | cut -c1-16)
+
+.PHONY: setup run test lock definition synth bench-setup bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,16 +33,33 @@ test: $(STAMP)
 definition: $(STAMP)
 	$(BIN)/mlops pipeline definition --out pipelines/definition.json --assets pipelines/build/artifact-bucket
 
-## Synthesize the CDK app offline (issue [D], in progress: cdk-nag findings are not all
-## acknowledged yet, so this target still fails at the nag step).
+## Synthesize the CDK app offline: cdk-nag (AwsSolutions) and cfn-lint on every template.
 STAGE ?= dev
 synth: definition
 	npm ci --no-audit --no-fund
 	PATH=$(abspath $(BIN)):$$PATH JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true npx cdk synth -c stage=$(STAGE) --quiet
 	$(BIN)/cfn-lint
 
+## The benchmark environment: the kit plus the peers it is measured against (Evidently, NannyML).
+## A separate venv, so the peers never enter the one `make run` and `make test` use.
+$(BENCH_STAMP): requirements-bench.lock pyproject.toml
+	test -x $(BENCH_BIN)/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BENCH_BIN)/uv pip install --quiet --python $(BENCH_BIN)/python -r requirements-bench.lock
+	$(BENCH_BIN)/uv pip install --quiet --python $(BENCH_BIN)/python --no-deps -e .
+	rm -f $(BENCH_VENV)/.installed-*
+	touch $@
+
+bench-setup: $(BENCH_STAMP)
+
+## Every benchmark, figures as JSON in benchmarks/results/ (see benchmarks/README.md).
+bench: $(STAMP) $(BENCH_STAMP)
+	bash benchmarks/run_all.sh
+
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra bench --python-version 3.11 \
+		--override benchmarks/overrides.txt -o requirements-bench.lock
 
 clean:
-	rm -rf $(VENV) .mlops
+	rm -rf $(VENV) $(BENCH_VENV) .mlops
