@@ -90,3 +90,39 @@ def test_average_precision_matches_sklearn():
         scores = np.round(rng.random(300), 2)
         assert drift.average_precision(labels, scores) == pytest.approx(
             average_precision_score(labels, scores), abs=1e-12)
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@st.composite
+def two_samples(draw):
+    """Sample pairs around and above the size where the KS search goes block by block: continuous
+    values, heavy ties, values shared by both samples, missing values and shifts."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    n_ref = draw(st.sampled_from([1, 2, 50, 511, 512, 513, 700, 2_000, 6_000]))
+    n_cur = draw(st.sampled_from([1, 3, 100, 1_000, 9_000]))
+    kind = draw(st.sampled_from(["continuous", "ties", "shared", "shifted"]))
+    ref = rng.normal(size=n_ref)
+    cur = rng.normal(draw(st.floats(-0.5, 0.5)), 1, size=n_cur)
+    if kind == "ties":
+        ref, cur = np.round(ref, 1), np.round(cur, 1)
+    elif kind == "shared":
+        cur[: n_cur // 2] = rng.choice(ref, n_cur // 2)
+    elif kind == "shifted":
+        cur = cur + 3
+    if draw(st.booleans()) and n_ref > 2:
+        ref[::7] = np.nan
+    return ref, cur
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(two_samples())
+def test_ks_statistic_equals_scipy_on_any_samples(samples):
+    from scipy.stats import ks_2samp
+
+    ref, cur = samples
+    expected = ks_2samp(ref[~np.isnan(ref)], cur).statistic
+    assert abs(drift.ks_statistic(ref, cur) - expected) < 1e-12
+    assert abs(drift.numeric_drift(ref, cur)["ks"] - expected) < 1e-12

@@ -117,15 +117,23 @@ def psi_against_baseline(feature_baseline: Mapping[str, Any], values: Any) -> fl
     return psi(expected, actual)
 
 
+KS_BLOCK = 64
+"""Distinct reference values per block of the KS search (see `ks_statistic`)."""
+
+
 def ks_statistic(reference: np.ndarray, current: np.ndarray, *,
                  reference_sorted: bool = False, current_sorted: bool = False) -> float:
     """Two-sample Kolmogorov-Smirnov statistic, equal to `scipy.stats.ks_2samp(...).statistic`.
 
     Missing values are dropped first. Between two consecutive distinct reference values the
     reference CDF is flat, so the supremum of |F_ref - F_cur| over that stretch is reached at
-    its left end or just before its right end. Evaluating the current CDF at (and just below)
-    each distinct reference value therefore gives the exact statistic with one sort of the
-    current sample and two binary searches of the (smaller) reference grid.
+    its left end or just before its right end: evaluating the current CDF at (and just below)
+    each distinct reference value gives the exact statistic.
+
+    With many distinct reference values those evaluations (binary searches of the current
+    sample) are most of the cost, so they run in blocks of KS_BLOCK values: both CDFs are
+    monotone, so the ends of a block bound every gap inside it, and only blocks whose bound
+    beats the largest gap already seen are searched value by value. The result is still exact.
     """
     a = np.asarray(reference, dtype=np.float64)
     if not reference_sorted:
@@ -138,10 +146,36 @@ def ks_statistic(reference: np.ndarray, current: np.ndarray, *,
     last_of_run = np.append(a[1:] != a[:-1], True)
     grid = a[last_of_run]
     f_ref = (np.flatnonzero(last_of_run) + 1) / a.size
-    at = np.searchsorted(b, grid, side="right") / b.size
-    below = np.searchsorted(b, grid, side="left") / b.size
     f_ref_before = np.concatenate(([0.0], f_ref[:-1]))
-    return float(max(np.abs(f_ref - at).max(), np.abs(f_ref_before - below).max()))
+
+    def current_cdf(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """F_cur at grid[index] and just below it."""
+        at = np.searchsorted(b, grid[index], side="right") / b.size
+        below = np.searchsorted(b, grid[index], side="left") / b.size
+        return at, below
+
+    def gaps(index: np.ndarray) -> np.ndarray:
+        at, below = current_cdf(index)
+        return np.maximum(np.abs(f_ref[index] - at), np.abs(f_ref_before[index] - below))
+
+    if grid.size <= 8 * KS_BLOCK:
+        return float(gaps(np.arange(grid.size)).max())
+    starts = np.arange(0, grid.size, KS_BLOCK)
+    ends = np.minimum(starts + KS_BLOCK - 1, grid.size - 1)
+    at_start, below_start = current_cdf(starts)
+    at_end, below_end = current_cdf(ends)
+    largest = max(
+        np.maximum(np.abs(f_ref[starts] - at_start), np.abs(f_ref_before[starts] - below_start)).max(),
+        np.maximum(np.abs(f_ref[ends] - at_end), np.abs(f_ref_before[ends] - below_end)).max())
+    bound = np.maximum.reduce([f_ref[ends] - at_start, at_end - f_ref[starts],
+                               f_ref_before[ends] - below_start, below_end - f_ref_before[starts]])
+    open_blocks = np.flatnonzero(bound > largest)
+    if open_blocks.size:
+        inside = (starts[open_blocks, None] + np.arange(1, KS_BLOCK - 1)).ravel()
+        inside = inside[inside < np.repeat(ends[open_blocks], KS_BLOCK - 2)]
+        if inside.size:
+            largest = max(largest, gaps(inside).max())
+    return float(largest)
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
