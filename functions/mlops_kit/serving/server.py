@@ -305,6 +305,9 @@ class Supervisor:
     # -- shutdown ------------------------------------------------------------------------------
     def _shutdown(self) -> None:
         if self._listener is not None:
+            # close() resets the connections the kernel has completed but we have not accepted
+            # (their requests may already be sent): hand them to the workers, which answer them.
+            self._accept()
             self._selector.unregister(self._listener)
             self._listener.close()
             self._listener = None

@@ -41,6 +41,10 @@ log = logging.getLogger("mlops_kit.serving.worker")
 
 TICK_SECONDS = 1.0
 SWEEP_EVERY_TICKS = 5
+DRAIN_IDLE_SECONDS = 1.0
+"""On shutdown, a kept-alive connection is closed once it has been idle this long. Closing it
+at once would reset the next request of a client that is sending continuously (often already
+in the socket's buffer): it gets an answer with `Connection: close` instead."""
 
 
 class WorkerProcess:
@@ -55,6 +59,7 @@ class WorkerProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future | None = None
         self._unsent_closes = 0
+        self._adopting = 0
         self._ticks = 0
         self._factory = None
 
@@ -111,6 +116,7 @@ class WorkerProcess:
             os.close(fd)
             self._connection_closed()
             return
+        self._adopting += 1
         self._loop.create_task(self._connect(sock))
 
     async def _connect(self, sock: socket.socket) -> None:
@@ -119,6 +125,8 @@ class WorkerProcess:
         except OSError:
             sock.close()
             self._connection_closed()
+        finally:
+            self._adopting -= 1
 
     def _connection_closed(self) -> None:
         self._unsent_closes += 1
@@ -155,9 +163,14 @@ class WorkerProcess:
     async def _drain(self) -> None:
         """Answer what has been received, close every connection, then flush the capture."""
         registry = self.registry
-        registry.drain()
+        registry.draining = True  # every answer from now on closes its connection
+        self._on_channel()  # connections the supervisor passed before it stopped are served too
         deadline = time.monotonic() + self.config.drain_seconds
-        while registry.connections and time.monotonic() < deadline:
+        while (registry.connections or self._adopting) and time.monotonic() < deadline:
+            idle_before = time.monotonic() - DRAIN_IDLE_SECONDS
+            for connection in list(registry.connections):
+                if connection.last_active < idle_before:
+                    connection.drain()  # closes it unless a request is partly received
             await asyncio.sleep(0.02)
         if registry.connections:
             log.warning("worker %d: %d connection(s) still open after %.0f s: closed",
