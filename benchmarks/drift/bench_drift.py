@@ -2,8 +2,9 @@
 reference, PSI and KS per feature, with the KS statistic checked against scipy to 1e-12.
 
 Run: .venv/bin/python benchmarks/drift/bench_drift.py [--rows 1000000] [--reference 200000]
-     [--features 30] [--repeat 3] [--skip-scipy]
-Prints one table; the figures in docs/performance.md come from this command.
+     [--features 30] [--repeat 3] [--skip-scipy] [--json PATH]
+Prints one table; the figures in docs/performance.md come from this command. With --json the
+figures (and the machine block of benchmarks/_common.py) are also written to PATH.
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mlops_kit.monitoring.adhoc import compare_frames
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import add_json_argument, write_json  # noqa: E402
+from _common import report as json_report  # noqa: E402
 
 
 def frames(rows: int, reference: int, features: int, seed: int = 0):
@@ -38,7 +45,9 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-scipy", action="store_true")
+    add_json_argument(parser)
     args = parser.parse_args()
+    bench_started = time.perf_counter()
     reference, current = frames(args.rows, args.reference, args.features)
     compare_frames(reference.head(1000), current.head(1000))  # warm-up
     timings = []
@@ -64,8 +73,18 @@ def main() -> None:
         scipy_seconds = time.perf_counter() - started
         print(f"scipy.stats.ks_2samp, KS only: {scipy_seconds:.3f} s; "
               f"largest |difference| of the KS statistic: {worst:.3e}")
-        if worst > 1e-12:
-            raise SystemExit("KS statistic differs from scipy by more than 1e-12")
+    figures = {"rows": args.rows, "reference_rows": args.reference, "features": args.features,
+               "repeat": args.repeat, "kit_seconds": timings, "kit_best_seconds": best,
+               "kit_values_per_second": args.rows * args.features / best}
+    if not args.skip_scipy:
+        figures.update({"scipy_ks_seconds": scipy_seconds,
+                        "scipy_over_kit": scipy_seconds / best,
+                        "ks_max_abs_difference": worst})
+    if args.json:
+        write_json(args.json, json_report("drift_maths", figures, started=bench_started,
+                                          packages=("numpy", "pandas", "scipy")))
+    if not args.skip_scipy and worst > 1e-12:
+        raise SystemExit("KS statistic differs from scipy by more than 1e-12")
 
 
 if __name__ == "__main__":

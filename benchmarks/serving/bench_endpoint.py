@@ -1,6 +1,11 @@
 """Benchmark the local endpoint, batch scoring and the in-process baselines; print a table.
 
     .venv/bin/python benchmarks/serving/bench_endpoint.py [--model-dir DIR] [--seconds 10]
+        [--json [PATH]]
+
+`--json` alone prints the results as JSON instead of the tables; `--json PATH` prints the
+tables and also writes the results, with benchmarks/_common.py's machine block and the command
+line, to PATH (atomically).
 
 Without --model-dir it trains the model the default pipeline trains (100,000 sample rows, the
 pipeline's hyperparameters) into a temporary directory first (~30 s). Load comes from `wrk`
@@ -32,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import report as json_report, write_json  # noqa: E402
 
 ENDPOINT = "bench-endpoint"
 ROW_CALLS = 5000
@@ -220,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per case")
     parser.add_argument("--batch-rows", type=int, default=1_000_000)
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                        help="print the results as JSON (no PATH), or also write them to PATH")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     from mlops_pipelines.steps import inference
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
@@ -238,10 +247,14 @@ def main(argv: list[str] | None = None) -> int:
             "endpoint": bench_endpoint(model_dir, lines[0], args.seconds, workdir),
             "batch": bench_batch(model_dir, args.batch_rows, workdir),
         }
-    if args.json:
+    if args.json == "-":
         print(json.dumps(report, indent=2))
-    else:
-        print_report(report)
+        return 0
+    print_report(report)
+    if args.json:
+        write_json(args.json, json_report(
+            "serving", report, started=started,
+            packages=("numpy", "pandas", "pyarrow", "xgboost-cpu", "xgboost")))
     return 0
 
 
