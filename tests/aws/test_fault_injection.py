@@ -1,19 +1,29 @@
 """Injected faults on the AWS home (issue [E]): DynamoDB throttling and conditional failures in
-the ledger, SageMaker throttling on the registry's calls, a half-written registration, and the
-two writers of one version's status. moto underneath; faults are injected by a client wrapper
+the ledger, SageMaker throttling on the registry's calls, a half-written registration, the
+two writers of one version's status, an Updating endpoint during a promotion and a rollback,
+and two alarms of one endpoint at once. moto underneath; faults are injected by a client wrapper
 that fails chosen calls before they reach moto."""
 
 from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
 from mlops_kit.aws.clients import Backoff
+from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
+from mlops_kit.deploy.endpoints import EndpointBusyError
+from mlops_kit.deploy.events import model_package_event
+from mlops_kit.deploy.rollback import RollbackController, RollbackDeferred
+from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
 from mlops_kit.registry.base import ApprovalStatus, DeploymentRecord, RegistrationRequest
 from mlops_kit.core.rotation import VariantWeight
 from mlops_kit.registry.sagemaker import SageMakerRegistry
 
-from .conftest import IMAGE_URI, LEDGER
+from .conftest import ACCOUNT, IMAGE_URI, LEDGER, REGION, ROLE_ARN
 
 GROUP, ENDPOINT = "fraud-scorer", "fraud-scorer-prod"
 
@@ -213,3 +223,224 @@ def test_a_package_created_without_its_ledger_record_is_readable_and_the_next_op
     assert trail(registry) == [("PendingManualApproval", "Approved")]
     assert registry.register(registration(2)).version == 2
     assert [v.version for v in registry.list_versions()] == [1, 2]
+
+
+# -- an Updating endpoint during a promotion and during a rollback ---------------------------
+#
+# moto has no UpdateEndpoint and never shows an endpoint Updating, so `BusyEndpoint` adds both
+# on top of moto: the first N update calls answer SageMaker's real busy error, and an
+# UpdateEndpoint that goes through is applied (the endpoint re-created on the new config) so
+# that describe and the redelivered event see what SageMaker would show once InService.
+
+EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "events"
+ENDPOINT_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"
+BUSY = f'Cannot update in-progress endpoint "{ENDPOINT_ARN}".'
+"""SageMaker's answer to an update while the endpoint is Creating/Updating (ValidationException)."""
+UPDATES = ("update_endpoint", "update_endpoint_weights_and_capacities")
+
+
+def busy(operation: str) -> ClientError:
+    name = "".join(part.title() for part in operation.split("_"))
+    return ClientError({"Error": {"Code": "ValidationException", "Message": BUSY},
+                        "ResponseMetadata": {"HTTPStatusCode": 400}}, name)
+
+
+class BusyEndpoint:
+    """moto's SageMaker client with UpdateEndpoint added and a settable number of busy answers
+    per update operation; `applied` lists the updates that reached the endpoint."""
+
+    def __init__(self, client):
+        self.client = client
+        self.busy_for = {op: 0 for op in UPDATES}
+        self.attempts = {op: 0 for op in UPDATES}
+        self.applied: list[tuple[str, object]] = []
+        self.before_update = None  # a hook: someone else acting right before an update lands
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def _gate(self, operation: str) -> None:
+        self.attempts[operation] += 1
+        if self.busy_for[operation] > 0:
+            self.busy_for[operation] -= 1
+            raise busy(operation)
+        if self.before_update is not None:
+            hook, self.before_update = self.before_update, None
+            hook()
+
+    def update_endpoint(self, *, EndpointName, EndpointConfigName, **_):
+        self._gate("update_endpoint")
+        self.client.delete_endpoint(EndpointName=EndpointName)
+        self.client.create_endpoint(EndpointName=EndpointName,
+                                    EndpointConfigName=EndpointConfigName)
+        self.applied.append(("update_endpoint", EndpointConfigName))
+        return {"EndpointArn": ENDPOINT_ARN}
+
+    def update_endpoint_weights_and_capacities(self, **kwargs):
+        self._gate("update_endpoint_weights_and_capacities")
+        answer = self.client.update_endpoint_weights_and_capacities(**kwargs)
+        self.applied.append(("update_endpoint_weights_and_capacities",
+                             {w["VariantName"]: w["DesiredWeight"]
+                              for w in kwargs["DesiredWeightsAndCapacities"]}))
+        return answer
+
+
+class HealthyProbes:
+    def probe_results(self, endpoint_name):
+        return {"v1": True, "v2": True}
+
+
+@pytest.fixture()
+def busy_world(sagemaker, dynamodb, sleeps):
+    """v1 and v2 registered; the controllers on the SageMaker adapters over `BusyEndpoint`,
+    with the production retry settings (6 tries, 2 s doubling, at most 30 s) and no real
+    sleeping."""
+    registry = SageMakerRegistry(GROUP, ledger_table=LEDGER, image_uri=IMAGE_URI,
+                                 sagemaker_client=sagemaker, dynamodb_client=dynamodb)
+    for run in (1, 2):
+        registry.register(registration(run))
+    client = BusyEndpoint(sagemaker)
+    endpoints = SageMakerEndpoints(client, execution_role_arn=ROLE_ARN, sleep=sleeps)
+    deployer = DeploymentController(registry, endpoints, DeploymentSettings(ENDPOINT),
+                                    sleep=sleeps)
+    return registry, client, endpoints, deployer, sleeps
+
+
+def approved(registry, version: int) -> dict:
+    registry.approve(version, actor="bob", reason=f"ship v{version}")
+    return model_package_event(GROUP, version, "Approved", reason=f"ship v{version}",
+                               region=REGION, account=ACCOUNT)
+
+
+def served(endpoints) -> dict[str, float]:
+    return {v.variant_name: v.weight for v in endpoints.describe(ENDPOINT).variants}
+
+
+def promotions(registry) -> list[int]:
+    return [d.version for d in registry.deployments(ENDPOINT) if d.kind == "promote"]
+
+
+def test_an_updating_endpoint_during_a_promotion_is_retried_with_backoff_then_updated_once(
+        busy_world):
+    registry, client, endpoints, deployer, sleeps = busy_world
+    assert deployer.handle_event(approved(registry, 1)).action == "deployed"  # CreateEndpoint
+    client.busy_for["update_endpoint"] = 2
+    outcome = deployer.handle_event(approved(registry, 2))
+    assert (outcome.action, outcome.attempts) == ("deployed", 3)
+    assert sleeps == [2.0, 4.0]  # the controller's backoff, not the adapter's throttling one
+    assert client.attempts["update_endpoint"] == 3
+    assert client.applied == [("update_endpoint", outcome.details["endpoint_config"])]
+    assert served(endpoints) == {"v2": 1.0, "v1": 0.0}
+    assert promotions(registry) == [1, 2]
+
+
+def test_a_promotion_busy_past_the_last_try_surfaces_records_nothing_and_redelivery_deploys_once(
+        busy_world):
+    registry, client, endpoints, deployer, sleeps = busy_world
+    deployer.handle_event(approved(registry, 1))
+    event = approved(registry, 2)
+    client.busy_for["update_endpoint"] = 6  # every one of the 6 tries
+    with pytest.raises(EndpointBusyError, match="in-progress endpoint"):
+        deployer.handle_event(event)  # the Lambda fails, so EventBridge redelivers the event
+    assert sleeps == [2.0, 4.0, 8.0, 16.0, 30.0]
+    assert client.applied == []
+    assert served(endpoints) == {"v1": 1.0}
+    assert promotions(registry) == [1]  # no half-applied promotion in the ledger
+    assert registry.champion(ENDPOINT).version == 1
+
+    redelivered = deployer.handle_event(copy.deepcopy(event))  # the endpoint is InService now
+    assert (redelivered.action, redelivered.attempts) == ("deployed", 1)
+    assert served(endpoints) == {"v2": 1.0, "v1": 0.0}
+    assert deployer.handle_event(copy.deepcopy(event)).action == "duplicate"
+    assert [a for a, _ in client.applied] == ["update_endpoint"]
+    assert promotions(registry) == [1, 2]
+
+
+def alarm(name: str = "feature-drift") -> dict:
+    return json.loads((EVENTS / {
+        "feature-drift": "cloudwatch-alarm-state-change.eventbridge.json",
+        "prediction-drift": "cloudwatch-alarm.lambda-action.json"}[name]).read_text())
+
+
+@pytest.fixture()
+def rolling(busy_world):
+    """v2 serving, v1 warm (both approvals deployed through the controller), both probed
+    healthy; a rollback controller with the same client."""
+    registry, client, endpoints, deployer, sleeps = busy_world
+    for version in (1, 2):
+        assert deployer.handle_event(approved(registry, version)).action == "deployed"
+    client.applied.clear()
+    rollback = RollbackController(registry, endpoints, health=HealthyProbes(),
+                                  managed_endpoints=[ENDPOINT], sleep=sleeps)
+    return registry, client, endpoints, rollback, sleeps
+
+
+def rollbacks(registry):
+    return [d for d in registry.deployments(ENDPOINT) if d.kind == "rollback"]
+
+
+def test_an_updating_endpoint_during_a_rollback_is_retried_with_backoff_then_shifted_once(
+        rolling):
+    registry, client, endpoints, rollback, sleeps = rolling
+    client.busy_for["update_endpoint_weights_and_capacities"] = 2
+    outcome = rollback.handle_event(alarm())
+    assert (outcome.action, outcome.from_version, outcome.to_version) == ("rolled_back", 2, 1)
+    assert outcome.details["attempts"] == 3 and sleeps == [2.0, 4.0]
+    assert client.applied == [("update_endpoint_weights_and_capacities",
+                               {"v2": 0.0, "v1": 1.0})]
+    assert served(endpoints) == {"v2": 0.0, "v1": 1.0}
+    (record,) = rollbacks(registry)
+    assert record.evidence["attempts"] == 3
+
+
+def test_a_rollback_busy_past_the_last_try_surfaces_records_nothing_and_redelivery_shifts_once(
+        rolling):
+    registry, client, endpoints, rollback, sleeps = rolling
+    event = alarm()
+    client.busy_for["update_endpoint_weights_and_capacities"] = 6
+    with pytest.raises(EndpointBusyError, match="in-progress endpoint"):
+        rollback.handle_event(event)
+    assert sleeps == [2.0, 4.0, 8.0, 16.0, 30.0]
+    assert client.applied == [] and served(endpoints) == {"v2": 1.0, "v1": 0.0}
+    assert rollbacks(registry) == []
+    assert registry.champion(ENDPOINT).version == 2
+
+    redelivered = rollback.handle_event(copy.deepcopy(event))
+    assert (redelivered.action, redelivered.to_version) == ("rolled_back", 1)
+    assert rollback.handle_event(copy.deepcopy(event)).action == "duplicate"
+    assert len(client.applied) == 1 and served(endpoints) == {"v2": 0.0, "v1": 1.0}
+    assert len(rollbacks(registry)) == 1
+
+
+# -- two alarms of one endpoint at once, without the Lambda's reserved concurrency ----------
+
+def test_two_alarms_interleaved_between_decide_and_shift_roll_back_once(rolling):
+    """The feature-drift alarm decides v2 → v1; before its weights go out, the prediction-drift
+    invocation runs whole. The first must not shift again nor record a second rollback: it is
+    deferred (the Lambda fails, the event comes back) and then finds the cooldown."""
+    registry, client, endpoints, rollback, _ = rolling
+    other: list = []
+    real_describe = endpoints.describe
+    calls = {"n": 0}
+
+    def describe_then_let_the_other_alarm_in(name):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first describe decides; the second is the shift's re-check
+            other.append(rollback.handle_event(alarm("prediction-drift")))
+        return real_describe(name)
+
+    endpoints.describe = describe_then_let_the_other_alarm_in
+    try:
+        with pytest.raises(RollbackDeferred):
+            rollback.handle_event(alarm("feature-drift"))
+    finally:
+        endpoints.describe = real_describe
+    assert [(o.action, o.to_version) for o in other] == [("rolled_back", 1)]
+    again = rollback.handle_event(alarm("feature-drift"))  # the redelivered event
+    assert again.action == "none" and "cooldown" in again.reason
+    assert client.applied == [("update_endpoint_weights_and_capacities",
+                               {"v2": 0.0, "v1": 1.0})]
+    (record,) = rollbacks(registry)
+    assert record.evidence["alarm"] == "fraud-scorer-prod-prediction-drift"
+    assert served(endpoints) == {"v2": 0.0, "v1": 1.0}
+

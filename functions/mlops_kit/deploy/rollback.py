@@ -194,19 +194,28 @@ class RollbackController:
             # it meanwhile (in AWS the deployment Lambda runs apart from this one), applying
             # them would leave a mixed lineup (the new champion and the fallback both at 1) or
             # name a variant that is gone: decide again on the new lineup instead.
+            # Likewise if the traffic moved meanwhile (another alarm's invocation shifted it:
+            # reserved concurrency 1 is not a lock, and UpdateEndpointWeightsAndCapacities has
+            # no compare-and-swap): shifting again would record a second rollback for one
+            # incident; decided again, the alarm finds that rollback's cooldown.
             now = self.endpoints.describe(endpoint_name)
             names = sorted(v.variant_name for v in now.variants) if now else []
             if names != sorted(decision.weights):
-                changed.append(", ".join(names) or "none")
+                changed.append(f"the lineup of {endpoint_name} changed while deciding (decided "
+                               f"for {', '.join(sorted(decision.weights))}; now "
+                               f"{', '.join(names) or 'none'})")
+                return
+            decided_from = {v.variant_name: v.weight for v in view.variants}
+            if {v.variant_name: v.weight for v in now.variants} != decided_from:
+                changed.append(f"the traffic of {endpoint_name} moved while deciding (decided "
+                               f"from v{decision.from_version} serving)")
                 return
             self.endpoints.set_weights(endpoint_name, decision.weights)
 
         _, attempts = retry_while_busy(shift, self.settings.retry, self.sleep)
         if changed:
-            raise RollbackDeferred(
-                f"the lineup of {endpoint_name} changed while deciding (decided for "
-                f"{', '.join(sorted(decision.weights))}; now {changed[0]}): nothing shifted, "
-                f"the alarm must be decided again on the new lineup")
+            raise RollbackDeferred(f"{changed[0]}: nothing shifted, the alarm must be decided "
+                                   f"again on the endpoint as it is now")
         shifted_at = iso_now()
         variants = tuple(VariantWeight(v.variant_name, v.version, decision.weights[v.variant_name],
                                        v.instance_count) for v in view.variants)
