@@ -4,10 +4,12 @@ traffic to the newest healthy warm fallback (UpdateEndpointWeightsAndCapacities:
 Accepts both shapes: the EventBridge "CloudWatch Alarm State Change" event and the payload of
 an alarm's direct Lambda action. Anything else (another alarm, another transition, a malformed
 event) is logged and ignored without an error. Exactly once per alarm transition: Powertools
-idempotency keyed on alarm/state/time, plus the deployment history's own check; the function
-runs with reserved concurrency 1 so two alarms at once cannot both shift traffic (the second
-finds the cooldown). While a deployment is in flight the error surfaces, so the event is
-retried once the endpoint is InService.
+idempotency keyed on alarm/state/time, plus the deployment history's own check. Once per
+incident: before shifting, the invocation claims "roll back this endpoint from its current head
+deployment" in the ledger (conditional write), so of two alarms at once only one shifts and
+records; the other returns "none" naming it (reserved concurrency 1 makes that rare, but is not
+a lock). While a deployment is in flight the error surfaces, so the event is retried once the
+endpoint is InService.
 """
 
 from __future__ import annotations

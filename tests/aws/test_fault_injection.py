@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from mlops_kit.deploy.endpoints import EndpointBusyError
 from mlops_kit.deploy.events import model_package_event
 from mlops_kit.deploy.rollback import RollbackController, RollbackDeferred
 from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
+from mlops_kit.monitoring.alarm_events import parse_alarm_event
 from mlops_kit.registry.base import ApprovalStatus, DeploymentRecord, RegistrationRequest
 from mlops_kit.core.rotation import VariantWeight
 from mlops_kit.registry.sagemaker import SageMakerRegistry
@@ -444,3 +446,130 @@ def test_two_alarms_interleaved_between_decide_and_shift_roll_back_once(rolling)
     assert record.evidence["alarm"] == "fraud-scorer-prod-prediction-drift"
     assert served(endpoints) == {"v2": 0.0, "v1": 1.0}
 
+
+
+# -- two alarms of one endpoint released at the same instant; a claimer that dies -----------
+
+class Outbox(list):
+    def notify(self, subject, message):
+        self.append((subject, message))
+
+
+class Serialized:
+    """moto's DynamoDB client with each call made atomic. DynamoDB applies conditional writes
+    to one item one at a time; moto checks the condition and writes in separate steps, so two
+    threads could both pass `attribute_not_exists` there, which DynamoDB never allows."""
+
+    def __init__(self, client):
+        self.client, self.lock = client, threading.Lock()
+
+    def __getattr__(self, name):
+        real = getattr(self.client, name)
+
+        def call(**kwargs):
+            with self.lock:
+                return real(**kwargs)
+        return call
+
+
+def test_two_alarms_released_together_after_deciding_roll_back_once(rolling, sagemaker,
+                                                                    dynamodb):
+    """The feature-drift and prediction-drift invocations each decide v2 → v1 and re-check the
+    endpoint; a barrier holds both right after that re-check (both have seen the traffic
+    unmoved) and releases them together, as reserved concurrency 1 does not prevent. Only the
+    claim's holder may shift, record and notify."""
+    _, client, endpoints, _, sleeps = rolling
+    registry = SageMakerRegistry(GROUP, ledger_table=LEDGER, image_uri=IMAGE_URI,
+                                 sagemaker_client=sagemaker, dynamodb_client=Serialized(dynamodb))
+    outbox = Outbox()
+    rollback = RollbackController(registry, endpoints, health=HealthyProbes(), notifier=outbox,
+                                  managed_endpoints=[ENDPOINT], sleep=sleeps)
+    both_decided = threading.Barrier(2, timeout=30)
+    describes = threading.local()
+    real_describe = endpoints.describe
+
+    def describe(name):
+        view = real_describe(name)
+        describes.n = getattr(describes, "n", 0) + 1
+        if describes.n == 2:  # the first describe decides; the second is the pre-shift check
+            both_decided.wait()
+        return view
+
+    endpoints.describe = describe
+    outcomes, errors = {}, []
+
+    def deliver(name):
+        try:
+            outcomes[name] = rollback.handle_event(alarm(name))
+        except Exception as exc:  # the test asserts nothing escapes
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver, args=(name,))
+               for name in ("feature-drift", "prediction-drift")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    endpoints.describe = real_describe
+
+    assert errors == [] and sorted(o.action for o in outcomes.values()) == [
+        "none", "rolled_back"]
+    (winner,) = [o for o in outcomes.values() if o.action == "rolled_back"]
+    (loser,) = [o for o in outcomes.values() if o is not winner]
+    assert (winner.from_version, winner.to_version) == (2, 1)
+    # The other invocation shifted nothing, recorded nothing, and says whose rollback it is.
+    assert loser.action == "none" and winner.deployment_id in loser.reason
+    assert loser.details["claimed_by"] == winner.deployment_id
+    assert client.applied == [("update_endpoint_weights_and_capacities",
+                               {"v2": 0.0, "v1": 1.0})]  # one weight change, not two equal ones
+    (record,) = rollbacks(registry)
+    assert record.deployment_id == winner.deployment_id
+    assert [subject for subject, _ in outbox] == [f"[{ENDPOINT}] rollback: v2 → v1"]
+    assert served(endpoints) == {"v2": 0.0, "v1": 1.0}
+
+
+class Killed(Exception):
+    """The Lambda dying mid-invocation (timeout, out of memory): the event is delivered again."""
+
+
+@pytest.mark.parametrize("dies", ["before-the-shift", "after-the-shift"])
+def test_a_claimer_that_dies_is_finished_by_its_redelivery_and_no_other_alarm(rolling, dies):
+    """The feature-drift invocation claims the rollback and dies: in the weight change (nothing
+    shifted) or in the history write (shifted, not recorded). The prediction-drift alarm,
+    arriving meanwhile, finds the claim; the redelivered feature-drift event completes the
+    rollback exactly once, under its own id, with one notification."""
+    registry, client, endpoints, _, sleeps = rolling
+    outbox = Outbox()
+    rollback = RollbackController(registry, endpoints, health=HealthyProbes(), notifier=outbox,
+                                  managed_endpoints=[ENDPOINT], sleep=sleeps)
+    real_record = registry.record_deployment
+
+    def die(*_):
+        raise Killed("the invocation died")
+
+    if dies == "before-the-shift":
+        client.before_update = die  # once: the weight change never reaches the endpoint
+    else:
+        registry.record_deployment = die
+    event = alarm("feature-drift")
+    with pytest.raises(Killed):
+        rollback.handle_event(event)
+    registry.record_deployment = real_record
+    expected = {"v2": 1.0, "v1": 0.0} if dies == "before-the-shift" else {"v2": 0.0, "v1": 1.0}
+    assert served(endpoints) == expected and rollbacks(registry) == [] and outbox == []
+
+    claimer = f"rollback:{parse_alarm_event(event).transition_key}"
+    other = rollback.handle_event(alarm("prediction-drift"))
+    assert other.action == "none" and other.details["claimed_by"] == claimer
+    assert served(endpoints) == expected and rollbacks(registry) == []
+
+    redelivered = rollback.handle_event(copy.deepcopy(event))
+    assert (redelivered.action, redelivered.from_version, redelivered.to_version,
+            redelivered.deployment_id) == ("rolled_back", 2, 1, claimer)
+    assert rollback.handle_event(copy.deepcopy(event)).action == "duplicate"
+    assert client.applied == [("update_endpoint_weights_and_capacities",
+                               {"v2": 0.0, "v1": 1.0})]
+    (record,) = rollbacks(registry)
+    assert record.deployment_id == claimer
+    assert [subject for subject, _ in outbox] == [f"[{ENDPOINT}] rollback: v2 → v1"]
+    assert served(endpoints) == {"v2": 0.0, "v1": 1.0}

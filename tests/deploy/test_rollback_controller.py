@@ -258,3 +258,108 @@ def test_manual_rollback_refuses_a_rejected_or_failing_target(promoted):
     outcome = rollback.rollback(ENDPOINT, actor="oncall", reason="x", to_version=2)
     assert outcome.action == "none" and "probe" in outcome.reason
     assert weights(endpoints)[3] == 1.0
+
+
+# -- the rollback claim: one rollback per incident, on the SQLite registry -------------------
+
+def test_the_local_registry_keeps_the_first_rollback_claim_per_endpoint_and_head(promoted):
+    registry = promoted[0]
+    head = registry.deployments(ENDPOINT)[-1].deployment_id
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:a") == "rollback:a"
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:a") == "rollback:a"  # re-entrant
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:b") == "rollback:a"
+    # Kept in registry.db, not in the object: another process sees the same holder.
+    from mlops_kit.registry.local import LocalRegistry
+
+    assert LocalRegistry(registry.home, "fraud-scorer").claim_rollback(
+        ENDPOINT, head, "rollback:b") == "rollback:a"
+    # Another head, endpoint or model group is another incident.
+    assert registry.claim_rollback(ENDPOINT, "rollback:a", "rollback:b") == "rollback:b"
+    assert registry.claim_rollback("other-endpoint", head, "rollback:b") == "rollback:b"
+    assert LocalRegistry(registry.home, "other-group").claim_rollback(
+        ENDPOINT, head, "rollback:b") == "rollback:b"
+
+    # Eight claimers of one head released together: one holder, and every one of them sees it.
+    start, holders = threading.Barrier(8, timeout=30), []
+
+    def claim(n):
+        start.wait()
+        holders.append(registry.claim_rollback(ENDPOINT, "promote:new", f"rollback:{n}"))
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(holders) == 8 and len(set(holders)) == 1
+    assert holders[0] in {f"rollback:{n}" for n in range(8)}
+
+
+def test_two_alarms_released_together_without_the_local_lock_roll_back_once(promoted):
+    """Both alarms decide v3 → v2 and pass the pre-shift check (a barrier releases them
+    together right after it), with no control-plane lock around them: only the claim's holder
+    shifts, records and notifies."""
+    registry, endpoints, rollback, _, outbox, _ = promoted
+    both_decided = threading.Barrier(2, timeout=30)
+    describes = threading.local()
+    real_describe = endpoints.describe
+
+    def describe(name):
+        view = real_describe(name)
+        describes.n = getattr(describes, "n", 0) + 1
+        if describes.n == 2:  # the first describe decides; the second is the pre-shift check
+            both_decided.wait()
+        return view
+
+    endpoints.describe = describe
+    outcomes, errors = [], []
+
+    def deliver(shape):
+        try:
+            outcomes.append(rollback.handle_event(alarm_event(shape)))
+        except Exception as exc:  # the test asserts nothing escapes
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver, args=(shape,)) for shape in ("eventbridge",
+                                                                           "lambda")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    endpoints.describe = real_describe
+
+    assert errors == [] and sorted(o.action for o in outcomes) == ["none", "rolled_back"]
+    (winner,) = [o for o in outcomes if o.action == "rolled_back"]
+    (loser,) = [o for o in outcomes if o.action == "none"]
+    assert loser.details["claimed_by"] == winner.deployment_id in loser.reason
+    (record,) = [d for d in registry.deployments(ENDPOINT) if d.kind == "rollback"]
+    assert record.deployment_id == winner.deployment_id
+    assert [subject for subject, _ in outbox] == [f"[{ENDPOINT}] rollback: v3 → v2"]
+    assert weights(endpoints) == {3: 0.0, 2: 1.0, 1: 0.0}
+
+
+def test_a_stale_claim_holds_only_alarms_about_its_head_never_manual_shifts(promoted):
+    """An invocation claimed the rollback away from the current head and never came back. The
+    alarms of that incident find its claim; the operator's manual rollback and roll-forward do
+    not claim and go through; once they head the history, the claim matches nothing."""
+    registry, endpoints, _, probes, outbox, sleeps = promoted
+    rollback = RollbackController(registry, endpoints, health=probes, notifier=outbox,
+                                  settings=RollbackSettings(cooldown=timedelta(0)), sleep=sleeps)
+    head = registry.deployments(ENDPOINT)[-1].deployment_id
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:ghost") == "rollback:ghost"
+    event = alarm_event()
+    held = rollback.handle_event(event)
+    assert held.action == "none" and held.details == {"claimed_by": "rollback:ghost",
+                                                      "rolled_back_from": head}
+    assert weights(endpoints) == {3: 1.0, 2: 0.0, 1: 0.0} and outbox == []
+
+    manual = rollback.rollback(ENDPOINT, actor="oncall", reason="bad scores")
+    assert (manual.action, manual.from_version, manual.to_version) == ("rolled_back", 3, 2)
+    forward = rollback.rollforward(ENDPOINT, 3, actor="oncall", reason="fixed upstream data")
+    assert forward.action == "rolled_forward"
+    # The same alarm transition again (it shifted nothing the first time): a new head, so the
+    # ghost's claim no longer applies.
+    again = rollback.handle_event(copy.deepcopy(event))
+    assert (again.action, again.from_version, again.to_version) == ("rolled_back", 3, 2)
+    assert [d.kind for d in registry.deployments(ENDPOINT)][-3:] == [
+        "rollback", "rollforward", "rollback"]

@@ -191,3 +191,239 @@ def test_a_failed_load_is_retried_once_the_model_appears(home, model_versions, s
         assert time.monotonic() < deadline, router.last_error
         time.sleep(0.02)
     assert router.last_error is None
+
+
+# -- change detection when the stat signature repeats ------------------------------------------
+import os  # noqa: E402  (the tests above do not need it)
+
+
+class _StateStatFrozen:
+    """Stands in for `os` inside the router module: `stat` of the state file, and `fstat` of a
+    descriptor open on it, keep answering with one recorded stat result. That is what a worker
+    sees when same-size replacements within one timestamp tick reuse the freed inode of the
+    file it read: mtime, ctime, inode and size all equal, content different."""
+
+    def __init__(self, path, frozen):
+        self._path = str(path)
+        self._frozen = frozen
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def stat(self, path, *args, **kwargs):
+        real = os.stat(path, *args, **kwargs)
+        return self._frozen if os.fspath(path) == self._path else real
+
+    def fstat(self, fd):
+        real = os.fstat(fd)
+        current = os.stat(self._path)
+        on_state_file = (real.st_dev, real.st_ino) == (current.st_dev, current.st_ino)
+        return self._frozen if on_state_file else real
+
+
+def _shifted_stat(st, seconds):
+    """`st` with its times moved by `seconds` (a file written that long ago)."""
+    fields = list(st)  # the ten classic fields; 7-9 are the integer atime, mtime, ctime
+    fields[7:10] = [int(st.st_atime + seconds), int(st.st_mtime + seconds),
+                    int(st.st_ctime + seconds)]
+    extra = {name: getattr(st, name) + int(seconds * 1e9)
+             for name in ("st_atime_ns", "st_mtime_ns", "st_ctime_ns")}
+    extra.update(st_atime=st.st_atime + seconds, st_mtime=st.st_mtime + seconds,
+                 st_ctime=st.st_ctime + seconds)
+    return os.stat_result(fields, extra)
+
+
+def test_a_state_replaced_within_one_timestamp_tick_is_applied_on_the_next_request(
+        router, home, sample_rows, monkeypatch):
+    from mlops_kit.serving import router as router_module
+
+    body = sample_rows[0][0].encode()
+    router.refresh()  # models loaded; the writes below change weights only, in milliseconds
+    save_state(home, load_state(home, ENDPOINT).with_weights({"v3": 1.0, "v2": 0.0}))
+    assert router.invoke(body, "text/csv").variant.variant_name == "v3"
+    seen = os.stat(router.path)
+    monkeypatch.setattr(router_module, "os", _StateStatFrozen(router.path, seen))
+    rollback = load_state(home, ENDPOINT).with_weights({"v3": 0.0, "v2": 1.0})
+    save_state(home, rollback)
+    assert os.stat(router.path).st_size == seen.st_size  # nothing in the stat tells them apart
+    served = router.invoke(body, "text/csv")
+    assert served.variant.variant_name == "v2"
+    assert router.table.generation == rollback.generation
+
+
+def test_a_settled_state_with_a_repeated_signature_is_noticed_within_the_recheck_interval(
+        home, sample_rows, monkeypatch):
+    import time
+
+    from mlops_kit.serving import router as router_module
+
+    # The file the router reads looks an hour old: no same-tick write is expected any more, so
+    # only the periodic re-read can catch the repeated signature (e.g. after a clock step).
+    long_ago = _shifted_stat(os.stat(router_module.state_path(home, ENDPOINT)), -3600)
+    monkeypatch.setattr(router_module, "os",
+                        _StateStatFrozen(router_module.state_path(home, ENDPOINT), long_ago))
+    router = ScoringRouter(home, ENDPOINT, recheck_seconds=0.05)
+    try:
+        body = sample_rows[0][0].encode()
+        assert router.invoke(body, "text/csv").variant.variant_name == "v3"
+        before = os.path.getsize(router.path)
+        save_state(home, load_state(home, ENDPOINT).with_weights({"v3": 0.0, "v2": 1.0}))
+        assert os.path.getsize(router.path) == before
+        started = time.monotonic()
+        while router.invoke(body, "text/csv").variant.variant_name != "v2":
+            assert time.monotonic() - started < 5, "the repeated signature hid the new weights"
+            time.sleep(0.01)
+    finally:
+        router.close()
+
+
+# -- a broken variant does not stop the others -------------------------------------------------
+def _corrupt_model_dir(model_versions, tmp_path):
+    import shutil
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(model_versions[1], corrupt)
+    (corrupt / inference.MODEL_FILE).write_bytes(b"not an xgboost model")
+    return corrupt
+
+
+def test_a_fresh_router_serves_despite_a_broken_fallback_whose_probe_fails_clearly(
+        home, model_versions, sample_rows, tmp_path):
+    from mlops_kit.monitoring.probe import probe_variants
+    from mlops_kit.serving.router import ServingError, VariantUnavailableError
+
+    missing = tmp_path / "deleted-v7"
+    corrupt = _corrupt_model_dir(model_versions, tmp_path)
+    write_state(home, {**model_versions, 7: missing, 8: corrupt},
+                {3: 1.0, 2: 0.0, 7: 0.0, 8: 0.0})
+    router = ScoringRouter(home, ENDPOINT, seed=3)
+    try:
+        body = sample_rows[0][0].encode()
+        served = Counter(router.invoke(body, "text/csv").variant.variant_name
+                         for _ in range(50))
+        assert served == {"v3": 50}
+        assert router.champion().variant_name == "v3"
+        assert router.invoke(body, "text/csv", target_variant="v2").variant.variant_name == "v2"
+        table = router.table
+        assert set(table.unavailable) == {"v7", "v8"} and set(table.variants) == {"v3", "v2"}
+        assert table.weights() == {"v3": 1.0, "v2": 0.0}
+        assert str(missing) in table.unavailable["v7"] and "v8" in router.last_error
+        with pytest.raises(VariantUnavailableError) as caught:
+            router.invoke(body, "text/csv", target_variant="v8")
+        assert caught.value.status == 503 and str(corrupt) in str(caught.value)
+
+        def invoke(variant, csv_body):  # as `mlops monitor` probes the local endpoint
+            try:
+                return 200, router.invoke(csv_body.encode(), "text/csv", "text/csv",
+                                          target_variant=variant).body.decode()
+            except ServingError as exc:
+                return exc.status, str(exc)
+
+        results = {r.variant_name: r for r in probe_variants(invoke, ["v3", "v2", "v7", "v8"],
+                                                             "\n".join(sample_rows[0][:3]))}
+        assert results["v3"].ok and results["v2"].ok
+        assert not results["v7"].ok and results["v7"].detail.startswith("HTTP 503")
+        assert "unavailable" in results["v8"].detail and not results["v8"].ok
+    finally:
+        router.close()
+
+
+def test_a_broken_weighted_variant_gives_its_share_to_the_loaded_weighted_ones(
+        home, model_versions, sample_rows, tmp_path):
+    from mlops_kit.serving.router import VariantUnavailableError
+
+    body = sample_rows[0][0].encode()
+    corrupt = _corrupt_model_dir(model_versions, tmp_path)
+    with_corrupt = {**model_versions, 8: corrupt}
+    write_state(home, with_corrupt, {8: 0.5, 3: 0.3, 2: 0.2, 1: 0.0})
+    router = ScoringRouter(home, ENDPOINT, seed=5)
+    try:
+        served = Counter(router.select().variant_name for _ in range(3000))
+        assert set(served) == {"v3", "v2"}  # never v8, never the weight-0 fallback v1
+        assert served["v3"] / 3000 == pytest.approx(0.6, abs=0.04)  # 0.3 / (0.3 + 0.2)
+        assert router.champion().variant_name == "v3"
+    finally:
+        router.close()
+    # Every weighted variant broken, freshly started: nothing to keep serving, so unpinned
+    # requests get 503 naming the broken one while the fallbacks still answer probes.
+    write_state(home, with_corrupt, {8: 1.0, 3: 0.0, 2: 0.0})
+    router = ScoringRouter(home, ENDPOINT)
+    try:
+        with pytest.raises(VariantUnavailableError) as caught:
+            router.invoke(body, "text/csv")
+        assert caught.value.status == 503 and "v8" in str(caught.value)
+        with pytest.raises(VariantUnavailableError):
+            router.champion()
+        assert router.invoke(body, "text/csv", target_variant="v3").variant.variant_name == "v3"
+    finally:
+        router.close()
+
+
+def test_a_running_router_applies_a_state_whose_only_broken_variant_is_a_fallback(
+        router, home, model_versions, sample_rows, tmp_path):
+    from mlops_kit.serving.router import VariantUnavailableError
+
+    body = sample_rows[0][0].encode()
+    assert router.invoke(body, "text/csv").variant.variant_name == "v3"
+    missing = tmp_path / "deleted-v7"
+    rolled = write_state(home, {**model_versions, 7: missing}, {2: 1.0, 3: 0.0, 7: 0.0})
+    assert router.invoke(body, "text/csv").variant.variant_name == "v2"
+    assert router.table.generation == rolled.generation and set(router.table.unavailable) == {"v7"}
+    # A state that leaves no loaded variant with weight is not applied, whether it is a new
+    # variant set or (as here, the same variants) only new weights: the last good table keeps
+    # serving, and a probe of the broken variant gets 503 with the load error.
+    for weights in ({7: 1.0, 3: 0.0, 2: 0.0}, {7: 1.0, 2: 0.0}):
+        write_state(home, {**model_versions, 7: missing}, weights)
+        assert router.invoke(body, "text/csv").variant.variant_name == "v2"
+        assert router.table.generation == rolled.generation
+        assert "loading models failed" in router.last_error
+        with pytest.raises(VariantUnavailableError) as caught:
+            router.invoke(body, "text/csv", target_variant="v7")
+        assert caught.value.status == 503 and str(missing) in str(caught.value)
+
+
+def test_an_unavailable_variant_is_retried_and_served_once_its_model_appears(
+        home, model_versions, sample_rows, tmp_path):
+    import shutil
+    import time
+
+    from mlops_kit.serving.router import VariantUnavailableError
+
+    late = tmp_path / "late-v6"
+    write_state(home, {**model_versions, 6: late}, {3: 1.0, 6: 0.0})
+    router = ScoringRouter(home, ENDPOINT, retry_seconds=0.05)
+    try:
+        body = sample_rows[0][0].encode()
+        with pytest.raises(VariantUnavailableError):
+            router.invoke(body, "text/csv", target_variant="v6")
+        generation = router.table.generation
+        shutil.copytree(model_versions[2], late)  # the state file does not change
+        deadline = time.monotonic() + 10
+        while "v6" not in router.refresh().variants:
+            assert time.monotonic() < deadline, router.last_error
+            time.sleep(0.02)
+        assert router.invoke(body, "text/csv", target_variant="v6").variant.version == 6
+        assert router.table.generation == generation and not router.table.unavailable
+        assert router.last_error is None
+    finally:
+        router.close()
+    # The only weighted variant broken at start: 503 until its model appears, then it serves.
+    later = tmp_path / "later-v9"
+    write_state(home, {**model_versions, 9: later}, {9: 1.0, 3: 0.0})
+    router = ScoringRouter(home, ENDPOINT, retry_seconds=0.05)
+    try:
+        with pytest.raises(VariantUnavailableError):
+            router.invoke(body, "text/csv")
+        shutil.copytree(model_versions[2], later)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if router.invoke(body, "text/csv").variant.variant_name == "v9":
+                    break
+            except VariantUnavailableError:
+                pass
+            assert time.monotonic() < deadline, router.last_error
+            time.sleep(0.02)
+        assert router.last_error is None
+    finally:
+        router.close()

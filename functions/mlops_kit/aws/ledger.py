@@ -26,6 +26,11 @@ Item kinds (sk):
         the idempotency guard: written in the same transaction as the history item with
         `attribute_not_exists(pk)`, so a deployment id is recorded once however often it is
         retried; holds the record too, so a retry returns the first one
+    rollback-claim#<endpoint name>#<deployment id rolled back from>
+        who holds the automatic rollback of that endpoint away from that deployment (the head
+        of its history): `claimed_by` (the rollback's deployment id), `claimed_at`,
+        `endpoint_name`, `rolled_back_from`; written once with `attribute_not_exists(pk)`
+        and never changed, so two alarms of one incident cannot both roll back
 
 IAM for a function using the ledger: dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem,
 dynamodb:Query on the table (TransactWriteItems is authorised through PutItem/UpdateItem).
@@ -60,6 +65,7 @@ VERSION_PREFIX = "version#"
 TRANSITION_PREFIX = "transition#"
 DEPLOYMENT_PREFIX = "deployment#"
 DEPLOYMENT_ID_PREFIX = "deployment-id#"
+ROLLBACK_CLAIM_PREFIX = "rollback-claim#"
 
 
 def version_key(version: int) -> str:
@@ -277,6 +283,34 @@ class Ledger:
                 raise
             return json.loads(existing["record"])
         return None
+
+    def claim_rollback(self, endpoint_name: str, rolled_back_from: str,
+                       deployment_id: str) -> str:
+        """Claim the rollback of `endpoint_name` away from `rolled_back_from` for
+        `deployment_id` unless someone holds it already; returns the holder (see
+        `ModelRegistry.claim_rollback`). Endpoint names hold no '#', so the key is unambiguous.
+        """
+        sk = f"{ROLLBACK_CLAIM_PREFIX}{endpoint_name}#{rolled_back_from}"
+        claim = {**self._key(sk), "claimed_by": _s(deployment_id),
+                 "claimed_at": _s(iso_micro(self.now())), "endpoint_name": _s(endpoint_name),
+                 "rolled_back_from": _s(rolled_back_from)}
+        try:
+            # A one-item transaction, like every ledger write: throttling and conflicts with a
+            # concurrent claim are retried by `_call`, and the condition failure is read the
+            # same way as the deployment guard's.
+            self._call("transact_write_items", TransactItems=[
+                {"Put": {"TableName": self.table_name, "Item": claim,
+                         "ConditionExpression": "attribute_not_exists(pk)"}}])
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+            # Held already: by another alarm's rollback, or by ours (a redelivery, or a retry
+            # of a write whose answer was lost), which may then go on.
+            holder = self.get(sk)
+            if holder is None:  # pragma: no cover - claims are never deleted
+                raise
+            return holder["claimed_by"]
+        return deployment_id
 
 
 _TRANSIENT_CANCELLATIONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded",

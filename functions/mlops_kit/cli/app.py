@@ -568,6 +568,10 @@ def demo_command(rows: int = typer.Option(50_000, "--rows", min=20_000,
         _emit_json(result.to_dict())
     else:
         console.print(render.demo_summary(result))
+        # The demo keeps its state apart from the user's; say how to walk the runbooks on it.
+        console.print(f"explore it: export MLOPS_HOME={result.home}; then mlops status, "
+                      "mlops registry lineage 2, mlops rollforward --to 2 --reason drill "
+                      "(docs/runbooks.md)", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK if result.succeeded else 1)
 
 

@@ -1,6 +1,7 @@
 """Rollback controller: an alarm the kit owns moves traffic to the newest healthy warm
-fallback with a weight change (no new fleet), exactly once per alarm transition, and records
-why. Manual rollback and roll-forward go through the same path."""
+fallback with a weight change (no new fleet), exactly once per alarm transition and once per
+incident (alarms of one incident race for a claim in the registry), and records why. Manual
+rollback and roll-forward go through the same path."""
 
 from __future__ import annotations
 
@@ -153,15 +154,27 @@ class RollbackController:
         recorded = serving_champion(history[-1].variants) if history else None
         if (not manual and champion is not None and recorded is not None
                 and champion.version != recorded.version):
-            # Traffic moved but no record says so: an earlier delivery of this alarm shifted
+            # Traffic moved but no record says so: an earlier delivery of an alarm shifted
             # the weights and failed before writing the history. Finish that rollback instead
-            # of deciding again (which would pick the version the alarm was about).
+            # of deciding again (which would pick the version the alarm was about), but only
+            # as the alarm that claimed it: another alarm of the same incident would record
+            # it under its own id, a second time once the claimer is redelivered.
+            holder = self.registry.claim_rollback(endpoint_name, history[-1].deployment_id,
+                                                  deployment_id)
+            if holder != deployment_id:
+                return self._claimed_elsewhere(endpoint_name, holder, history[-1].deployment_id,
+                                               recorded.version, time.perf_counter() - started)
             record = DeploymentRecord(
                 deployment_id=deployment_id, endpoint_name=endpoint_name, kind=kind,  # type: ignore[arg-type]
                 version=champion.version, variants=view.variants, actor=actor, reason=reason,
                 at=iso_now(), previous_version=recorded.version,
                 evidence={**evidence, "decision": "completed an unrecorded shift"})
             self.registry.record_deployment(record)
+            # The crashed delivery never got to its notification: this is the incident's one.
+            self._notify(f"[{endpoint_name}] {kind}: v{recorded.version} → v{champion.version}",
+                         {"endpoint": endpoint_name, "kind": kind, "from": recorded.version,
+                          "to": champion.version, "reason": reason, "evidence": evidence,
+                          "at": record.at})
             return RollbackOutcome("rolled_back", "completed an earlier, unrecorded shift",
                                    endpoint_name, recorded.version, champion.version,
                                    deployment_id, time.perf_counter() - started)
@@ -188,6 +201,11 @@ class RollbackController:
                                    decided_in_seconds=decided)
 
         changed: list[str] = []
+        claimed_by: list[str] = []
+        # What this rollback moves the traffic away from: the record that made the champion
+        # serve (or, for an endpoint the kit has no record of, the serving version).
+        rolled_back_from = (history[-1].deployment_id if history
+                            else f"serving:v{decision.from_version}")
 
         def shift() -> None:
             # The weights were decided for the lineup described above. If a promotion replaced
@@ -210,12 +228,25 @@ class RollbackController:
                 changed.append(f"the traffic of {endpoint_name} moved while deciding (decided "
                                f"from v{decision.from_version} serving)")
                 return
+            # Two alarms released at the same instant both pass the check above, and
+            # UpdateEndpointWeightsAndCapacities would accept both: the claim is the first
+            # durable write, and only its holder shifts, records and notifies. Manual shifts
+            # are explicit operator actions and do not claim.
+            if not manual:
+                holder = self.registry.claim_rollback(endpoint_name, rolled_back_from,
+                                                      deployment_id)
+                if holder != deployment_id:
+                    claimed_by.append(holder)
+                    return
             self.endpoints.set_weights(endpoint_name, decision.weights)
 
         _, attempts = retry_while_busy(shift, self.settings.retry, self.sleep)
         if changed:
             raise RollbackDeferred(f"{changed[0]}: nothing shifted, the alarm must be decided "
                                    f"again on the endpoint as it is now")
+        if claimed_by:
+            return self._claimed_elsewhere(endpoint_name, claimed_by[0], rolled_back_from,
+                                           decision.from_version, decided)
         shifted_at = iso_now()
         variants = tuple(VariantWeight(v.variant_name, v.version, decision.weights[v.variant_name],
                                        v.instance_count) for v in view.variants)
@@ -253,7 +284,7 @@ class RollbackController:
                                             f"(warm: {warm}); promote it by approval instead")
         if champion is not None and champion.version == to_version:
             return RollbackDecision("none", f"v{to_version} already takes the traffic")
-        from mlops_kit.core.rollback_policy import RollbackFacts, unfit_reason
+        from mlops_kit.core.rollback_policy import unfit_reason
 
         why = unfit_reason(target, RollbackFacts(status, variants, health, blocked, None,
                                                  self.clock()), require_probe=False)
@@ -263,6 +294,15 @@ class RollbackController:
         return RollbackDecision("rollback", f"v{champion.version if champion else '?'} → "
                                             f"v{to_version} (manual)",
                                 champion.version if champion else None, to_version, weights)
+
+    @staticmethod
+    def _claimed_elsewhere(endpoint_name: str, holder: str, rolled_back_from: str,
+                           from_version: int | None, decided: float) -> RollbackOutcome:
+        return RollbackOutcome(
+            "none", f"{holder} already rolls {endpoint_name} back from v{from_version} "
+                    f"({rolled_back_from}): one rollback per incident, nothing shifted",
+            endpoint_name, from_version, decided_in_seconds=decided,
+            details={"claimed_by": holder, "rolled_back_from": rolled_back_from})
 
     def _notify(self, subject: str, message: Mapping[str, Any]) -> None:
         if self.notifier is not None:

@@ -181,6 +181,22 @@ class ModelRegistry(ABC):
     def deployments(self, endpoint_name: str | None = None) -> list[DeploymentRecord]:
         """The deployment history, oldest first."""
 
+    @abstractmethod
+    def claim_rollback(self, endpoint_name: str, rolled_back_from: str,
+                       deployment_id: str) -> str:
+        """Claim, for `deployment_id`, the automatic rollback of `endpoint_name` away from the
+        deployment `rolled_back_from` (the head of its history); returns the claim's holder.
+
+        Two alarms of one incident can decide the same rollback at the same instant (on AWS
+        nothing serialises the rollback Lambda's invocations, and a weight change has no
+        compare-and-swap): only the holder may shift and record it, so the incident gets one
+        rollback record and one notification. The first claim is kept for good (atomically:
+        insert if absent, then read); asking again with the holder's id returns it, so a
+        redelivery of the holder's alarm can finish what it started. Claims are keyed on the
+        head deployment, so once a newer deployment heads the history old claims no longer
+        match anything.
+        """
+
     def archive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
         """Mark a version archived (kept for the record, hidden from default listings)."""
         raise NotImplementedError(f"{type(self).__name__} cannot archive versions")

@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS deployments (
     at TEXT NOT NULL,
     record TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rollback_claims (
+    model_group TEXT NOT NULL,
+    endpoint_name TEXT NOT NULL,
+    rolled_back_from TEXT NOT NULL,
+    claimed_by TEXT NOT NULL,
+    claimed_at TEXT NOT NULL,
+    PRIMARY KEY (model_group, endpoint_name, rolled_back_from)
+);
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     model_group TEXT NOT NULL,
@@ -240,6 +248,21 @@ class LocalRegistry(ModelRegistry):
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY seq", args).fetchall()
         return [DeploymentRecord.from_dict(json.loads(record)) for (record,) in rows]
+
+    def claim_rollback(self, endpoint_name: str, rolled_back_from: str,
+                       deployment_id: str) -> str:
+        # The control plane's file lock already serialises local events; the claim still
+        # lives here so that both homes run one rollback path, and so that any writer that
+        # does not take the lock (a script, a second control plane) is held to it too.
+        with self._connect(write=True) as db:
+            db.execute("INSERT OR IGNORE INTO rollback_claims VALUES (?, ?, ?, ?, ?)",
+                       (self.model_group, endpoint_name, rolled_back_from, deployment_id,
+                        utc_now()))
+            (holder,) = db.execute(
+                "SELECT claimed_by FROM rollback_claims WHERE model_group = ? AND "
+                "endpoint_name = ? AND rolled_back_from = ?",
+                (self.model_group, endpoint_name, rolled_back_from)).fetchone()
+        return holder
 
 
 def _version_from_json(record: str) -> ModelVersion:

@@ -624,6 +624,10 @@ class SageMakerRegistry(ModelRegistry):
             history.append(DeploymentRecord.from_dict(json.loads(item["record"])))
         return history
 
+    def claim_rollback(self, endpoint_name: str, rolled_back_from: str,
+                       deployment_id: str) -> str:
+        return self.ledger.claim_rollback(endpoint_name, rolled_back_from, deployment_id)
+
 
 # -- helpers ---------------------------------------------------------------------------------
 

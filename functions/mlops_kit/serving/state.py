@@ -1,8 +1,9 @@
 """The local endpoint's desired state: one JSON file per endpoint, written atomically by the
 control plane (deployment and rollback controllers), followed by every server worker.
 
-A worker checks the file's modification time before each request, so a weight change takes
-effect on the next request, with no restart and nothing dropped.
+A worker stats the file before each request (and compares its bytes while it is young, and
+periodically: a same-size replacement can repeat the stat signature; see `serving/router.py`),
+so a weight change takes effect on the next request, with no restart and nothing dropped.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ class EndpointState:
     config_name: str
     updated_at: str
     generation: int = 0
-    """Counts every change, so readers can tell two states apart cheaply."""
+    """Counts every change, so people and logs can tell two states apart. Readers that must not
+    miss a change compare the file's bytes rather than this number: a hand-written or restored
+    state need not bump it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"endpoint_name": self.endpoint_name, "status": self.status,
