@@ -427,3 +427,28 @@ def test_an_unavailable_variant_is_retried_and_served_once_its_model_appears(
         assert router.last_error is None
     finally:
         router.close()
+
+
+def test_ping_names_unavailable_variants_and_refuses_when_nothing_weighted_can_serve(
+        home, model_versions, tmp_path):
+    from mlops_kit.serving.wire import EndpointApp
+
+    missing = tmp_path / "deleted-v7"
+    write_state(home, {**model_versions, 7: missing}, {3: 1.0, 2: 0.0, 7: 0.0})
+    app = EndpointApp(ScoringRouter(home, ENDPOINT))
+    try:
+        status, _, body, _ = app.handle(b"GET", b"/ping", {}, b"")
+        answer = json.loads(body)
+        assert status == 200 and answer["status"] == "Degraded"
+        assert answer["variants"] == {"v3": 1.0, "v2": 0.0}
+        assert str(missing) in answer["unavailable"]["v7"]
+    finally:
+        app.router.close()
+
+    write_state(home, {**model_versions, 7: missing}, {7: 1.0, 3: 0.0})
+    fresh = EndpointApp(ScoringRouter(home, ENDPOINT))
+    try:
+        status, _, body, _ = fresh.handle(b"GET", b"/ping", {}, b"")
+        assert status == 503 and b"v7" in body
+    finally:
+        fresh.router.close()

@@ -9,7 +9,8 @@ and it never blocks: scoring runs inline in `data_received` (it is CPU-bound and
 
 Routes (`EndpointApp`):
   POST /endpoints/{name}/invocations   score (also POST /invocations, the container's path)
-  GET  /ping                           200 once the models are loaded, else 503
+  GET  /ping                           200 once the models are loaded ("Degraded" naming any
+                                       variant that failed to load), else 503
 """
 
 from __future__ import annotations
@@ -98,8 +99,14 @@ class EndpointApp:
             reason = self.router.last_error or f"endpoint '{self.endpoint_name}' has no " \
                                                f"deployed state at {self.router.path}"
             return error_response(503, "ServiceUnavailable", reason)
-        body = json.dumps({"status": "Healthy", "endpoint": self.endpoint_name,
-                           "generation": table.generation, "variants": table.weights()}).encode()
+        weights = table.weights()
+        if table.unavailable and not any(weight > 0 for weight in weights.values()):
+            # Unpinned requests would all get 503: a load balancer must not send traffic here.
+            return error_response(503, "ServiceUnavailable", str(table.no_traffic_error()))
+        status = "Degraded" if table.unavailable else "Healthy"
+        body = json.dumps({"status": status, "endpoint": self.endpoint_name,
+                           "generation": table.generation, "variants": weights,
+                           "unavailable": table.unavailable}).encode()
         return 200, JSON_TYPE, body, b""
 
     def invoke(self, headers: dict[bytes, bytes], body: bytes) -> Response:
