@@ -54,6 +54,7 @@ bench-setup: $(BENCH_STAMP)
 
 ## Every benchmark, figures as JSON in benchmarks/results/ (see benchmarks/README.md).
 bench: $(STAMP) $(BENCH_STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	bash benchmarks/run_all.sh
 
 lock:
