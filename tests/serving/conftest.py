@@ -187,3 +187,32 @@ def server(server_home):
         yield running
     finally:
         running.stop()
+
+
+class Transport:
+    """An asyncio transport that keeps what the protocol writes, for in-process wire tests."""
+
+    def __init__(self):
+        self.data = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The live worker processes of a server's supervisor."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            state, parent = stat.rsplit(")", 1)[1].split()[:2]
+            if int(parent) == supervisor and state != "Z":  # a killed worker not reaped yet
+                found.append(int(entry.name))
+    return found

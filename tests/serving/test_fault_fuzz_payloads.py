@@ -22,7 +22,7 @@ from mlops_kit.serving.capture import read_capture
 from mlops_kit.serving.router import ScoringRouter
 from mlops_kit.serving.wire import ConnectionRegistry, EndpointApp, HttpProtocol
 
-from .conftest import ENDPOINT, start_server, write_state
+from .conftest import ENDPOINT, Transport, start_server, write_state
 
 PATH = f"/endpoints/{ENDPOINT}/invocations".encode()
 FUZZ = settings(max_examples=150, deadline=None,
@@ -179,24 +179,7 @@ def test_every_payload_gets_a_score_or_a_4xx_naming_the_problem(app, good, case)
     assert app.handle(b"POST", PATH, {b"content-type": b"text/csv"}, good[0])[2] == good[1]
 
 
-class Transport:
-    def __init__(self):
-        self.data = b""
-        self.closed = False
 
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 http_heads = st.lists(st.one_of(

@@ -36,7 +36,7 @@ from mlops_kit.monitoring.alarm_events import alarm_state_change_event
 from mlops_kit.serving.capture import iter_capture
 from mlops_kit.serving.state import load_state
 
-from .conftest import ENDPOINT, RunningServer, start_server, write_state
+from .conftest import ENDPOINT, RunningServer, start_server, worker_pids, write_state
 
 VARIANT_HEADER = "X-Amzn-Invoked-Production-Variant"
 CLIENTS = 4
@@ -304,21 +304,6 @@ def free_port() -> int:
                 continue
             return port
     raise AssertionError("no free port between 20000 and 30000")
-
-
-def worker_pids(supervisor: int) -> list[int]:
-    """The live worker processes of a server's supervisor."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            state, parent = stat.rsplit(")", 1)[1].split()[:2]
-            if int(parent) == supervisor and state != "Z":  # a killed worker not reaped yet
-                found.append(int(entry.name))
-    return found
 
 
 def answers_ping(server: RunningServer) -> bool:

@@ -20,7 +20,7 @@ from mlops_kit.serving.capture import read_capture
 from mlops_kit.serving.state import load_state, save_state
 from mlops_pipelines.steps import inference
 
-from .conftest import ENDPOINT, start_server, write_state
+from .conftest import ENDPOINT, start_server, worker_pids, write_state
 
 VARIANT_HEADER = "X-Amzn-Invoked-Production-Variant"
 
@@ -148,19 +148,6 @@ def test_weight_flip_and_new_variant_set_under_load_drop_nothing(server, server_
     assert after == {"v1"}
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def test_a_worker_crash_loses_no_capture_of_an_answered_request(tmp_path, model_versions,
                                                                 sample_rows):
     home = tmp_path / "home"
@@ -197,11 +184,11 @@ def test_a_worker_crash_loses_no_capture_of_an_answered_request(tmp_path, model_
         with ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(client, n) for n in range(4)]
             time.sleep(0.5)
-            workers = _children(running.process.pid)
+            workers = worker_pids(running.process.pid)
             assert len(workers) == 2
             os.kill(workers[0], signal.SIGKILL)
             deadline = time.monotonic() + 30
-            while len(_children(running.process.pid)) < 2 or \
+            while len(worker_pids(running.process.pid)) < 2 or \
                     running.request("GET", "/ping", timeout=5)[0] != 200:
                 assert time.monotonic() < deadline, running.logs()
                 time.sleep(0.05)

@@ -9,30 +9,12 @@ import pytest
 from mlops_kit.serving.router import ScoringRouter
 from mlops_kit.serving.wire import ConnectionRegistry, EndpointApp, HttpProtocol
 
-from .conftest import ENDPOINT
+from .conftest import ENDPOINT, Transport
 
 PATH = f"/endpoints/{ENDPOINT}/invocations".encode()
 
 
-class Transport:
-    def __init__(self):
-        self.data = b""
-        self.closed = False
 
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 @pytest.fixture()
