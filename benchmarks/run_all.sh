@@ -2,8 +2,8 @@
 # Run every benchmark one after the other; each writes its figures as JSON (and its markdown
 # tables as .md) into benchmarks/results/. Stops at the first failure.
 #
-#   benchmarks/run_all.sh                 # full sizes: roughly 30-40 min on the 2-core machine
-#   BENCH_QUICK=1 benchmarks/run_all.sh   # small sizes, a smoke test of every script (~8 min)
+#   benchmarks/run_all.sh                 # full sizes: 15-16 min on the 2-core machine (measured run: docs/performance.md)
+#   BENCH_QUICK=1 benchmarks/run_all.sh   # small sizes, a smoke test of every script (~7 min)
 #
 # Environment: PYTHON (default .venv/bin/python), BENCH_RESULTS (default benchmarks/results),
 # BENCH_ONLY="rollback pipeline" to run a subset, BENCH_PEERS_ARGS for the peers script. Run it on a quiet machine: other work on the
