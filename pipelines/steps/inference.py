@@ -29,6 +29,44 @@ class PayloadError(ValueError):
     """The request cannot be scored; the message says why (HTTP 400 on an endpoint)."""
 
 
+# The category naming rule. This file ships alone into the serving container, so it cannot
+# import the rule; `mlops_kit.core.drift` (the monitors' maths, which cannot import this file
+# in its Lambda) holds a copy, and tests/unit/test_preprocess.py fails if the two ever differ.
+_MISSING_TEXTS = frozenset(("nan", "NaN", "<NA>", "NaT", "None"))
+
+
+def category_key(value: Any) -> str | None:
+    """The category a categorical value names, or None when it is missing.
+
+    Integer codes reach us as 1 (JSON, an int column), 1.0 (a float column: pandas reads an
+    integer column with gaps as float64), "1" (CSV) or "1.0" (CSV written from such a column):
+    all four name the category "1". Otherwise a value names its text, unchanged: real strings
+    ("01", "DE", " 1"), non-integral numbers ("2.5"), booleans ("True"/"False": not "1", though
+    bool is an int). None and NaN (float, numpy, Decimal), pandas' NA and NaT are missing.
+    A category string is already its own key (the rule is idempotent), so lookups may try the
+    raw text first and only call this on a miss.
+    """
+    if type(value) is not str:
+        if value is None:
+            return None
+        if isinstance(value, (float, np.floating)):
+            if value != value:
+                return None
+            # int() and not str(): numpy prints a float32 1e8 as "1e+08", Python prints 1e16
+            # as "1e+16"; the integer's digits are what a client sends for that code.
+            return str(int(value)) if value.is_integer() else str(value)
+        value = str(value)
+        if value in _MISSING_TEXTS:
+            return None
+    if value[-1:] in ("0", "."):  # cheap gate: most category texts end otherwise
+        head, dot, fraction = value.partition(".")
+        if dot and not fraction.strip("0"):
+            digits = head[1:] if head[:1] == "-" else head
+            if digits.isascii() and digits.isdigit():  # [0-9]+, like the float's text
+                return "0" if head == "-0" else head
+    return value
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     features: tuple[str, ...]
@@ -46,7 +84,11 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "FeatureSpec":
-        return cls(tuple(raw["features"]), {k: tuple(v) for k, v in raw["categorical"].items()},
+        # Models trained before the category rule stored an integer column's codes as "1.0";
+        # read under the rule they name "1", what clients send. Positions (the codes the
+        # booster learned) are kept.
+        return cls(tuple(raw["features"]),
+                   {k: tuple(category_key(c) for c in v) for k, v in raw["categorical"].items()},
                    raw.get("target", ""))
 
 
@@ -57,11 +99,9 @@ class LoadedModel:
         self.booster = booster
         self.spec = spec
         self.width = len(spec.features)
-        self._codes = [
-            {value: float(code) for code, value in enumerate(spec.categorical[name])}
-            if name in spec.categorical else None
-            for name in spec.features
-        ]
+        self._codes = [_vocabulary_codes(spec.categorical[name])
+                       if name in spec.categorical else None
+                       for name in spec.features]
 
     def encode_row(self, values: Sequence[Any]) -> list[float]:
         if len(values) != self.width:
@@ -70,7 +110,8 @@ class LoadedModel:
         row = []
         for position, (value, codes) in enumerate(zip(values, self._codes)):
             if codes is not None:
-                row.append(codes.get(str(value), math.nan) if _present(value) else math.nan)
+                row.append(codes.get(category_key(value), math.nan) if _present(value)
+                           else math.nan)
             elif not _present(value):
                 row.append(math.nan)
             else:
@@ -87,6 +128,16 @@ class LoadedModel:
                                        f"range: {value!r}")
                 row.append(number)
         return row
+
+
+def _vocabulary_codes(vocabulary: Sequence[str]) -> dict[str | None, float]:
+    """Category → code (its position). Keys follow `category_key`, so a spec built by hand with
+    "1.0" still matches "1"; if two entries name the same category the first one keeps it."""
+    codes: dict[str | None, float] = {}
+    for code, value in enumerate(vocabulary):
+        codes.setdefault(category_key(value), float(code))
+    codes.pop(None, None)  # a missing value never has a code
+    return codes
 
 
 def _present(value: Any) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 from mlops_kit.core import drift
 
 from . import _io
-from .schema import FRAUD_SAMPLE_SCHEMA, DatasetSchema
+from .schema import FRAUD_SAMPLE_SCHEMA, DatasetSchema, category_names, factorize_categories
 
 DEFAULT_INPUT = "/opt/ml/processing/input/data"
 DEFAULT_OUTPUT = "/opt/ml/processing/output"
@@ -54,9 +54,9 @@ def validate(frame, schema: DatasetSchema, *, min_rows: int, min_class_rows: int
     prepared = frame[list(schema.required_columns) +
                      [c for c in schema.id_columns if c in frame.columns]].copy()
     for column in schema.categorical:
-        values = prepared[column]
-        prepared[column] = values.astype(object).where(values.notna(), None).map(
-            lambda v: v if v is None else str(v))
+        # Categories are named by the serving rule, so an integer-coded column that pandas read
+        # as float (it has gaps) learns "1", not "1.0", which no client would send.
+        prepared[column] = category_names(prepared[column])
     if prepared[schema.target].isna().any():
         count = int(prepared[schema.target].isna().sum())
         raise _io.BadInputError(f"missing labels: {count} row(s) have no '{schema.target}'")
@@ -117,7 +117,10 @@ def build_baseline(train, schema: DatasetSchema, bins: int) -> dict[str, Any]:
     for column in schema.numeric:
         features[column] = drift.numeric_baseline(train[column].to_numpy(dtype=np.float64), bins)
     for column in schema.categorical:
-        features[column] = drift.categorical_baseline(train[column].tolist())
+        codes, names = factorize_categories(train[column])
+        counts = np.bincount(codes[codes >= 0], minlength=len(names))
+        features[column] = drift.categorical_baseline_from_frequencies(
+            dict(zip(names, counts.tolist())), int((codes < 0).sum()))
     return {
         "version": 1,
         "bins": bins,

@@ -6,6 +6,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from .inference import category_key
+
 
 @dataclass(frozen=True)
 class DatasetSchema:
@@ -56,6 +60,45 @@ class DatasetSchema:
         if target == self.target:
             return self
         return DatasetSchema(target, self.numeric, self.categorical, self.id_columns)
+
+
+# Object columns pandas infers as one of these hold no bool beside a number, so hashing their
+# values is safe: pandas hashes True, 1 and 1.0 alike, but only True names the category "True".
+_HASHABLE_OBJECT_KINDS = frozenset(("string", "boolean", "integer", "floating",
+                                    "mixed-integer-float", "decimal", "empty"))
+
+
+def factorize_categories(values) -> tuple[np.ndarray, list[str]]:
+    """The categories of a column under `category_key`, vectorised: (codes, names) where
+    `names[codes[i]]` is row i's category and code -1 means missing; names are unique.
+
+    `category_key` runs once per distinct value, not per row: pandas hashes the column first.
+    """
+    import pandas as pd
+
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    if (series.dtype == object and pd.api.types.infer_dtype(series, skipna=True)
+            not in _HASHABLE_OBJECT_KINDS):
+        series = series.map(category_key)  # e.g. True beside 1: one Python call per row
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    names: dict[str, int] = {}
+    remap = np.empty(len(uniques) + 1, dtype=np.int64)
+    remap[-1] = -1  # code -1 (missing) stays -1
+    for i, value in enumerate(uniques):
+        key = category_key(value)
+        remap[i] = -1 if key is None else names.setdefault(key, len(names))
+    return remap[codes], list(names)
+
+
+def category_names(values):
+    """`category_key` of every value of a column (object Series, None where missing), with
+    the column's index."""
+    import pandas as pd
+
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    codes, names = factorize_categories(series)
+    table = np.array(names + [None], dtype=object)
+    return pd.Series(table[codes], index=series.index, name=series.name, dtype=object)
 
 
 # The contract of the bundled sample data (`mlops data generate`).

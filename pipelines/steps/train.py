@@ -20,8 +20,8 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _io
-from .inference import MODEL_FILE, SPEC_FILE, FeatureSpec
-from .schema import DatasetSchema
+from .inference import MODEL_FILE, SPEC_FILE, FeatureSpec, category_key
+from .schema import DatasetSchema, factorize_categories
 
 HYPERPARAMETER_DEFAULTS: dict[str, Any] = {
     "max_depth": 5, "eta": 0.1, "num_round": 400, "early_stopping_rounds": 30,
@@ -32,23 +32,24 @@ RoundCallback = Callable[[int, int, float], None]
 
 
 def build_feature_spec(train, schema: DatasetSchema) -> FeatureSpec:
-    vocabulary = {
-        column: tuple(sorted({str(v) for v in train[column].dropna().unique()}))
-        for column in schema.categorical
-    }
+    vocabulary = {column: tuple(sorted(factorize_categories(train[column])[1]))
+                  for column in schema.categorical}
     return FeatureSpec(schema.features, vocabulary, schema.target)
 
 
 def encode_frame(frame, spec: FeatureSpec) -> np.ndarray:
     """Vectorised twin of inference's row encoding: same codes, unknown or missing → NaN."""
-    import pandas as pd
-
     columns = []
     for name in spec.features:
         if name in spec.categorical:
-            codes = pd.Categorical(frame[name].astype("string").astype(object),
-                                   categories=list(spec.categorical[name])).codes
-            columns.append(np.where(codes < 0, np.nan, codes).astype(np.float32))
+            # encode_row's lookup, once per distinct value: categories by `category_key`, the
+            # first vocabulary entry of a category keeps it (an old spec may name one twice).
+            codes, names = factorize_categories(frame[name])
+            position: dict[str, int] = {}
+            for code, category in enumerate(spec.categorical[name]):
+                position.setdefault(category_key(category), code)
+            lookup = np.array([position.get(n, np.nan) for n in names] + [np.nan], np.float32)
+            columns.append(lookup[codes])
         else:
             columns.append(frame[name].to_numpy(dtype=np.float32, na_value=np.nan))
     return np.column_stack(columns) if columns else np.empty((len(frame), 0), np.float32)

@@ -166,3 +166,21 @@ def test_stream_can_capture_like_the_endpoint(home, sample_rows, tmp_path):
     (record,) = records
     assert (record.variant, record.inference_id, record.input.encoding) == ("v3", "s1", "JSON")
     assert json.loads(record.output.text())["predictions"][0]["score"] > 0
+
+
+def test_arrow_encoding_reads_integer_codes_as_the_endpoint_does():
+    """A categorical column of integer codes written as text ("1.0" from a float column, "1"
+    from an int one) encodes like a request to the endpoint: both name the category "1"."""
+    import pyarrow as pa
+
+    from mlops_kit.serving.batch import encode_table
+
+    spec = inference.FeatureSpec(features=("amount", "code"),
+                                 categorical={"code": ("1", "2", "3")})
+    model = inference.LoadedModel(booster=None, spec=spec)
+    texts = ["1", "1.0", "2.", "3.00", "-0.0", "x", "2.5", None]
+    table = pa.table({"amount": pa.array([1.5] * len(texts), pa.float64()),
+                      "code": pa.array(texts, pa.string())})
+    expected = np.array([model.encode_row([1.5, text]) for text in texts], np.float32)
+    np.testing.assert_array_equal(encode_table(table, spec), expected)
+    assert encode_table(table, spec)[:4, 1].tolist() == [0.0, 0.0, 1.0, 2.0]

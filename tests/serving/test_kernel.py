@@ -104,3 +104,89 @@ def test_direct_predictor_takes_any_layout(model):
     direct = DirectPredictor(model.booster)
     np.testing.assert_array_equal(direct(view), model.booster.inplace_predict(
         np.ascontiguousarray(view, dtype=np.float32), validate_features=False))
+
+
+# --- integer-coded categorical features (read as float at training) ---------------------------
+
+@pytest.fixture(scope="module")
+def coded_model(tmp_path_factory):
+    """A model trained on a frame whose categorical column holds integer codes with gaps, read
+    from CSV (so float64, 1.0/2.0/3.0/NaN), the code deciding the label; and that frame."""
+    import pandas as pd
+
+    from mlops_pipelines.steps import _io, train
+    from mlops_pipelines.steps.schema import DatasetSchema
+
+    schema = DatasetSchema(target="y", numeric=("x",), categorical=("code",))
+    rng = np.random.default_rng(7)
+    codes = rng.integers(1, 4, size=600)
+    lines = ["x,code,y"] + [f"{rng.random():.4f},{'' if i % 7 == 0 else c},{int(c == 2)}"
+                            for i, c in enumerate(codes)]
+    root = tmp_path_factory.mktemp("coded")
+    (root / "data.csv").write_text("\n".join(lines) + "\n")
+    frame = _io.read_table(root / "data.csv")
+    assert frame["code"].dtype == np.float64
+    hp = {**train.HYPERPARAMETER_DEFAULTS, "num_round": 20, "early_stopping_rounds": 5}
+    booster, spec, _ = train.train_model(frame, frame, schema, hp)
+    train.save_model(booster, spec, root / "model")
+    return inference.model_fn(str(root / "model")), frame, root
+
+
+CODE_ONE_PAYLOADS = [
+    (b"0.5,1", "text/csv"), (b"0.5,1.0", "text/csv"), (b"0.5,1.", "text/csv"),
+    (b"[0.5, 1]", "application/json"), (b"[0.5, 1.0]", "application/json"),
+    (b'[0.5, "1"]', "application/json"), (b'[0.5, "1.0"]', "application/json"),
+    (b'{"instances": [{"x": 0.5, "code": 1}]}', "application/json"),
+]
+
+
+def test_coded_model_learns_integer_categories(coded_model):
+    model, _, _ = coded_model
+    assert model.spec.categorical["code"] == ("1", "2", "3")
+
+
+def test_every_form_of_a_code_scores_like_training_on_kernel_and_handlers(coded_model):
+    import pandas as pd
+
+    from mlops_pipelines.steps import train
+
+    model, _, _ = coded_model
+    kernel = ModelKernel(model)
+    as_trained = train.encode_frame(pd.DataFrame({"x": [0.5], "code": [1.0]}), model.spec)
+    assert as_trained.tolist() == [[0.5, 0.0]]
+    expected = inference.predict_fn(as_trained, model)
+    for body, content_type in CODE_ONE_PAYLOADS:
+        handlers = inference.predict_fn(inference.input_fn(body, content_type), model)
+        np.testing.assert_array_equal(handlers, expected, err_msg=repr(body))
+        np.testing.assert_array_equal(kernel.encode_payload(body, content_type), as_trained,
+                                      err_msg=repr(body))
+        np.testing.assert_array_equal(kernel.score_payload(body, content_type), expected,
+                                      err_msg=repr(body))
+    # An unknown code still reads as missing, as it always did, not as some other category.
+    missing = train.encode_frame(pd.DataFrame({"x": [0.5], "code": [np.nan]}), model.spec)
+    assert np.isnan(kernel.encode_payload(b"0.5,4.0", "text/csv")[0, 1])
+    np.testing.assert_array_equal(kernel.score_payload(b"0.5,4", "text/csv"),
+                                  inference.predict_fn(missing, model))
+
+
+def test_kernel_scores_an_old_spec_with_float_categories_like_a_new_one(coded_model, tmp_path):
+    """A model registered before the fix stored "1.0", "2.0", "3.0": requests "1" now match."""
+    import json
+    import shutil
+
+    model, _, root = coded_model
+    old_dir = tmp_path / "old"
+    shutil.copytree(root / "model", old_dir)
+    spec = json.loads((old_dir / inference.SPEC_FILE).read_text())
+    spec["categorical"]["code"] = ["1.0", "2.0", "3.0"]
+    (old_dir / inference.SPEC_FILE).write_text(json.dumps(spec))
+    old = inference.model_fn(str(old_dir))
+    old_kernel, new_kernel = ModelKernel(old), ModelKernel(model)
+    np.testing.assert_array_equal(old_kernel.encode_payload(b"0.5,1\n0.5,3", "text/csv"),
+                                  [[0.5, 0.0], [0.5, 2.0]])
+    for body, content_type in CODE_ONE_PAYLOADS + [(b"0.5,2\n0.5,3.0", "text/csv")]:
+        np.testing.assert_array_equal(old_kernel.score_payload(body, content_type),
+                                      new_kernel.score_payload(body, content_type))
+        np.testing.assert_array_equal(
+            old_kernel.score_payload(body, content_type),
+            inference.predict_fn(inference.input_fn(body, content_type), old))

@@ -16,6 +16,43 @@ PSI_EPSILON = 1e-4
 MISSING = "__missing__"
 OTHER = "__other__"
 
+# The category naming rule, a verbatim copy of `category_key` in pipelines/steps/inference.py:
+# that file ships alone into the serving container and this one into the drift monitor's
+# Lambda, so neither can import the other. tests/unit/test_preprocess.py fails if they differ.
+_MISSING_TEXTS = frozenset(("nan", "NaN", "<NA>", "NaT", "None"))
+
+
+def category_key(value: Any) -> str | None:
+    """The category a categorical value names, or None when it is missing.
+
+    Integer codes reach us as 1 (JSON, an int column), 1.0 (a float column: pandas reads an
+    integer column with gaps as float64), "1" (CSV) or "1.0" (CSV written from such a column):
+    all four name the category "1". Otherwise a value names its text, unchanged: real strings
+    ("01", "DE", " 1"), non-integral numbers ("2.5"), booleans ("True"/"False": not "1", though
+    bool is an int). None and NaN (float, numpy, Decimal), pandas' NA and NaT are missing.
+    A category string is already its own key (the rule is idempotent), so lookups may try the
+    raw text first and only call this on a miss.
+    """
+    if type(value) is not str:
+        if value is None:
+            return None
+        if isinstance(value, (float, np.floating)):
+            if value != value:
+                return None
+            # int() and not str(): numpy prints a float32 1e8 as "1e+08", Python prints 1e16
+            # as "1e+16"; the integer's digits are what a client sends for that code.
+            return str(int(value)) if value.is_integer() else str(value)
+        value = str(value)
+        if value in _MISSING_TEXTS:
+            return None
+    if value[-1:] in ("0", "."):  # cheap gate: most category texts end otherwise
+        head, dot, fraction = value.partition(".")
+        if dot and not fraction.strip("0"):
+            digits = head[1:] if head[:1] == "-" else head
+            if digits.isascii() and digits.isdigit():  # [0-9]+, like the float's text
+                return "0" if head == "-0" else head
+    return value
+
 
 def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
     """Interior edges at the 1/bins .. (bins-1)/bins quantiles of the non-missing values."""
@@ -38,26 +75,38 @@ def numeric_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.append(counts, missing.sum())
 
 
+def _category_positions(categories: Sequence[str]) -> dict[str, int]:
+    """Category → bin. Keyed by `category_key`, so a baseline written before the rule (an
+    integer column's categories stored as "1.0") still counts live "1" in its bin."""
+    position: dict[str, int] = {}
+    for i, category in enumerate(categories):
+        key = category_key(category)
+        if key is not None:
+            position.setdefault(key, i)
+    return position
+
+
 def categorical_counts(values: Iterable[Any], categories: Sequence[str]) -> np.ndarray:
     """Counts per known category, then OTHER (unseen), then MISSING."""
-    position = {category: i for i, category in enumerate(categories)}
+    position = _category_positions(categories)
+    other = len(categories)
     counts = np.zeros(len(categories) + 2)
     for value in values:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            counts[-1] += 1
-        else:
-            counts[position.get(str(value), len(categories))] += 1
+        key = category_key(value)
+        counts[-1 if key is None else position.get(key, other)] += 1
     return counts
 
 
-def categorical_counts_from_frequencies(frequencies: Mapping[str, int], missing: int,
+def categorical_counts_from_frequencies(frequencies: Mapping[Any, int], missing: int,
                                         categories: Sequence[str]) -> np.ndarray:
     """Same bins as `categorical_counts`, from value counts a caller already has (e.g. pandas'
     hashed value_counts, much faster than a Python loop over a million values)."""
-    position = {category: i for i, category in enumerate(categories)}
+    position = _category_positions(categories)
+    other = len(categories)
     counts = np.zeros(len(categories) + 2)
     for value, count in frequencies.items():
-        counts[position.get(str(value), len(categories))] += count
+        key = category_key(value)
+        counts[-1 if key is None else position.get(key, other)] += count
     counts[-1] += missing
     return counts
 
@@ -90,19 +139,27 @@ def categorical_baseline(values: Sequence[Any], max_categories: int = 50) -> dic
     observed: dict[str, int] = {}
     missing = 0
     for value in values:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        key = category_key(value)
+        if key is None:
             missing += 1
-            continue
-        observed[str(value)] = observed.get(str(value), 0) + 1
+        else:
+            observed[key] = observed.get(key, 0) + 1
     return categorical_baseline_from_frequencies(observed, missing, max_categories)
 
 
-def categorical_baseline_from_frequencies(observed: Mapping[str, int], missing: int,
+def categorical_baseline_from_frequencies(observed: Mapping[Any, int], missing: int,
                                           max_categories: int = 50) -> dict[str, Any]:
-    ranked = sorted(((str(k), int(v)) for k, v in observed.items()),
-                    key=lambda item: (-item[1], item[0]))[:max_categories]
+    # Values naming the same category (1.0 and "1") are one category, counted together.
+    merged: dict[str, int] = {}
+    for value, count in observed.items():
+        key = category_key(value)
+        if key is None:
+            missing += int(count)
+        else:
+            merged[key] = merged.get(key, 0) + int(count)
+    ranked = sorted(merged.items(), key=lambda item: (-item[1], item[0]))[:max_categories]
     categories = [name for name, _ in ranked]
-    counts = categorical_counts_from_frequencies(observed, missing, categories)
+    counts = categorical_counts_from_frequencies(merged, missing, categories)
     return {"kind": "categorical", "categories": categories,
             "proportions": proportions(counts).tolist()}
 

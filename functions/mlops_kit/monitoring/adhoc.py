@@ -33,6 +33,8 @@ def _read(path: Path):
 
 def compare_frames(reference, current, *, bins: int = 10, score_column: str = "score",
                    workers: int = 2) -> dict[str, Any]:
+    from mlops_pipelines.steps.schema import factorize_categories
+
     started = time.perf_counter()
     shared = [c for c in reference.columns if c in current.columns]
     if not shared:
@@ -53,8 +55,11 @@ def compare_frames(reference, current, *, bins: int = 10, score_column: str = "s
                       "level": psi_level(result["psi"])}
 
     def frequencies(column) -> tuple[dict[str, int], int]:
-        counts = column.astype("string").value_counts(dropna=True)
-        return {str(k): int(v) for k, v in counts.items()}, int(column.isna().sum())
+        # Counted by category as serving names them: an integer-coded column read as float in
+        # one file (it has gaps) and as text in the other still compares "1" with "1".
+        codes, names = factorize_categories(column)
+        counts = np.bincount(codes[codes >= 0], minlength=len(names))
+        return dict(zip(names, counts.tolist())), int((codes < 0).sum())
 
     def categorical_feature(name: str) -> tuple[str, dict[str, Any]]:
         baseline = drift.categorical_baseline_from_frequencies(*frequencies(reference[name]))

@@ -204,8 +204,11 @@ def compute_metrics(baseline: ChampionBaseline, by_variant: Mapping[str, Decoded
             if entry["kind"] == "numeric":
                 value = drift.psi_against_baseline(entry, _numeric(values))
             else:
+                # Values are counted by `drift.category_key` (CSV "1" and JSON 1 or 1.0 in one
+                # bin); a blank field is missing, as it is when the endpoint scores it.
                 value = drift.psi_against_baseline(
-                    entry, [v if v not in ("", None) else None for v in values])
+                    entry, [None if isinstance(v, str) and not v.strip() else v
+                            for v in values])
             worst = max(worst, value)
             data.append(MetricDatum("FeaturePSI", value, {**dims, "Feature": name}, at))
         prediction_psi = drift.psi_against_baseline(baseline.score_baseline,

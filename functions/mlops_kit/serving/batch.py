@@ -188,9 +188,7 @@ def encode_table(table, spec) -> np.ndarray:
         if name in spec.categorical:
             if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
                 return _encode_with_pandas(table, spec)
-            codes = pc.index_in(column.cast(pa.string()),
-                                value_set=pa.array(spec.categorical[name], pa.string()))
-            columns.append(codes.cast(pa.float32()).to_numpy(zero_copy_only=False))
+            columns.append(_category_codes(column.cast(pa.string()), spec.categorical[name]))
         else:
             if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
                     or pa.types.is_boolean(kind)):
@@ -200,6 +198,23 @@ def encode_table(table, spec) -> np.ndarray:
     if not columns:
         return np.empty((table.num_rows, 0), np.float32)
     return np.ascontiguousarray(np.column_stack(columns), dtype=np.float32)
+
+
+def _category_codes(column, vocabulary) -> np.ndarray:
+    """Codes of a string column by the serving rule (`inference.category_key`: "1.0" names the
+    category "1", as the endpoint reads it): the rule runs once per distinct value, in Python,
+    and Arrow maps every row to its distinct value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from mlops_pipelines.steps.inference import category_key
+
+    position = {category: float(code) for code, category in enumerate(vocabulary)}
+    distinct = pc.unique(column)
+    distinct_codes = pa.array([position.get(category_key(value)) if value is not None else None
+                               for value in distinct.to_pylist()], pa.float32())
+    codes = pc.take(distinct_codes, pc.index_in(column, value_set=distinct))
+    return codes.to_numpy(zero_copy_only=False)
 
 
 def _encode_with_pandas(table, spec) -> np.ndarray:

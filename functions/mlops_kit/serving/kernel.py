@@ -6,9 +6,10 @@ this module scores exactly the same way, faster, for the one-row requests an end
 * CSV tokenising: a payload without quotes is split on newlines and commas, which yields the
   very rows `csv.reader` yields; anything else (quotes, a lone CR) goes through `input_fn`.
 * Encoding CSV rows: `LoadedModel.encode_row`'s rules inlined for text values (blank → NaN,
-  `float(value)` for numbers, the vocabulary index for categories). At the first value it does
-  not accept outright (wrong width, not a number, infinite) the whole payload goes through
-  `inference.encode`, which raises the usual PayloadError with the usual message.
+  `float(value)` for numbers, the vocabulary index of `category_key(value)` for categories, so
+  "1.0" finds "1"). At the first value it does not accept outright (wrong width, not a number,
+  infinite) the whole payload goes through `inference.encode`, which raises the usual
+  PayloadError with the usual message.
 * Prediction: `Booster.inplace_predict` spends most of a one-row call outside the trees: Python
   argument handling, and a new proxy DMatrix per call whose context initialisation reads the
   cgroup CPU quota and compiles a regex (XGBoost 3.0.5). `DirectPredictor` makes the same C call
@@ -154,7 +155,7 @@ def _row_encoder(model: LoadedModel) -> Callable[[list[str]], list[float] | None
     if len(plan) != width:  # LoadedModel changed shape: always take the canonical path
         return lambda values: None
     nan = math.nan
-    from mlops_pipelines.steps.inference import FLOAT32_MAX
+    from mlops_pipelines.steps.inference import FLOAT32_MAX, category_key
 
     def encode_text_row(values: list[str]) -> list[float] | None:
         if len(values) != width:
@@ -174,7 +175,10 @@ def _row_encoder(model: LoadedModel) -> Callable[[list[str]], list[float] | None
                 else:
                     return None  # infinite or beyond float32: encode_row refuses it
             else:
-                append(codes.get(value, nan))
+                # Vocabulary keys follow `category_key`, which leaves a category's own text
+                # unchanged: a hit is final; a miss ("1.0" for "1", or unknown) pays the rule.
+                code = codes.get(value)
+                append(code if code is not None else codes.get(category_key(value), nan))
         return row
 
     return encode_text_row
