@@ -535,7 +535,8 @@ class Killed(Exception):
 @pytest.mark.parametrize("dies", ["before-the-shift", "after-the-shift"])
 def test_a_claimer_that_dies_is_finished_by_its_redelivery_and_no_other_alarm(rolling, dies):
     """The feature-drift invocation claims the rollback and dies: in the weight change (nothing
-    shifted) or in the history write (shifted, not recorded). The prediction-drift alarm,
+    shifted) or in the history write (shifted, not recorded). A death (timeout, out of memory)
+    runs nothing afterwards, not even the release of the claim. The prediction-drift alarm,
     arriving meanwhile, finds the claim; the redelivered feature-drift event completes the
     rollback exactly once, under its own id, with one notification."""
     registry, client, endpoints, _, sleeps = rolling
@@ -547,6 +548,8 @@ def test_a_claimer_that_dies_is_finished_by_its_redelivery_and_no_other_alarm(ro
     def die(*_):
         raise Killed("the invocation died")
 
+    registry.release_rollback = die  # the process is gone
+
     if dies == "before-the-shift":
         client.before_update = die  # once: the weight change never reaches the endpoint
     else:
@@ -555,6 +558,7 @@ def test_a_claimer_that_dies_is_finished_by_its_redelivery_and_no_other_alarm(ro
     with pytest.raises(Killed):
         rollback.handle_event(event)
     registry.record_deployment = real_record
+    del registry.release_rollback
     expected = {"v2": 1.0, "v1": 0.0} if dies == "before-the-shift" else {"v2": 0.0, "v1": 1.0}
     assert served(endpoints) == expected and rollbacks(registry) == [] and outbox == []
 
@@ -573,3 +577,166 @@ def test_a_claimer_that_dies_is_finished_by_its_redelivery_and_no_other_alarm(ro
     assert record.deployment_id == claimer
     assert [subject for subject, _ in outbox] == [f"[{ENDPOINT}] rollback: v2 → v1"]
     assert served(endpoints) == {"v2": 0.0, "v1": 1.0}
+
+
+# -- a claim that is never used: released on failure, taken over once stale; an unrecorded
+# -- promotion is not a rollback ------------------------------------------------------------
+
+from datetime import datetime, timedelta, timezone  # noqa: E402
+
+from mlops_kit.aws.ledger import iso_micro  # noqa: E402
+
+
+def claim_sk(registry) -> str:
+    head = registry.deployments(ENDPOINT)[-1].deployment_id
+    return f"rollback-claim#{ENDPOINT}#{head}"
+
+
+def backdate_claim(dynamodb, registry, age) -> str:
+    """The ledger's claim as if written `age` ago; returns the claimed_at written."""
+    claimed_at = iso_micro(datetime.now(timezone.utc) - age)
+    dynamodb.update_item(TableName=LEDGER,
+                         Key={"pk": {"S": GROUP}, "sk": {"S": claim_sk(registry)}},
+                         UpdateExpression="SET claimed_at = :at",
+                         ExpressionAttributeValues={":at": {"S": claimed_at}})
+    return claimed_at
+
+
+def test_a_rollback_busy_past_the_last_try_releases_its_claim_so_the_next_alarm_rolls_back(
+        rolling, dynamodb):
+    """The feature-drift invocation claims, then the endpoint stays Updating past its 6 tries
+    (about 60 s): the claim is released (an Update marking it, kept for the audit) before the
+    error surfaces. The prediction-drift alarm then rolls back; before, it found the claim and
+    returned `none`, cached by idempotency, with no notification."""
+    registry, client, endpoints, _, sleeps = rolling
+    outbox = Outbox()
+    rollback = RollbackController(registry, endpoints, health=HealthyProbes(), notifier=outbox,
+                                  managed_endpoints=[ENDPOINT], sleep=sleeps)
+    event = alarm("feature-drift")
+    claimer = f"rollback:{parse_alarm_event(event).transition_key}"
+    client.busy_for["update_endpoint_weights_and_capacities"] = 6
+    with pytest.raises(EndpointBusyError):
+        rollback.handle_event(event)
+    item = dynamodb.get_item(TableName=LEDGER, Key={"pk": {"S": GROUP},
+                                                    "sk": {"S": claim_sk(registry)}})["Item"]
+    head = registry.deployments(ENDPOINT)[-1].deployment_id
+
+    other = rollback.handle_event(alarm("prediction-drift"))
+    assert (other.action, other.from_version, other.to_version) == ("rolled_back", 2, 1)
+    assert item["claimed_by"]["S"] == claimer and "released_at" in item
+    assert registry.rollback_claim(ENDPOINT, head).claimed_by == other.deployment_id
+    again = rollback.handle_event(copy.deepcopy(event))  # the busy one, redelivered
+    assert again.action == "none" and "cooldown" in again.reason
+    assert client.applied == [("update_endpoint_weights_and_capacities",
+                               {"v2": 0.0, "v1": 1.0})]
+    assert [r.deployment_id for r in rollbacks(registry)] == [other.deployment_id]
+    assert [subject for subject, _ in outbox] == [f"[{ENDPOINT}] rollback: v2 → v1"]
+
+
+def test_a_dead_claimers_claim_alerts_when_old_and_is_taken_over_once_stale(rolling,
+                                                                           dynamodb):
+    """The feature-drift invocation claims and dies before the shift (nothing runs after it,
+    not even the release) and is never redelivered. The prediction-drift alarm 3 minutes later
+    is held off, naming the holder and its claimed_at, and alerts on-call; a later alarm, 6
+    minutes after the claim (> claim_stale_after), takes the claim over (a conditional write
+    on the ISO timestamps) and rolls back once."""
+    registry, client, endpoints, _, sleeps = rolling
+    outbox = Outbox()
+    rollback = RollbackController(registry, endpoints, health=HealthyProbes(), notifier=outbox,
+                                  managed_endpoints=[ENDPOINT], sleep=sleeps)
+
+    def die(*_):
+        raise Killed("the invocation died")
+
+    client.before_update = die
+    registry.release_rollback = die  # the process is gone
+    event = alarm("feature-drift")
+    with pytest.raises(Killed):
+        rollback.handle_event(event)
+    del registry.release_rollback
+    claimer = f"rollback:{parse_alarm_event(event).transition_key}"
+
+    claimed_at = backdate_claim(dynamodb, registry, timedelta(minutes=3))
+    held = rollback.handle_event(alarm("prediction-drift"))
+    assert held.action == "none" and held.details["claimed_by"] == claimer
+    assert held.details["claimed_at"] == claimed_at and claimed_at in held.reason
+    ((subject, message),) = outbox
+    assert "ALERT" in subject and message["claimed_by"] == claimer
+    assert client.applied == [] and rollbacks(registry) == []
+
+    backdate_claim(dynamodb, registry, timedelta(minutes=6))
+    later = alarm("feature-drift")
+    later["detail"]["state"]["timestamp"] = "2030-01-01T00:00:00.000+0000"
+    taken = rollback.handle_event(later)
+    assert (taken.action, taken.from_version, taken.to_version) == ("rolled_back", 2, 1)
+    assert client.applied == [("update_endpoint_weights_and_capacities",
+                               {"v2": 0.0, "v1": 1.0})]
+    assert [r.deployment_id for r in rollbacks(registry)] == [taken.deployment_id]
+    assert [s for s, _ in outbox][1:] == [f"[{ENDPOINT}] rollback: v2 → v1"]
+
+
+def test_the_ledger_claim_is_renewed_by_its_holder_released_only_by_it_and_taken_over_once(
+        faulty, dynamodb):
+    """The claim's conditional writes on DynamoDB: the holder renews; another claimer does not
+    take a live claim; a release by a non-holder changes nothing; a throttled release is
+    retried; of two claimers of one stale claim, the first takes it and the second sees it."""
+    registry, _, ddb, sleeps = faulty
+    head, stale_after = "promote:x", timedelta(minutes=5)
+    first = registry.claim_rollback(ENDPOINT, head, "rollback:a", from_version=2, to_version=1)
+    assert (first.claimed_by, first.from_version, first.to_version) == ("rollback:a", 2, 1)
+    renewed = registry.claim_rollback(ENDPOINT, head, "rollback:a", stale_after=stale_after)
+    assert renewed.claimed_by == "rollback:a" and renewed.claimed_at > first.claimed_at
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:b",
+                                   stale_after=stale_after).claimed_by == "rollback:a"
+    assert registry.release_rollback(ENDPOINT, head, "rollback:b") is False
+    ddb.fail("transact_write_items", cancelled("ThrottlingError"))
+    assert registry.release_rollback(ENDPOINT, head, "rollback:a") is True and len(sleeps) == 1
+    assert registry.release_rollback(ENDPOINT, head, "rollback:a") is False  # once
+    assert registry.rollback_claim(ENDPOINT, head) is None
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:b").claimed_by == "rollback:b"
+
+    dynamodb.update_item(TableName=LEDGER, Key={"pk": {"S": GROUP},
+                                                "sk": {"S": f"rollback-claim#{ENDPOINT}#{head}"}},
+                         UpdateExpression="SET claimed_at = :at", ExpressionAttributeValues={
+                             ":at": {"S": iso_micro(datetime.now(timezone.utc)
+                                                    - timedelta(minutes=6))}})
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:c",
+                                   stale_after=stale_after).claimed_by == "rollback:c"
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:d",
+                                   stale_after=stale_after).claimed_by == "rollback:c"
+
+
+def test_an_alarm_after_an_unrecorded_promotion_rolls_back_from_the_new_champion(rolling):
+    """v3 is promoted onto the endpoint (UpdateEndpoint applied) but its ledger write fails;
+    then an alarm fires. Before, the alarm took the new lineup for its own unrecorded
+    rollback: it recorded a "rollback" v2 → v3, notified so, and v3 kept the traffic. Now it
+    decides on the endpoint as it is: v3 → v2, with the discrepancy in the evidence."""
+    registry, client, endpoints, _, sleeps = rolling
+    outbox = Outbox()
+    rollback = RollbackController(registry, endpoints,
+                                  health=type("P", (), {"probe_results": lambda self, e: {
+                                      "v1": True, "v2": True, "v3": True}})(),
+                                  notifier=outbox, managed_endpoints=[ENDPOINT], sleep=sleeps)
+    deployer = DeploymentController(registry, endpoints, DeploymentSettings(ENDPOINT),
+                                    sleep=sleeps)
+    registry.register(registration(3))
+    promotion = approved(registry, 3)
+    real_record = registry.record_deployment
+
+    def ledger_down(*_):
+        raise Killed("the ledger write failed")
+
+    registry.record_deployment = ledger_down
+    with pytest.raises(Killed):
+        deployer.handle_event(promotion)
+    registry.record_deployment = real_record
+    assert served(endpoints) == {"v3": 1.0, "v2": 0.0, "v1": 0.0}
+    assert promotions(registry) == [1, 2]
+
+    outcome = rollback.handle_event(alarm("feature-drift"))
+    assert (outcome.action, outcome.from_version, outcome.to_version) == ("rolled_back", 3, 2)
+    assert served(endpoints) == {"v3": 0.0, "v2": 1.0, "v1": 0.0}
+    (record,) = rollbacks(registry)
+    assert (record.previous_version, record.version) == (3, 2)
+    assert "unrecorded_change" in record.evidence
+    assert [subject for subject, _ in outbox] == [f"[{ENDPOINT}] rollback: v3 → v2"]

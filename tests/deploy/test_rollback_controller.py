@@ -265,26 +265,28 @@ def test_manual_rollback_refuses_a_rejected_or_failing_target(promoted):
 def test_the_local_registry_keeps_the_first_rollback_claim_per_endpoint_and_head(promoted):
     registry = promoted[0]
     head = registry.deployments(ENDPOINT)[-1].deployment_id
-    assert registry.claim_rollback(ENDPOINT, head, "rollback:a") == "rollback:a"
-    assert registry.claim_rollback(ENDPOINT, head, "rollback:a") == "rollback:a"  # re-entrant
-    assert registry.claim_rollback(ENDPOINT, head, "rollback:b") == "rollback:a"
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:a").claimed_by == "rollback:a"
+    # re-entrant:
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:a").claimed_by == "rollback:a"
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:b").claimed_by == "rollback:a"
     # Kept in registry.db, not in the object: another process sees the same holder.
     from mlops_kit.registry.local import LocalRegistry
 
     assert LocalRegistry(registry.home, "fraud-scorer").claim_rollback(
-        ENDPOINT, head, "rollback:b") == "rollback:a"
+        ENDPOINT, head, "rollback:b").claimed_by == "rollback:a"
     # Another head, endpoint or model group is another incident.
-    assert registry.claim_rollback(ENDPOINT, "rollback:a", "rollback:b") == "rollback:b"
-    assert registry.claim_rollback("other-endpoint", head, "rollback:b") == "rollback:b"
+    assert registry.claim_rollback(ENDPOINT, "rollback:a", "rollback:b").claimed_by == "rollback:b"
+    assert registry.claim_rollback("other-endpoint", head, "rollback:b").claimed_by == "rollback:b"
     assert LocalRegistry(registry.home, "other-group").claim_rollback(
-        ENDPOINT, head, "rollback:b") == "rollback:b"
+        ENDPOINT, head, "rollback:b").claimed_by == "rollback:b"
 
     # Eight claimers of one head released together: one holder, and every one of them sees it.
     start, holders = threading.Barrier(8, timeout=30), []
 
     def claim(n):
         start.wait()
-        holders.append(registry.claim_rollback(ENDPOINT, "promote:new", f"rollback:{n}"))
+        holders.append(registry.claim_rollback(ENDPOINT, "promote:new",
+                                              f"rollback:{n}").claimed_by)
 
     threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
     for t in threads:
@@ -346,11 +348,14 @@ def test_a_stale_claim_holds_only_alarms_about_its_head_never_manual_shifts(prom
     rollback = RollbackController(registry, endpoints, health=probes, notifier=outbox,
                                   settings=RollbackSettings(cooldown=timedelta(0)), sleep=sleeps)
     head = registry.deployments(ENDPOINT)[-1].deployment_id
-    assert registry.claim_rollback(ENDPOINT, head, "rollback:ghost") == "rollback:ghost"
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:ghost").claimed_by == "rollback:ghost"
     event = alarm_event()
     held = rollback.handle_event(event)
+    claimed_at = registry.rollback_claim(ENDPOINT, head).claimed_at
     assert held.action == "none" and held.details == {"claimed_by": "rollback:ghost",
+                                                      "claimed_at": claimed_at,
                                                       "rolled_back_from": head}
+    assert claimed_at in held.reason and "rollback:ghost" in held.reason
     assert weights(endpoints) == {3: 1.0, 2: 0.0, 1: 0.0} and outbox == []
 
     manual = rollback.rollback(ENDPOINT, actor="oncall", reason="bad scores")
@@ -363,3 +368,195 @@ def test_a_stale_claim_holds_only_alarms_about_its_head_never_manual_shifts(prom
     assert (again.action, again.from_version, again.to_version) == ("rolled_back", 3, 2)
     assert [d.kind for d in registry.deployments(ENDPOINT)][-3:] == [
         "rollback", "rollforward", "rollback"]
+
+
+# -- a claim that is never used: released on failure, taken over once stale; an unrecorded
+# -- promotion is not a rollback ------------------------------------------------------------
+
+def backdate_claim(registry, head, age):
+    """The claim on `head` as if made `age` ago (a claimer that died then)."""
+    import sqlite3
+
+    from mlops_kit.registry.local import iso_ms
+
+    with sqlite3.connect(registry.db_path) as db:
+        db.execute("UPDATE rollback_claims SET claimed_at = ? WHERE rolled_back_from = ?",
+                   (iso_ms(datetime.now(timezone.utc) - age), head))
+
+
+def claim_row(registry, head):
+    """(claimed_by, claimed_at) of the claim on `head`, read from registry.db."""
+    import sqlite3
+
+    with sqlite3.connect(registry.db_path) as db:
+        return db.execute("SELECT claimed_by, claimed_at FROM rollback_claims WHERE "
+                          "rolled_back_from = ?", (head,)).fetchone()
+
+
+@pytest.mark.parametrize("failure", ["busy past the last try", "rejected"])
+def test_a_claimer_whose_shift_fails_releases_the_claim_so_the_next_alarm_rolls_back(
+        promoted, failure):
+    """The eventbridge alarm claims the rollback, then its weight change fails (the endpoint
+    busy for all 4 tries, or an error): it gives the claim back and the error surfaces. The
+    incident's next alarm is not held off by it (before, it returned `none` for good)."""
+    registry, endpoints, rollback, _, outbox, _ = promoted
+    head = registry.deployments(ENDPOINT)[-1].deployment_id
+    real_set_weights = endpoints.set_weights
+
+    def fail(name, w):
+        if failure == "rejected":
+            raise ValueError("weights rejected")
+        raise EndpointBusyError("Cannot update in-progress endpoint")
+
+    endpoints.set_weights = fail
+    first = alarm_event("eventbridge")
+    with pytest.raises((ValueError, EndpointBusyError)):
+        rollback.handle_event(first)
+    endpoints.set_weights = real_set_weights
+    assert weights(endpoints) == {3: 1.0, 2: 0.0, 1: 0.0} and outbox == []
+
+    other = rollback.handle_event(alarm_event("lambda"))  # the claim was released
+    assert (other.action, other.from_version, other.to_version) == ("rolled_back", 3, 2)
+    assert registry.rollback_claim(ENDPOINT, head).claimed_by == other.deployment_id
+    again = rollback.handle_event(first)  # the first event, redelivered: one rollback only
+    assert again.action == "none" and "cooldown" in again.reason
+    assert [d.deployment_id for d in registry.deployments(ENDPOINT)
+            if d.kind == "rollback"] == [other.deployment_id]
+    assert [subject for subject, _ in outbox] == [f"[{ENDPOINT}] rollback: v3 → v2"]
+    assert weights(endpoints) == {3: 0.0, 2: 1.0, 1: 0.0}
+
+
+def test_a_claim_whose_holder_died_is_taken_over_once_stale_and_alerts_before(promoted):
+    """A holder that died after claiming (nothing released it) holds the incident only for
+    `claim_stale_after`: a fresh claim holds off quietly, naming holder and time; one older
+    than `claim_alert_after` also alerts on-call (this alarm's `none` is final); one older
+    than `claim_stale_after` is taken over and the alarm rolls back."""
+    registry, endpoints, rollback, _, outbox, _ = promoted
+    head = registry.deployments(ENDPOINT)[-1].deployment_id
+    registry.claim_rollback(ENDPOINT, head, "rollback:ghost")
+
+    fresh = rollback.handle_event(alarm_event("eventbridge"))
+    claimed_at = claim_row(registry, head)[1]
+    assert fresh.action == "none" and fresh.details["claimed_by"] == "rollback:ghost"
+    assert "rollback:ghost" in fresh.reason and claimed_at in fresh.reason
+    assert outbox == []  # two alarms of one incident seconds apart: the holder notifies
+
+    backdate_claim(registry, head, timedelta(minutes=3))
+    event = alarm_event("lambda")
+    old = rollback.handle_event(event)
+    claimed_at = claim_row(registry, head)[1]
+    assert old.action == "none" and old.details["claimed_at"] == claimed_at in old.reason
+    ((subject, message),) = outbox
+    assert "ALERT" in subject and message["claimed_by"] == "rollback:ghost"
+    assert message["claimed_at"] == claimed_at and "mlops rollback" in message["reason"]
+    assert weights(endpoints) == {3: 1.0, 2: 0.0, 1: 0.0}
+
+    backdate_claim(registry, head, timedelta(minutes=6))
+    later = alarm_event("eventbridge")  # the alarm's next transition into ALARM
+    later["detail"]["state"]["timestamp"] = "2030-01-01T00:00:00.000+0000"
+    taken = rollback.handle_event(later)
+    assert (taken.action, taken.from_version, taken.to_version) == ("rolled_back", 3, 2)
+    assert claim_row(registry, head)[0] == taken.deployment_id
+    assert [d.deployment_id for d in registry.deployments(ENDPOINT)
+            if d.kind == "rollback"] == [taken.deployment_id]
+    assert weights(endpoints) == {3: 0.0, 2: 1.0, 1: 0.0}
+
+
+def test_the_local_claim_is_released_only_by_its_holder_and_renewed_by_it(promoted):
+    registry = promoted[0]
+    head = registry.deployments(ENDPOINT)[-1].deployment_id
+    first = registry.claim_rollback(ENDPOINT, head, "rollback:a", from_version=3, to_version=2)
+    assert (first.from_version, first.to_version) == (3, 2)
+    assert registry.release_rollback(ENDPOINT, head, "rollback:b") is False
+    backdate_claim(registry, head, timedelta(minutes=1))
+    stale_after = timedelta(minutes=5)
+    renewed = registry.claim_rollback(ENDPOINT, head, "rollback:a", stale_after=stale_after)
+    assert renewed.claimed_by == "rollback:a" and renewed.claimed_at > first.claimed_at
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:b",
+                                   stale_after=stale_after).claimed_by == "rollback:a"
+    assert registry.release_rollback(ENDPOINT, head, "rollback:a") is True
+    assert registry.rollback_claim(ENDPOINT, head) is None
+    assert registry.claim_rollback(ENDPOINT, head, "rollback:b").claimed_by == "rollback:b"
+
+
+def test_a_claims_table_from_before_the_decided_versions_is_migrated(promoted):
+    import sqlite3
+
+    registry = promoted[0]
+    with sqlite3.connect(registry.db_path) as db:
+        db.execute("DROP TABLE IF EXISTS rollback_claims")
+        db.execute("CREATE TABLE rollback_claims (model_group TEXT NOT NULL, endpoint_name TEXT "
+                   "NOT NULL, rolled_back_from TEXT NOT NULL, claimed_by TEXT NOT NULL, "
+                   "claimed_at TEXT NOT NULL, PRIMARY KEY (model_group, endpoint_name, "
+                   "rolled_back_from))")
+        db.execute("INSERT INTO rollback_claims VALUES ('fraud-scorer', ?, 'h', 'rollback:old', "
+                   "'2020-01-01T00:00:00.000Z')", (ENDPOINT,))
+    claim = registry.claim_rollback(ENDPOINT, "h", "rollback:new",
+                                    stale_after=timedelta(minutes=5), to_version=2)
+    assert (claim.claimed_by, claim.to_version) == ("rollback:new", 2)
+
+
+def promote_unrecorded(world, registry, version):
+    """Approve `version`: the deployment controller applies it to the endpoint, then its
+    history write fails (the Lambda errors; its redeliveries may come later, or never)."""
+    registry.approve(version, actor="bob", reason="ship")
+    real = registry.record_deployment
+    registry.record_deployment = lambda record: (_ for _ in ()).throw(OSError("ledger down"))
+    try:
+        with pytest.raises(OSError):
+            world[2].handle_event(model_package_event("fraud-scorer", version, "Approved"))
+    finally:
+        registry.record_deployment = real
+
+
+def test_an_alarm_after_an_unrecorded_promotion_rolls_back_from_the_new_champion(world,
+                                                                                promoted):
+    """v4 was promoted onto the endpoint but its record failed; an alarm fires. It is not an
+    earlier, unrecorded rollback (v4 was never a warm fallback of the last record): recording
+    the promotion as a "rollback" to v4 would leave the alarm's model serving. The alarm rolls
+    back from what serves, v4, to the newest healthy fallback, v3."""
+    registry, endpoints, rollback, probes, outbox, _ = promoted
+    probes.results["v4"] = True
+    promote_unrecorded(world, registry, 4)
+    assert weights(endpoints) == {4: 1.0, 3: 0.0, 2: 0.0}
+    assert registry.deployments(ENDPOINT)[-1].version == 3  # the record says v3
+
+    outcome = rollback.handle_event(alarm_event())
+    assert (outcome.action, outcome.from_version, outcome.to_version) == ("rolled_back", 4, 3)
+    assert outcome.reason != "completed an earlier, unrecorded shift"
+    assert weights(endpoints) == {4: 0.0, 3: 1.0, 2: 0.0}
+    (record,) = [d for d in registry.deployments(ENDPOINT) if d.kind == "rollback"]
+    assert (record.previous_version, record.version) == (4, 3)
+    assert "v4" in record.evidence["unrecorded_change"]
+    assert [subject for subject, _ in outbox] == [f"[{ENDPOINT}] rollback: v4 → v3"]
+    assert 4 in registry.blocked_versions(ENDPOINT)
+    # The promotion's redelivery does not bring the rolled-back version back.
+    again = world[2].handle_event(model_package_event("fraud-scorer", 4, "Approved"))
+    assert again.action == "ignored" and weights(endpoints)[3] == 1.0
+
+
+def test_an_alarms_own_unrecorded_shift_after_an_unrecorded_promotion_is_not_repeated(
+        world, promoted):
+    """As above, and the alarm's own history write fails after its shift (v4 → v3). Its
+    redelivery finds v3 serving as the last record says, in a lineup no record names: its
+    claim names v3 as the target, so it records that rollback instead of rolling back again
+    (to v2)."""
+    registry, endpoints, rollback, probes, outbox, _ = promoted
+    probes.results["v4"] = True
+    promote_unrecorded(world, registry, 4)
+    event = alarm_event()
+    real = registry.record_deployment
+    registry.record_deployment = lambda record: (_ for _ in ()).throw(OSError("ledger down"))
+    with pytest.raises(OSError):
+        rollback.handle_event(event)
+    registry.record_deployment = real
+    assert weights(endpoints) == {4: 0.0, 3: 1.0, 2: 0.0}
+
+    redelivered = rollback.handle_event(copy.deepcopy(event))
+    assert (redelivered.action, redelivered.from_version, redelivered.to_version) == (
+        "rolled_back", 4, 3)
+    assert weights(endpoints) == {4: 0.0, 3: 1.0, 2: 0.0}  # not on to v2
+    (record,) = [d for d in registry.deployments(ENDPOINT) if d.kind == "rollback"]
+    assert (record.deployment_id, record.previous_version, record.version) == (
+        redelivered.deployment_id, 4, 3)
+    assert [subject for subject, _ in outbox] == [f"[{ENDPOINT}] rollback: v4 → v3"]

@@ -28,12 +28,19 @@ Item kinds (sk):
         retried; holds the record too, so a retry returns the first one
     rollback-claim#<endpoint name>#<deployment id rolled back from>
         who holds the automatic rollback of that endpoint away from that deployment (the head
-        of its history): `claimed_by` (the rollback's deployment id), `claimed_at`,
-        `endpoint_name`, `rolled_back_from`; written once with `attribute_not_exists(pk)`
-        and never changed, so two alarms of one incident cannot both roll back
+        of its history): `claimed_by` (the rollback's deployment id), `claimed_at` (ISO-8601
+        µs UTC, the same fixed-width format as the bound it is compared with), `endpoint_name`,
+        `rolled_back_from`, and what the holder decided, `from_version` / `to_version` (N).
+        Written with the condition `attribute_not_exists(pk) OR attribute_exists(released_at)
+        OR claimed_by = :me OR claimed_at < :stale`: free, released, renewed by its holder, or
+        taken over once older than the caller's staleness bound; so two alarms of one incident
+        cannot both roll back. A holder whose shift did not happen sets `released_at` (an
+        Update conditional on `claimed_by = :me`); the item stays as the audit of the attempt
+        until the next claim replaces it.
 
 IAM for a function using the ledger: dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem,
-dynamodb:Query on the table (TransactWriteItems is authorised through PutItem/UpdateItem).
+dynamodb:Query on the table (TransactWriteItems is authorised through PutItem/UpdateItem: the
+ledger never deletes, a released claim is an Update).
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ from typing import Any, Iterator
 from botocore.exceptions import ClientError
 
 from .clients import Backoff, LazyClient, error_code, is_throttling
+
+CLAIM_ATTEMPTS = 3
+"""Conditional claim writes before giving up when the claim keeps changing under us."""
 
 LEDGER_TABLE: dict[str, Any] = {
     "partition_key": {"name": "pk", "type": "S"},
@@ -284,33 +294,81 @@ class Ledger:
             return json.loads(existing["record"])
         return None
 
-    def claim_rollback(self, endpoint_name: str, rolled_back_from: str,
-                       deployment_id: str) -> str:
+    def claim_rollback(self, endpoint_name: str, rolled_back_from: str, deployment_id: str, *,
+                       from_version: int | None = None, to_version: int | None = None,
+                       stale_after: timedelta | None = None) -> dict[str, Any]:
         """Claim the rollback of `endpoint_name` away from `rolled_back_from` for
-        `deployment_id` unless someone holds it already; returns the holder (see
-        `ModelRegistry.claim_rollback`). Endpoint names hold no '#', so the key is unambiguous.
-        """
-        sk = f"{ROLLBACK_CLAIM_PREFIX}{endpoint_name}#{rolled_back_from}"
-        claim = {**self._key(sk), "claimed_by": _s(deployment_id),
-                 "claimed_at": _s(iso_micro(self.now())), "endpoint_name": _s(endpoint_name),
-                 "rolled_back_from": _s(rolled_back_from)}
+        `deployment_id` (see `ModelRegistry.claim_rollback`); returns the claim item as it
+        stands, whose `claimed_by` is the holder. Endpoint names hold no '#', so the key is
+        unambiguous."""
+        sk = self._claim_key(endpoint_name, rolled_back_from)
+        held: dict[str, Any] | None = None
+        for _ in range(CLAIM_ATTEMPTS):
+            now = self.now()
+            claim = {**self._key(sk), "claimed_by": _s(deployment_id),
+                     "claimed_at": _s(iso_micro(now)), "endpoint_name": _s(endpoint_name),
+                     "rolled_back_from": _s(rolled_back_from)}
+            for name, version in (("from_version", from_version), ("to_version", to_version)):
+                if version is not None:
+                    claim[name] = {"N": str(int(version))}
+            condition = ("attribute_not_exists(pk) OR attribute_exists(released_at) OR "
+                         "claimed_by = :me")
+            values = {":me": _s(deployment_id)}
+            if stale_after is not None:
+                # Both sides are iso_micro strings (fixed width, UTC, 'Z'): string order is
+                # time order.
+                condition += " OR claimed_at < :stale"
+                values[":stale"] = _s(iso_micro(now - stale_after))
+            try:
+                # A one-item transaction, like every ledger write: throttling and conflicts
+                # with a concurrent claim are retried by `_call`, and the condition failure is
+                # read the same way as the deployment guard's. Put replaces the whole item, so
+                # a taken-over or released claim leaves nothing of its own behind.
+                self._call("transact_write_items", TransactItems=[
+                    {"Put": {"TableName": self.table_name, "Item": claim,
+                             "ConditionExpression": condition,
+                             "ExpressionAttributeValues": values}}])
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+            else:
+                return _plain(claim)
+            # Held by another alarm's rollback, and live. Read it; should it have been released
+            # or gone stale between the write and the read, try again.
+            held = self.get(sk)
+            if held is not None and "released_at" not in held and not (
+                    stale_after is not None
+                    and held["claimed_at"] < iso_micro(self.now() - stale_after)):
+                return held
+        if held is None:  # pragma: no cover - released and deleted by nobody: cannot happen
+            raise RuntimeError(f"the rollback claim {sk} kept changing")
+        return held
+
+    def release_rollback(self, endpoint_name: str, rolled_back_from: str,
+                         deployment_id: str) -> bool:
+        """Mark the claim released, only while `deployment_id` holds it. False otherwise."""
         try:
-            # A one-item transaction, like every ledger write: throttling and conflicts with a
-            # concurrent claim are retried by `_call`, and the condition failure is read the
-            # same way as the deployment guard's.
-            self._call("transact_write_items", TransactItems=[
-                {"Put": {"TableName": self.table_name, "Item": claim,
-                         "ConditionExpression": "attribute_not_exists(pk)"}}])
+            self._call("transact_write_items", TransactItems=[{"Update": {
+                "TableName": self.table_name,
+                "Key": self._key(self._claim_key(endpoint_name, rolled_back_from)),
+                "UpdateExpression": "SET released_at = :now",
+                "ConditionExpression": "claimed_by = :me AND attribute_not_exists(released_at)",
+                "ExpressionAttributeValues": {":me": _s(deployment_id),
+                                              ":now": _s(iso_micro(self.now()))}}}])
         except ClientError as exc:
-            if not _condition_failed(exc):
-                raise
-            # Held already: by another alarm's rollback, or by ours (a redelivery, or a retry
-            # of a write whose answer was lost), which may then go on.
-            holder = self.get(sk)
-            if holder is None:  # pragma: no cover - claims are never deleted
-                raise
-            return holder["claimed_by"]
-        return deployment_id
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def rollback_claim(self, endpoint_name: str, rolled_back_from: str) -> dict[str, Any] | None:
+        """The live claim item (None: never claimed, or released)."""
+        item = self.get(self._claim_key(endpoint_name, rolled_back_from))
+        return None if item is None or "released_at" in item else item
+
+    @staticmethod
+    def _claim_key(endpoint_name: str, rolled_back_from: str) -> str:
+        return f"{ROLLBACK_CLAIM_PREFIX}{endpoint_name}#{rolled_back_from}"
 
 
 _TRANSIENT_CANCELLATIONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded",

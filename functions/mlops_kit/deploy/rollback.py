@@ -5,6 +5,7 @@ rollback and roll-forward go through the same path."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -17,8 +18,10 @@ from mlops_kit.core.rotation import VariantWeight, serving_champion
 from mlops_kit.deploy.controller import DeploymentSettings, retry_while_busy
 from mlops_kit.deploy.endpoints import EndpointAdapter, EndpointBusyError
 from mlops_kit.monitoring.alarm_events import AlarmTransition, parse_alarm_event
-from mlops_kit.registry.base import DeploymentRecord, ModelRegistry
+from mlops_kit.registry.base import DeploymentRecord, ModelRegistry, RollbackClaim
 from mlops_kit.serving.state import now as iso_now
+
+logger = logging.getLogger(__name__)
 
 
 class RollbackDeferred(EndpointBusyError):
@@ -45,6 +48,32 @@ class RollbackSettings:
     require_probe: bool = True
     """A fallback that was never probed is not trusted (set False only where no probe runs)."""
     retry: DeploymentSettings = field(default_factory=lambda: DeploymentSettings(""))
+    claim_stale_after: timedelta = timedelta(minutes=5)
+    """How old a rollback claim must be before another alarm may take it over. A holder whose
+    shift does not happen releases its claim; this bound is for the one that cannot (the Lambda
+    killed at its timeout, out of memory). It must exceed the longest a live holder goes
+    without renewing its claim (each busy retry claims again, which renews it): one invocation
+    at most, i.e. the retry horizon (6 tries with 2-30 s waits: about 60 s of waiting, checked
+    below) and the rollback Lambda's 2-minute timeout (infra/constructs/control_functions.py).
+    5 minutes is that timeout with a margin for clock skew between invocations, and still well
+    inside the alarm's cooldown (15 minutes), so the incident's next alarm is not lost."""
+    claim_alert_after: timedelta = timedelta(minutes=2)
+    """An alarm held off by a claim at least this old notifies on-call (see
+    `RollbackController._claimed_elsewhere`): by then the holder's invocation has ended
+    (the Lambda's timeout) without recording its rollback."""
+
+    def __post_init__(self) -> None:
+        if self.claim_stale_after <= retry_horizon(self.retry):
+            raise ValueError(f"claim_stale_after ({self.claim_stale_after}) must exceed the "
+                             f"retry horizon ({retry_horizon(self.retry)}): a live holder "
+                             f"could be taken over")
+
+
+def retry_horizon(settings: DeploymentSettings) -> timedelta:
+    """The waiting `retry_while_busy` does before it gives up."""
+    return timedelta(seconds=sum(
+        min(settings.max_delay_seconds, settings.base_delay_seconds * 2 ** (attempt - 1))
+        for attempt in range(1, settings.max_attempts)))
 
 
 @dataclass(frozen=True)
@@ -151,32 +180,57 @@ class RollbackController:
                   for v in view.variants}
         blocked = frozenset(self.registry.blocked_versions(endpoint_name))
         champion = serving_champion(view.variants)
-        recorded = serving_champion(history[-1].variants) if history else None
-        if (not manual and champion is not None and recorded is not None
-                and champion.version != recorded.version):
+        head = history[-1] if history else None
+        unrecorded: tuple[int, RollbackClaim | None] | None = None
+        if not manual and champion is not None and head is not None and not _same_lineup(
+                view.variants, head.variants):
+            # The endpoint is not what its last record says: something changed it unrecorded.
+            unrecorded = self._unrecorded_rollback(endpoint_name, head, view.variants,
+                                                   champion, blocked)
+            recorded = serving_champion(head.variants)
+            if unrecorded is None and (recorded is None or recorded.version != champion.version
+                                       or _variant_set(view.variants)
+                                       != _variant_set(head.variants)):
+                # Not a rollback of this kit's (e.g. a promotion applied whose record failed:
+                # a new variant set). Recording it as "our" rollback would name the new
+                # champion the fallback and never roll back from it; deferring until its
+                # record appears could wait for ever (its redeliveries may run out) while the
+                # alarm is about what serves now. Decide on the endpoint as it is, like every
+                # decision here, and keep the discrepancy in the evidence.
+                evidence = {**evidence, "unrecorded_change": (
+                    f"{endpoint_name} serves v{champion.version} in a lineup no record names "
+                    f"(last record {head.deployment_id}: "
+                    f"v{recorded.version if recorded else '?'}); decided on the endpoint as "
+                    f"it is")}
+        if unrecorded is not None:
             # Traffic moved but no record says so: an earlier delivery of an alarm shifted
             # the weights and failed before writing the history. Finish that rollback instead
-            # of deciding again (which would pick the version the alarm was about), but only
-            # as the alarm that claimed it: another alarm of the same incident would record
-            # it under its own id, a second time once the claimer is redelivered.
-            holder = self.registry.claim_rollback(endpoint_name, history[-1].deployment_id,
-                                                  deployment_id)
-            if holder != deployment_id:
-                return self._claimed_elsewhere(endpoint_name, holder, history[-1].deployment_id,
-                                               recorded.version, time.perf_counter() - started)
+            # of deciding again (which would pick the version the alarm was about, or roll back
+            # a second time), but only as the alarm that claimed it: another alarm of the same
+            # incident would record it under its own id, a second time once the claimer is
+            # redelivered (a claim older than `claim_stale_after` is taken over: its holder is
+            # gone).
+            previous, _ = unrecorded
+            assert head is not None and champion is not None
+            claim = self.registry.claim_rollback(
+                endpoint_name, head.deployment_id, deployment_id, from_version=previous,
+                to_version=champion.version, stale_after=self.settings.claim_stale_after)
+            if claim.claimed_by != deployment_id:
+                return self._claimed_elsewhere(endpoint_name, claim, previous,
+                                               time.perf_counter() - started)
             record = DeploymentRecord(
                 deployment_id=deployment_id, endpoint_name=endpoint_name, kind=kind,  # type: ignore[arg-type]
                 version=champion.version, variants=view.variants, actor=actor, reason=reason,
-                at=iso_now(), previous_version=recorded.version,
+                at=iso_now(), previous_version=previous,
                 evidence={**evidence, "decision": "completed an unrecorded shift"})
             self.registry.record_deployment(record)
             # The crashed delivery never got to its notification: this is the incident's one.
-            self._notify(f"[{endpoint_name}] {kind}: v{recorded.version} → v{champion.version}",
-                         {"endpoint": endpoint_name, "kind": kind, "from": recorded.version,
+            self._notify(f"[{endpoint_name}] {kind}: v{previous} → v{champion.version}",
+                         {"endpoint": endpoint_name, "kind": kind, "from": previous,
                           "to": champion.version, "reason": reason, "evidence": evidence,
                           "at": record.at})
             return RollbackOutcome("rolled_back", "completed an earlier, unrecorded shift",
-                                   endpoint_name, recorded.version, champion.version,
+                                   endpoint_name, previous, champion.version,
                                    deployment_id, time.perf_counter() - started)
         if manual:
             decision = self._manual_decision(view.variants, view.status, champion, to_version,
@@ -201,7 +255,9 @@ class RollbackController:
                                    decided_in_seconds=decided)
 
         changed: list[str] = []
-        claimed_by: list[str] = []
+        claimed_by: list[RollbackClaim] = []
+        held: list[bool] = []
+        shifted: list[bool] = []
         # What this rollback moves the traffic away from: the record that made the champion
         # serve (or, for an endpoint the kit has no record of, the serving version).
         rolled_back_from = (history[-1].deployment_id if history
@@ -232,20 +288,35 @@ class RollbackController:
             # UpdateEndpointWeightsAndCapacities would accept both: the claim is the first
             # durable write, and only its holder shifts, records and notifies. Manual shifts
             # are explicit operator actions and do not claim.
+            # A busy retry claims again, which renews the claim (see claim_stale_after).
             if not manual:
-                holder = self.registry.claim_rollback(endpoint_name, rolled_back_from,
-                                                      deployment_id)
-                if holder != deployment_id:
-                    claimed_by.append(holder)
+                claim = self.registry.claim_rollback(
+                    endpoint_name, rolled_back_from, deployment_id,
+                    from_version=decision.from_version, to_version=decision.to_version,
+                    stale_after=self.settings.claim_stale_after)
+                if claim.claimed_by != deployment_id:
+                    claimed_by.append(claim)
                     return
+                held.append(True)
             self.endpoints.set_weights(endpoint_name, decision.weights)
+            shifted.append(True)
 
-        _, attempts = retry_while_busy(shift, self.settings.retry, self.sleep)
-        if changed:
-            raise RollbackDeferred(f"{changed[0]}: nothing shifted, the alarm must be decided "
-                                   f"again on the endpoint as it is now")
+        try:
+            _, attempts = retry_while_busy(shift, self.settings.retry, self.sleep)
+            if changed:
+                raise RollbackDeferred(f"{changed[0]}: nothing shifted, the alarm must be "
+                                       f"decided again on the endpoint as it is now")
+        except BaseException as exc:
+            # Claimed, but the weights did not change (busy past the last try, rejected,
+            # deferred, interrupted): give the claim back before the error surfaces, or every
+            # other alarm about this head would find it and do nothing while this event waits
+            # for its redelivery. Once the weights changed the claim stays: it is what lets the
+            # redelivery, and no other alarm, record that shift.
+            if held and not shifted:
+                self._release(endpoint_name, rolled_back_from, deployment_id, exc)
+            raise
         if claimed_by:
-            return self._claimed_elsewhere(endpoint_name, claimed_by[0], rolled_back_from,
+            return self._claimed_elsewhere(endpoint_name, claimed_by[0],
                                            decision.from_version, decided)
         shifted_at = iso_now()
         variants = tuple(VariantWeight(v.variant_name, v.version, decision.weights[v.variant_name],
@@ -295,15 +366,91 @@ class RollbackController:
                                             f"v{to_version} (manual)",
                                 champion.version if champion else None, to_version, weights)
 
-    @staticmethod
-    def _claimed_elsewhere(endpoint_name: str, holder: str, rolled_back_from: str,
+    def _unrecorded_rollback(self, endpoint_name: str, head: DeploymentRecord,
+                             variants: Sequence[VariantWeight], champion: VariantWeight,
+                             blocked: frozenset[int]) -> tuple[int, RollbackClaim | None] | None:
+        """(the version rolled back from, the claim) when the endpoint, unlike its head record,
+        is what an alarm's rollback from that head leaves; None for any other change.
+
+        Either a live claim on the head names the serving champion as its holder's target (the
+        holder decided that shift and made it), or, for a shift whose claim is gone, the lineup
+        has a rollback's shape: the same variants as the head record, the champion one of its
+        warm weight-0 fallbacks and not a blocked version (a rollback never picks one), the
+        recorded champion now at weight 0. A promotion brings a new variant set; a roll-forward
+        sends the traffic to a blocked version: neither passes.
+        """
+        claim = self.registry.rollback_claim(endpoint_name, head.deployment_id)
+        if (claim is not None and claim.to_version == champion.version
+                and claim.from_version is not None and claim.from_version != champion.version):
+            return claim.from_version, claim
+        recorded = serving_champion(head.variants)
+        if recorded is None or recorded.version == champion.version:
+            return None
+        if _variant_set(variants) != _variant_set(head.variants):
+            return None
+        before = {v.variant_name: v for v in head.variants}
+        now = {v.variant_name: v for v in variants}
+        if before[champion.variant_name].weight != 0 or champion.version in blocked:
+            return None
+        if now[recorded.variant_name].weight != 0:
+            return None
+        return recorded.version, claim
+
+    def _release(self, endpoint_name: str, rolled_back_from: str, deployment_id: str,
+                 cause: BaseException) -> None:
+        try:
+            self.registry.release_rollback(endpoint_name, rolled_back_from, deployment_id)
+        except Exception:  # the original error matters more; the claim goes stale instead
+            logger.exception("could not release the rollback claim of %s on %s (%s); it can be "
+                             "taken over after %s", deployment_id, endpoint_name,
+                             rolled_back_from, self.settings.claim_stale_after)
+        else:
+            logger.warning("released the rollback claim of %s on %s (%s): nothing shifted "
+                           "(%s: %s)", deployment_id, endpoint_name, rolled_back_from,
+                           type(cause).__name__, cause)
+
+    def _claimed_elsewhere(self, endpoint_name: str, claim: RollbackClaim,
                            from_version: int | None, decided: float) -> RollbackOutcome:
-        return RollbackOutcome(
-            "none", f"{holder} already rolls {endpoint_name} back from v{from_version} "
-                    f"({rolled_back_from}): one rollback per incident, nothing shifted",
-            endpoint_name, from_version, decided_in_seconds=decided,
-            details={"claimed_by": holder, "rolled_back_from": rolled_back_from})
+        """`none`: another alarm's rollback holds this incident. Notifications stay low: a
+        claim younger than `claim_alert_after` is the normal case of two alarms of one incident
+        seconds apart, and its holder notifies its own rollback; only a claim at least that old
+        (its holder's invocation has ended without recording: it died, and its redelivery or the
+        take-over after `claim_stale_after` is all that is left) notifies on-call, since this
+        alarm's `none` is cached by idempotency and will not run again."""
+        holder, rolled_back_from = claim.claimed_by, claim.rolled_back_from
+        reason = (f"{holder} already rolls {endpoint_name} back from v{from_version} "
+                  f"({rolled_back_from}), claimed at {claim.claimed_at}: one rollback per "
+                  f"incident, nothing shifted")
+        details = {"claimed_by": holder, "claimed_at": claim.claimed_at,
+                   "rolled_back_from": rolled_back_from}
+        try:
+            age = self.clock() - datetime.fromisoformat(claim.claimed_at.replace("Z", "+00:00"))
+        except ValueError:  # pragma: no cover - both stores write ISO-8601
+            age = timedelta(0)
+        if age >= self.settings.claim_alert_after:
+            free_at = (datetime.fromisoformat(claim.claimed_at.replace("Z", "+00:00"))
+                       + self.settings.claim_stale_after)
+            reason += (f"; the claim is {int(age.total_seconds())} s old and its rollback is "
+                       f"not recorded: its holder may be dead. The next alarm may take it over "
+                       f"from {free_at.isoformat(timespec='seconds')}; `mlops rollback` "
+                       f"works now")
+            logger.warning("rollback held by an old claim: %s", reason)
+            self._notify(f"[{endpoint_name}] ALERT: alarm held off by an unfinished rollback "
+                         f"claim", {"endpoint": endpoint_name, "reason": reason, **details})
+        else:
+            logger.info("rollback held by another alarm: %s", reason)
+        return RollbackOutcome("none", reason, endpoint_name, from_version,
+                               decided_in_seconds=decided, details=details)
 
     def _notify(self, subject: str, message: Mapping[str, Any]) -> None:
         if self.notifier is not None:
             self.notifier.notify(subject, message)
+
+
+def _variant_set(variants: Sequence[VariantWeight]) -> set[tuple[str, int]]:
+    return {(v.variant_name, v.version) for v in variants}
+
+
+def _same_lineup(a: Sequence[VariantWeight], b: Sequence[VariantWeight]) -> bool:
+    return ({(v.variant_name, v.version, float(v.weight)) for v in a}
+            == {(v.variant_name, v.version, float(v.weight)) for v in b})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -144,6 +145,22 @@ class DeploymentRecord:
         return cls(**raw)
 
 
+@dataclass(frozen=True)
+class RollbackClaim:
+    """Who holds the automatic rollback of an endpoint away from its head deployment."""
+    endpoint_name: str
+    rolled_back_from: str
+    claimed_by: str
+    """The deployment id of the rollback that holds it."""
+    claimed_at: str
+    """ISO-8601 UTC, written by the store's own clock in one fixed-width format (SQLite:
+    milliseconds, the ledger: microseconds), so that `claimed_at < bound` compares as strings."""
+    from_version: int | None = None
+    """What the holder decided: the version it moves the traffic away from..."""
+    to_version: int | None = None
+    """...and the one it gives the traffic to (None in claims written before they were kept)."""
+
+
 class ModelRegistry(ABC):
     """One model group's versions, approvals and audit trail."""
 
@@ -182,20 +199,36 @@ class ModelRegistry(ABC):
         """The deployment history, oldest first."""
 
     @abstractmethod
-    def claim_rollback(self, endpoint_name: str, rolled_back_from: str,
-                       deployment_id: str) -> str:
+    def claim_rollback(self, endpoint_name: str, rolled_back_from: str, deployment_id: str, *,
+                       from_version: int | None = None, to_version: int | None = None,
+                       stale_after: timedelta | None = None) -> RollbackClaim:
         """Claim, for `deployment_id`, the automatic rollback of `endpoint_name` away from the
-        deployment `rolled_back_from` (the head of its history); returns the claim's holder.
+        deployment `rolled_back_from` (the head of its history); returns the claim as it
+        stands, whose `claimed_by` is the holder.
 
         Two alarms of one incident can decide the same rollback at the same instant (on AWS
         nothing serialises the rollback Lambda's invocations, and a weight change has no
         compare-and-swap): only the holder may shift and record it, so the incident gets one
-        rollback record and one notification. The first claim is kept for good (atomically:
-        insert if absent, then read); asking again with the holder's id returns it, so a
-        redelivery of the holder's alarm can finish what it started. Claims are keyed on the
-        head deployment, so once a newer deployment heads the history old claims no longer
-        match anything.
+        rollback record and one notification. One atomic conditional write decides; it
+        succeeds when no live claim exists (none, or released), when the claim is already
+        `deployment_id`'s (a redelivery of the holder: the claim is renewed, `claimed_at`
+        moves to now), or when the claim was made more than `stale_after` ago (its holder died
+        without releasing it: taken over; None: never). `from_version`/`to_version` record
+        what the holder decided, so that a redelivery can recognise its own shift. Claims are
+        keyed on the head deployment, so once a newer deployment heads the history old claims
+        no longer match anything.
         """
+
+    @abstractmethod
+    def release_rollback(self, endpoint_name: str, rolled_back_from: str,
+                         deployment_id: str) -> bool:
+        """Give the claim up, only if `deployment_id` still holds it (a conditional write):
+        the holder does so when its shift did not happen, so that the incident's next alarm
+        (or its own redelivery) may claim again. False when it held nothing."""
+
+    @abstractmethod
+    def rollback_claim(self, endpoint_name: str, rolled_back_from: str) -> RollbackClaim | None:
+        """The live claim on that head (None: never claimed, or released)."""
 
     def archive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
         """Mark a version archived (kept for the record, hidden from default listings)."""

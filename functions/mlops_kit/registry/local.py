@@ -11,7 +11,7 @@ import sqlite3
 import tempfile
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,6 +22,7 @@ from .base import (
     ModelRegistry,
     ModelVersion,
     RegistrationRequest,
+    RollbackClaim,
     Transition,
     UnknownVersionError,
 )
@@ -55,6 +56,8 @@ CREATE TABLE IF NOT EXISTS rollback_claims (
     rolled_back_from TEXT NOT NULL,
     claimed_by TEXT NOT NULL,
     claimed_at TEXT NOT NULL,
+    from_version INTEGER,
+    to_version INTEGER,
     PRIMARY KEY (model_group, endpoint_name, rolled_back_from)
 );
 CREATE TABLE IF NOT EXISTS transitions (
@@ -72,7 +75,14 @@ CREATE TABLE IF NOT EXISTS transitions (
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ms(datetime.now(timezone.utc))
+
+
+def iso_ms(moment: datetime) -> str:
+    """The one timestamp format of registry.db (fixed width, UTC, 'Z'): string order is time
+    order, which the rollback claim's staleness test relies on."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
 
 
 class LocalRegistry(ModelRegistry):
@@ -249,20 +259,64 @@ class LocalRegistry(ModelRegistry):
             rows = db.execute(query + " ORDER BY seq", args).fetchall()
         return [DeploymentRecord.from_dict(json.loads(record)) for (record,) in rows]
 
-    def claim_rollback(self, endpoint_name: str, rolled_back_from: str,
-                       deployment_id: str) -> str:
+    _CLAIM_KEY = "model_group = ? AND endpoint_name = ? AND rolled_back_from = ?"
+
+    def claim_rollback(self, endpoint_name: str, rolled_back_from: str, deployment_id: str, *,
+                       from_version: int | None = None, to_version: int | None = None,
+                       stale_after: timedelta | None = None) -> RollbackClaim:
         # The control plane's file lock already serialises local events; the claim still
         # lives here so that both homes run one rollback path, and so that any writer that
         # does not take the lock (a script, a second control plane) is held to it too.
+        # BEGIN IMMEDIATE makes the upsert and the read one step: of concurrent claimers, the
+        # first wins and every later one reads its claim.
+        now = datetime.now(timezone.utc)
+        # "" sorts before every timestamp: with no staleness bound nothing is ever taken over.
+        stale = iso_ms(now - stale_after) if stale_after is not None else ""
         with self._connect(write=True) as db:
-            db.execute("INSERT OR IGNORE INTO rollback_claims VALUES (?, ?, ?, ?, ?)",
-                       (self.model_group, endpoint_name, rolled_back_from, deployment_id,
-                        utc_now()))
-            (holder,) = db.execute(
-                "SELECT claimed_by FROM rollback_claims WHERE model_group = ? AND "
-                "endpoint_name = ? AND rolled_back_from = ?",
-                (self.model_group, endpoint_name, rolled_back_from)).fetchone()
-        return holder
+            _claims_columns(db)
+            db.execute(
+                "INSERT INTO rollback_claims (model_group, endpoint_name, rolled_back_from, "
+                "claimed_by, claimed_at, from_version, to_version) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (model_group, endpoint_name, rolled_back_from) DO UPDATE SET "
+                "claimed_by = excluded.claimed_by, claimed_at = excluded.claimed_at, "
+                "from_version = excluded.from_version, to_version = excluded.to_version "
+                "WHERE rollback_claims.claimed_by = excluded.claimed_by "
+                "OR rollback_claims.claimed_at < ?",
+                (self.model_group, endpoint_name, rolled_back_from, deployment_id, iso_ms(now),
+                 from_version, to_version, stale))
+            return self._claim(db, endpoint_name, rolled_back_from)  # type: ignore[return-value]
+
+    def release_rollback(self, endpoint_name: str, rolled_back_from: str,
+                         deployment_id: str) -> bool:
+        with self._connect(write=True) as db:
+            _claims_columns(db)
+            cursor = db.execute(f"DELETE FROM rollback_claims WHERE {self._CLAIM_KEY} AND "
+                                f"claimed_by = ?", (self.model_group, endpoint_name,
+                                                    rolled_back_from, deployment_id))
+            return cursor.rowcount > 0
+
+    def rollback_claim(self, endpoint_name: str, rolled_back_from: str) -> RollbackClaim | None:
+        with self._connect(write=True) as db:
+            _claims_columns(db)
+            return self._claim(db, endpoint_name, rolled_back_from)
+
+    def _claim(self, db: sqlite3.Connection, endpoint_name: str,
+               rolled_back_from: str) -> RollbackClaim | None:
+        row = db.execute(f"SELECT claimed_by, claimed_at, from_version, to_version FROM "
+                         f"rollback_claims WHERE {self._CLAIM_KEY}",
+                         (self.model_group, endpoint_name, rolled_back_from)).fetchone()
+        if row is None:
+            return None
+        return RollbackClaim(endpoint_name, rolled_back_from, row[0], row[1], row[2], row[3])
+
+
+def _claims_columns(db: sqlite3.Connection) -> None:
+    """Add the decided versions to a rollback_claims table created before they were kept (in
+    the caller's write transaction, so two processes never both add them)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(rollback_claims)")}
+    for column in ("from_version", "to_version"):
+        if column not in have:
+            db.execute(f"ALTER TABLE rollback_claims ADD COLUMN {column} INTEGER")
 
 
 def _version_from_json(record: str) -> ModelVersion:

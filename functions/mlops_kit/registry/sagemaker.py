@@ -39,7 +39,7 @@ import os
 import re
 import unicodedata
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
 from botocore.exceptions import ClientError
@@ -58,6 +58,7 @@ from .base import (
     ModelVersion,
     RegistrationRequest,
     RegistryError,
+    RollbackClaim,
     Transition,
     UnknownVersionError,
 )
@@ -624,12 +625,28 @@ class SageMakerRegistry(ModelRegistry):
             history.append(DeploymentRecord.from_dict(json.loads(item["record"])))
         return history
 
-    def claim_rollback(self, endpoint_name: str, rolled_back_from: str,
-                       deployment_id: str) -> str:
-        return self.ledger.claim_rollback(endpoint_name, rolled_back_from, deployment_id)
+    def claim_rollback(self, endpoint_name: str, rolled_back_from: str, deployment_id: str, *,
+                       from_version: int | None = None, to_version: int | None = None,
+                       stale_after: timedelta | None = None) -> RollbackClaim:
+        return _rollback_claim(self.ledger.claim_rollback(
+            endpoint_name, rolled_back_from, deployment_id, from_version=from_version,
+            to_version=to_version, stale_after=stale_after))
+
+    def release_rollback(self, endpoint_name: str, rolled_back_from: str,
+                         deployment_id: str) -> bool:
+        return self.ledger.release_rollback(endpoint_name, rolled_back_from, deployment_id)
+
+    def rollback_claim(self, endpoint_name: str, rolled_back_from: str) -> RollbackClaim | None:
+        item = self.ledger.rollback_claim(endpoint_name, rolled_back_from)
+        return _rollback_claim(item) if item is not None else None
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def _rollback_claim(item: Mapping[str, Any]) -> RollbackClaim:
+    return RollbackClaim(item["endpoint_name"], item["rolled_back_from"], item["claimed_by"],
+                         item["claimed_at"], item.get("from_version"), item.get("to_version"))
+
 
 def _missing(exc: ClientError) -> bool:
     message = error_message(exc).lower()
