@@ -9,6 +9,7 @@ the controllers' own checks stand between them."""
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pytest
 
@@ -17,6 +18,7 @@ from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
 from mlops_kit.deploy.events import model_package_event
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
 from mlops_kit.deploy.rollback import RollbackController, RollbackDeferred, RollbackSettings
+from mlops_kit.local import control_plane
 from mlops_kit.local.control_plane import publish
 
 from ._world import ENDPOINT, GROUP, alarm_event, approve_and_deploy, make_home, weights, \
@@ -35,6 +37,47 @@ def serving_v3(tmp_path):
     return settings, registry
 
 
+HELD_SECONDS = 0.3
+"""How long the first event keeps the lock while the second one is shown to be waiting for it."""
+
+
+class LockWatch:
+    """Marks when one thread reaches the control plane's lock and when it gets it.
+
+    `publish` takes the lock through `control_plane.single_writer`; the watch wraps it, so the
+    test can prove blocking rather than slowness: the thread has reached the lock (`reached`),
+    yet does not get it (`acquired` stays unset) while the other event holds it."""
+
+    def __init__(self, monkeypatch):
+        self.thread: threading.Thread | None = None
+        self.reached, self.acquired = threading.Event(), threading.Event()
+        original = control_plane.single_writer
+
+        @contextmanager
+        def watched(settings):
+            mine = threading.current_thread() is self.thread
+            if mine:
+                self.reached.set()
+            with original(settings):
+                if mine:
+                    self.acquired.set()
+                yield
+
+        monkeypatch.setattr(control_plane, "single_writer", watched)
+
+    def start_and_prove_it_waits(self, thread: threading.Thread, what: str) -> None:
+        """Start `thread` (while the caller holds the lock) and show it blocks on the lock."""
+        self.thread = thread
+        thread.start()
+        assert self.reached.wait(timeout=30), f"{what}: never reached the lock"
+        assert not self.acquired.wait(timeout=HELD_SECONDS), \
+            f"{what}: got the lock while the other event held it"
+
+    def prove_it_proceeds(self, what: str) -> None:
+        """After the lock is released, the waiting thread gets it."""
+        assert self.acquired.wait(timeout=30), f"{what}: never got the lock once it was free"
+
+
 def exactly_one_champion(settings) -> int:
     live = [(version, w) for version, w in weights(settings).items() if w > 0]
     assert len(live) == 1, f"mixed lineup: {weights(settings)}"
@@ -46,12 +89,12 @@ def test_an_approval_arriving_during_a_rollback_waits_and_then_promotes_over_it(
     settings, registry = serving_v3
     in_shift, results, errors = threading.Event(), {}, []
     original = LocalEndpoints.set_weights
+    lock = LockWatch(monkeypatch)
 
     def slow_shift(self, name, new_weights):
         in_shift.set()
-        approval.start()  # the approval event is delivered while the rollback holds the lock
-        approval.join(timeout=0.5)
-        assert approval.is_alive(), "the approval did not wait for the rollback"
+        # The approval event is delivered while the rollback holds the lock: it must wait.
+        lock.start_and_prove_it_waits(approval, "the approval")
         return original(self, name, new_weights)
 
     def deliver(key, event):
@@ -64,6 +107,7 @@ def test_an_approval_arriving_during_a_rollback_waits_and_then_promotes_over_it(
         GROUP, 4, "Approved")))
     monkeypatch.setattr(LocalEndpoints, "set_weights", slow_shift)
     deliver("alarm", alarm_event())
+    lock.prove_it_proceeds("the approval")
     approval.join(timeout=30)
 
     assert errors == [] and in_shift.is_set()
@@ -81,11 +125,10 @@ def test_an_alarm_arriving_during_a_promotion_waits_and_then_decides_on_the_new_
     settings, registry = serving_v3
     results, errors = {}, []
     original = LocalEndpoints.deploy
+    lock = LockWatch(monkeypatch)
 
     def slow_deploy(self, *args, **kwargs):
-        alarm.start()
-        alarm.join(timeout=0.5)
-        assert alarm.is_alive(), "the alarm did not wait for the promotion"
+        lock.start_and_prove_it_waits(alarm, "the alarm")  # it must wait for the promotion
         return original(self, *args, **kwargs)
 
     def deliver(key, event):
@@ -98,6 +141,7 @@ def test_an_alarm_arriving_during_a_promotion_waits_and_then_decides_on_the_new_
     monkeypatch.setattr(LocalEndpoints, "deploy", slow_deploy)
     write_probes(settings, {"v1": True, "v2": True, "v3": True, "v4": True})
     deliver("approval", model_package_event(GROUP, 4, "Approved"))
+    lock.prove_it_proceeds("the alarm")
     alarm.join(timeout=30)
 
     assert errors == []

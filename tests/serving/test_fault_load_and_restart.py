@@ -6,12 +6,17 @@
   and each client sees the champion change once per shift, never back;
 * a restart of the endpoint mid-run (SIGTERM, start again on the same port) and a SIGKILL of a
   worker, with capture at 100 %: every answered request is captured exactly once, with its
-  variant, input and score, and the capture files parse cleanly.
+  variant, input and score, and the capture files parse cleanly. A send on a kept-alive
+  connection idle for the drain's idle limit or longer, which the draining worker may already
+  have closed, is a stale keep-alive: resent on a new connection and counted apart, and shown
+  not to have reached the server.
 """
 
 from __future__ import annotations
 
+import ast
 import http.client
+import importlib.util
 import json
 import math
 import os
@@ -314,6 +319,31 @@ def answers_ping(server: RunningServer) -> bool:
         return False
 
 
+def drain_idle_seconds() -> float:
+    """`worker.DRAIN_IDLE_SECONDS`, read from the source: importing the worker module would hide
+    pandas and scikit-learn from this whole test process (see its `_lean_imports`)."""
+    source = Path(importlib.util.find_spec("mlops_kit.serving.worker").origin).read_text()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == \
+                ["DRAIN_IDLE_SECONDS"]:
+            return float(ast.literal_eval(node.value))
+    raise AssertionError("DRAIN_IDLE_SECONDS not found in mlops_kit/serving/worker.py")
+
+
+STALE = "stale keep-alive"
+
+
+class TimedConnection(http.client.HTTPConnection):
+    """Notes when a request's first bytes go to the socket (`first_send_at`, reset by the
+    caller before each request), so the connection's idle time before the send is known."""
+    first_send_at: float | None = None
+
+    def send(self, data) -> None:
+        if self.first_send_at is None:
+            self.first_send_at = time.monotonic()
+        super().send(data)
+
+
 @dataclass
 class Sent:
     inference_id: str
@@ -323,6 +353,9 @@ class Sent:
     variant: str = ""
     body: bytes = b""
     error: str = ""
+    idle: tuple[float, float] | None = None
+    """For a stale keep-alive: seconds from the previous request's send, and from its answer,
+    to this send on the same connection."""
 
 
 def test_restart_and_worker_crash_lose_no_captured_record(tmp_path, model_versions, sample_rows):
@@ -335,6 +368,7 @@ def test_restart_and_worker_crash_lose_no_captured_record(tmp_path, model_versio
     first = start_server(home, *serve_args, log_dir=tmp_path)
     assert first.port == port
     second: RunningServer | None = None
+    idle_limit = drain_idle_seconds()
     sent: list[list[Sent]] = [[] for _ in range(CLIENTS)]
     refused = Counter()
     client_errors: list[str] = []
@@ -342,9 +376,12 @@ def test_restart_and_worker_crash_lose_no_captured_record(tmp_path, model_versio
     threads: list[threading.Thread] = []
     try:
         def client(index: int) -> None:
-            connection: http.client.HTTPConnection | None = None
+            connection: TimedConnection | None = None
             mine = sent[index]
             counter = 0
+            # The previous exchange on `connection`: when its request went out, when its
+            # answer was read (None: no kept-alive connection to reuse).
+            previous: tuple[float, float] | None = None
             try:
                 while not stop.is_set():
                     payload = mix[(index + counter) % len(mix)]
@@ -353,7 +390,10 @@ def test_restart_and_worker_crash_lose_no_captured_record(tmp_path, model_versio
                     mine.append(request)
                     while True:
                         if connection is None:
-                            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+                            connection = TimedConnection("127.0.0.1", port, timeout=15)
+                        # http.client drops the socket after a "Connection: close" answer.
+                        kept_alive = previous if connection.sock is not None else None
+                        connection.first_send_at = None
                         try:
                             connection.request("POST", first.path, body=payload.body, headers={
                                 "Content-Type": payload.content_type, "Accept": payload.accept,
@@ -372,15 +412,35 @@ def test_restart_and_worker_crash_lose_no_captured_record(tmp_path, model_versio
                             time.sleep(0.02)
                             continue
                         except (OSError, http.client.HTTPException) as exc:
-                            # Accepted, then cut off without an answer: never retried (the
-                            # server may have seen it); the next request gets a new id.
+                            sent_at = connection.first_send_at
                             connection.close()
                             connection = None
-                            request.error = type(exc).__name__
+                            previous = None
                             request.at = time.monotonic()
+                            if (isinstance(exc, ConnectionError) and kept_alive is not None
+                                    and sent_at is not None
+                                    and sent_at - kept_alive[0] >= idle_limit):
+                                # A stale keep-alive: the connection had been idle for the
+                                # drain's limit (the server's idle clock starts when it gets a
+                                # request, so it is measured from the previous send), so the
+                                # draining worker may have closed it before this send. Clients
+                                # resend such a request on a new connection; it goes again
+                                # under a new id, so the check below that the server never
+                                # captured this one stays possible.
+                                request.error = STALE
+                                request.idle = (sent_at - kept_alive[0],
+                                                sent_at - kept_alive[1])
+                                request = Sent(f"c{index}-{counter}", payload, time.monotonic())
+                                counter += 1
+                                mine.append(request)
+                                continue
+                            # Accepted, then cut off without an answer: never retried (the
+                            # server may have seen it); the next request gets a new id.
+                            request.error = type(exc).__name__
                             break
                         request.status = response.status
                         request.variant = response.getheader(VARIANT_HEADER) or ""
+                        previous = (connection.first_send_at, time.monotonic())
                         break
             except Exception as exc:  # a bug in the client itself must fail the test
                 client_errors.append(f"client {index}: {type(exc).__name__}: {exc}")
@@ -436,8 +496,10 @@ def test_restart_and_worker_crash_lose_no_captured_record(tmp_path, model_versio
     assert client_errors == []
     requests = [r for mine in sent for r in mine]
     answered = {r.inference_id: r for r in requests if r.status is not None}
+    # "refused": sent at the very end; stale keep-alives were resent under a new id.
     unanswered = {r.inference_id: r for r in requests
-                  if r.status is None and r.error != "refused"}  # "refused": sent at the very end
+                  if r.status is None and r.error not in ("refused", STALE)}
+    stale = [r for r in requests if r.error == STALE]
     assert {r.status for r in answered.values()} == {200}
 
     skipped: list[tuple[Path, int]] = []
@@ -448,7 +510,11 @@ def test_restart_and_worker_crash_lose_no_captured_record(tmp_path, model_versio
           f"({Counter(r.error for r in unanswered.values())}; {cut_before_kill} around the "
           f"restart, {len(unanswered) - cut_before_kill} around the kill), "
           f"{sum(refused.values())} refused "
-          f"and resent, {len(records)} captured, {len(skipped)} skipped lines; restart took "
+          f"and resent, {len(stale)} stale keep-alive(s) resent on a new connection"
+          + "".join(f" ({r.inference_id}: idle {r.idle[0]:.2f} s since its previous request, "
+                    f"{r.idle[1]:.2f} s since its answer, "
+                    f"{'before' if r.at < killed_at else 'after'} the kill)" for r in stale)
+          + f", {len(records)} captured, {len(skipped)} skipped lines; restart took "
           f"{restarted_in:.1f} s, run {duration:.1f} s")
     # The files parse: a torn line could only be the last one a killed worker wrote.
     for path, line in skipped:
@@ -458,6 +524,7 @@ def test_restart_and_worker_crash_lose_no_captured_record(tmp_path, model_versio
     assert [i for i, n in by_id.items() if n > 1] == []          # nothing captured twice
     assert set(by_id) <= set(answered) | set(unanswered)          # nothing invented
     assert [i for i in answered if i not in by_id] == []          # no answered request lost
+    assert [r.inference_id for r in stale if r.inference_id in by_id] == []  # never received
     # The record is the exchange the client saw: variant, request and the very response.
     for record in records:
         request = answered.get(record.inference_id)
@@ -471,7 +538,8 @@ def test_restart_and_worker_crash_lose_no_captured_record(tmp_path, model_versio
         scores = parse_scores(request.body, record.output.content_type)
         assert matches(scores, tuple(expected[request.variant][r] for r in request.payload.rows))
     # A graceful restart cuts nothing off: every request was answered, or refused (and sent
-    # again). A SIGKILL cuts off the requests on the dead worker's connections, and at most
+    # again), or went out on a connection left idle past the drain's limit (a stale keep-alive,
+    # which the server never got, sent again on a new connection). A SIGKILL cuts off the requests on the dead worker's connections, and at most
     # the one it was answering can have been captured.
     assert [r for r in unanswered.values() if r.at < killed_at] == []
     assert len([i for i in unanswered if i in by_id]) <= 1

@@ -452,3 +452,63 @@ def test_ping_names_unavailable_variants_and_refuses_when_nothing_weighted_can_s
         assert status == 503 and b"v7" in body
     finally:
         fresh.router.close()
+
+
+def test_ping_is_degraded_naming_a_newer_state_that_was_not_applied(
+        home, model_versions, tmp_path):
+    """A promotion or rollback that never took effect must not look healthy: the old
+    generation keeps answering (200), but /ping says "Degraded", which generation it serves,
+    which one is wanted and why that one was not applied."""
+    from mlops_kit.serving.wire import EndpointApp
+
+    def ping(app):
+        status, _, body, _ = app.handle(b"GET", b"/ping", {}, b"")
+        return status, json.loads(body)
+
+    missing = tmp_path / "deleted-v7"
+    with_missing = {**model_versions, 7: missing}
+    app = EndpointApp(ScoringRouter(home, ENDPOINT, background=True))  # as a server worker
+    try:
+        served = app.router.wait_loaded().generation
+        assert ping(app) == (200, {"status": "Healthy", "endpoint": ENDPOINT,
+                                   "generation": served,
+                                   "variants": {"v3": 1.0, "v2": 0.0, "v1": 0.0},
+                                   "unavailable": {}})
+        # A promotion to a new variant set whose only weighted model is missing, then a
+        # rollback (same variants, weights only) onto it: neither is applied.
+        for weights in ({7: 1.0, 3: 0.0, 2: 0.0}, {7: 1.0, 3: 0.0}):
+            wanted = write_state(home, with_missing, weights).generation
+            app.router.wait_loaded()
+            status, answer = ping(app)
+            assert status == 200 and answer["status"] == "Degraded", answer
+            assert answer["generation"] == served and answer["wanted_generation"] == wanted
+            assert answer["variants"]["v3"] == 1.0  # still the table that serves
+            not_applied = answer["not_applied"]
+            assert not_applied["generation"] == wanted
+            assert set(not_applied["unavailable"]) == {"v7"}
+            assert str(missing) in not_applied["unavailable"]["v7"]
+            assert "v7" in not_applied["reason"] and str(missing) in not_applied["reason"]
+        # An unreadable newest state is not applied either: no generation, the reason.
+        app.router.path.write_text("{ not json")
+        status, answer = ping(app)
+        assert (status, answer["status"], answer["generation"]) == (200, "Degraded", served)
+        assert answer["wanted_generation"] is None
+        assert "unreadable" in answer["not_applied"]["reason"]
+        # Once a state is applied, /ping is healthy again and names nothing unapplied.
+        fixed = wanted + 1
+        save_state(home, make_state(model_versions, {2: 1.0, 3: 0.0}, generation=fixed))
+        app.router.wait_loaded()
+        status, answer = ping(app)
+        assert (status, answer["status"], answer["generation"]) == (200, "Healthy", fixed)
+        assert "wanted_generation" not in answer and "not_applied" not in answer
+        assert app.router.unapplied is None and app.router.last_error is None
+    finally:
+        app.router.close()
+    # Nothing applied at all (a fresh router whose only weighted variant is missing): still 503.
+    write_state(home, with_missing, {7: 1.0, 3: 0.0})
+    fresh = EndpointApp(ScoringRouter(home, ENDPOINT))
+    try:
+        status, _, body, _ = fresh.handle(b"GET", b"/ping", {}, b"")
+        assert status == 503 and str(missing).encode() in body
+    finally:
+        fresh.router.close()

@@ -40,6 +40,11 @@ When the file changes:
   get 503 naming the broken variant(s). A state in which no variant at all loaded is not
   applied.
 
+A newest state that was not applied (unreadable, or kept out as above) is named in `unapplied`
+(its generation, the reason, its broken variants) until a state is applied: the endpoint's
+/ping reports it as "Degraded", so a promotion or rollback that never took effect does not look
+healthy while the previous generation keeps serving.
+
 Routing is weighted random (`random.Random`, seeded per router; pass `seed` for reproducible
 tests): each request independently goes to variant i with probability weight_i / total. It
 needs no shared state between worker processes, keeps exact proportions in expectation, and,
@@ -83,6 +88,20 @@ STATE_RECHECK_SECONDS = 1.0
 """Once the file is settled its bytes are re-read at most this often (bounds how long a missed
 change could survive a wall-clock step backwards)."""
 NEVER = float("inf")
+
+
+@dataclass(frozen=True)
+class UnappliedState:
+    """The newest state file, not applied: the router serves an older generation (or none)."""
+    generation: int | None
+    """Its generation; None when the file could not be read or parsed."""
+    reason: str
+    unavailable: dict[str, str] = field(default_factory=dict)
+    """Its variants whose model failed to load, with the load error."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"generation": self.generation, "reason": self.reason,
+                "unavailable": dict(self.unavailable)}
 
 
 class ServingError(Exception):
@@ -342,6 +361,7 @@ class ScoringRouter:
         self._variants_retry_at = NEVER       # when to retry the table's unavailable variants
         self._variant_failures = 0
         self._unapplied_unavailable: dict[str, str] = {}  # broken variants of a state not applied
+        self.unapplied: UnappliedState | None = None  # the newest state, if it was not applied
         self._wanted = 0                      # token of the newest load requested
         self._handles: dict[tuple, ModelHandle] = {}
         self._executor: ThreadPoolExecutor | None = None
@@ -467,8 +487,12 @@ class ScoringRouter:
         keeps_traffic = current is not None and current.total_weight > 0
         if not handles or (keeps_traffic and not _takes_traffic(state, unavailable)):
             self._unapplied_unavailable = unavailable
-            self._fail(key, f"generation {state.generation}: loading models failed: "
-                            + "; ".join(f"{n}: {r}" for n, r in unavailable.items()))
+            message = (f"generation {state.generation}: loading models failed: "
+                       + "; ".join(f"{n}: {r}" for n, r in unavailable.items()))
+            if handles:
+                message += (f" (no variant with traffic weight loaded; still serving generation "
+                            f"{current.generation})")
+            self._fail(key, message, UnappliedState(state.generation, message, dict(unavailable)))
             return None
         table = RoutingTable(state, handles, unavailable)
         self._swap(table)
@@ -510,13 +534,16 @@ class ScoringRouter:
         self._failed = None
         self._failures = 0
         self._unapplied_unavailable = {}
+        self.unapplied = None
         keep = {v.handle.key for v in table.variants.values()} if table else set()
         for cached in list(self._handles):
             if cached not in keep:
                 del self._handles[cached]
 
-    def _fail(self, key: tuple, message: str) -> None:
+    def _fail(self, key: tuple, message: str, unapplied: UnappliedState | None = None) -> None:
+        """The newest state (at `key`) was not applied: say why, retry after a back-off."""
         self.last_error = message
+        self.unapplied = unapplied if unapplied is not None else UnappliedState(None, message)
         self._failures = self._failures + 1 if key == self._failed else 1
         self._failed = key
         if self._seen == key:

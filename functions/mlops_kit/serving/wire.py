@@ -10,7 +10,8 @@ and it never blocks: scoring runs inline in `data_received` (it is CPU-bound and
 Routes (`EndpointApp`):
   POST /endpoints/{name}/invocations   score (also POST /invocations, the container's path)
   GET  /ping                           200 once the models are loaded ("Degraded" naming any
-                                       variant that failed to load), else 503
+                                       variant that failed to load, or a newer state that was
+                                       not applied), else 503
 """
 
 from __future__ import annotations
@@ -103,11 +104,16 @@ class EndpointApp:
         if table.unavailable and not any(weight > 0 for weight in weights.values()):
             # Unpinned requests would all get 503: a load balancer must not send traffic here.
             return error_response(503, "ServiceUnavailable", str(table.no_traffic_error()))
-        status = "Degraded" if table.unavailable else "Healthy"
-        body = json.dumps({"status": status, "endpoint": self.endpoint_name,
-                           "generation": table.generation, "variants": weights,
-                           "unavailable": table.unavailable}).encode()
-        return 200, JSON_TYPE, body, b""
+        # A newer state that was not applied (a promotion or rollback that did not take effect):
+        # the old generation still answers (200), but it is not what the control plane wants.
+        unapplied = self.router.unapplied
+        answer = {"status": "Degraded" if table.unavailable or unapplied else "Healthy",
+                  "endpoint": self.endpoint_name, "generation": table.generation,
+                  "variants": weights, "unavailable": table.unavailable}
+        if unapplied is not None:
+            answer["wanted_generation"] = unapplied.generation
+            answer["not_applied"] = unapplied.as_dict()
+        return 200, JSON_TYPE, json.dumps(answer).encode(), b""
 
     def invoke(self, headers: dict[bytes, bytes], body: bytes) -> Response:
         self.requests += 1
