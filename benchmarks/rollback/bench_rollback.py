@@ -277,7 +277,7 @@ def _seed_aws() -> None:
     """v2 serving at weight 1, v1 warm at 0, both probed healthy (tests/aws fixtures)."""
     import boto3
 
-    from mlops_kit.aws.ledger import LEDGER_TABLE
+    from mlops_kit.aws.ledger import create_table_request
     from mlops_kit.core.rotation import VariantWeight
     from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
     from mlops_kit.registry.base import DeploymentRecord, RegistrationRequest
@@ -286,14 +286,7 @@ def _seed_aws() -> None:
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     cloudwatch = boto3.client("cloudwatch", region_name=REGION)
-    pk, sk = LEDGER_TABLE["partition_key"], LEDGER_TABLE["sort_key"]
-    dynamodb.create_table(
-        TableName=LEDGER,
-        KeySchema=[{"AttributeName": pk["name"], "KeyType": "HASH"},
-                   {"AttributeName": sk["name"], "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": pk["name"], "AttributeType": pk["type"]},
-                              {"AttributeName": sk["name"], "AttributeType": sk["type"]}],
-        BillingMode=LEDGER_TABLE["billing_mode"])
+    dynamodb.create_table(**create_table_request(LEDGER))
     dynamodb.create_table(TableName=IDEMPOTENCY, BillingMode="PAY_PER_REQUEST",
                           KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
                           AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])

@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from mlops_kit.aws.ledger import LEDGER_TABLE
+from mlops_kit.aws.ledger import create_table_request
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -63,14 +63,7 @@ def sagemaker(aws, make_client):
 @pytest.fixture()
 def dynamodb(aws, make_client):
     client = make_client("dynamodb")
-    pk, sk = LEDGER_TABLE["partition_key"], LEDGER_TABLE["sort_key"]
-    client.create_table(
-        TableName=LEDGER,
-        KeySchema=[{"AttributeName": pk["name"], "KeyType": "HASH"},
-                   {"AttributeName": sk["name"], "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": pk["name"], "AttributeType": pk["type"]},
-                              {"AttributeName": sk["name"], "AttributeType": sk["type"]}],
-        BillingMode=LEDGER_TABLE["billing_mode"])
+    client.create_table(**create_table_request(LEDGER))
     return client
 
 

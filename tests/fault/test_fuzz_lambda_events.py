@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from mlops_kit.aws.ledger import LEDGER_TABLE
+from mlops_kit.aws.ledger import create_table_request
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "fixtures" / "events"
@@ -152,13 +152,7 @@ def build_world(mp: pytest.MonkeyPatch) -> dict[str, Any]:
         return boto3.client(service, region_name=REGION)
 
     sagemaker, dynamodb, s3 = client("sagemaker"), client("dynamodb"), client("s3")
-    pk, sk = LEDGER_TABLE["partition_key"], LEDGER_TABLE["sort_key"]
-    dynamodb.create_table(
-        TableName=LEDGER, BillingMode=LEDGER_TABLE["billing_mode"],
-        KeySchema=[{"AttributeName": pk["name"], "KeyType": "HASH"},
-                   {"AttributeName": sk["name"], "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": pk["name"], "AttributeType": pk["type"]},
-                              {"AttributeName": sk["name"], "AttributeType": sk["type"]}])
+    dynamodb.create_table(**create_table_request(LEDGER))
     dynamodb.create_table(TableName=IDEMPOTENCY, BillingMode="PAY_PER_REQUEST",
                           KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
                           AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])

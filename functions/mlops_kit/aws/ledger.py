@@ -68,6 +68,17 @@ LEDGER_TABLE: dict[str, Any] = {
 }
 """The key schema the CDK stack gives the ledger table (and the env var carrying its name)."""
 
+
+def create_table_request(table_name: str) -> dict[str, Any]:
+    """CreateTable arguments for a ledger table with the stack's key schema (for a table made
+    outside the CDK app: tests, benchmarks, a sandbox account)."""
+    pk, sk = LEDGER_TABLE["partition_key"], LEDGER_TABLE["sort_key"]
+    return {"TableName": table_name, "BillingMode": LEDGER_TABLE["billing_mode"],
+            "KeySchema": [{"AttributeName": pk["name"], "KeyType": "HASH"},
+                          {"AttributeName": sk["name"], "KeyType": "RANGE"}],
+            "AttributeDefinitions": [{"AttributeName": pk["name"], "AttributeType": pk["type"]},
+                                     {"AttributeName": sk["name"], "AttributeType": sk["type"]}]}
+
 IAM_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
 """On the ledger table. TransactWriteItems is authorised as PutItem/UpdateItem per item."""
 
