@@ -73,6 +73,14 @@ class StageConfig:
     log_retention_days: int = 14
     data_retention_days: int = 30
     """Lifecycle expiry of data capture objects and of non-current artifact versions."""
+    ground_truth_lookback_hours: int = 6
+    """How long the drift monitor keeps captured scores for labels to join (AUPR alarm):
+    labels landing later than this after their prediction are not joined."""
+    controller_reserved_concurrency: int | None = None
+    """Reserved concurrency of each controller Lambda; null (default) reserves none, which
+    deploys in any account (an account on the default quota of 10 concurrent executions can
+    reserve none: Lambda keeps 10 unreserved). Correctness never depends on it: deliveries are
+    idempotent and a rollback claims its incident in the ledger (docs/deploy.md)."""
     stream_scoring: bool = True
     feature_order: tuple[str, ...] = ()
     """FEATURE_ORDER of the stream scorer (needed for JSON records; CSV records need none)."""
@@ -114,6 +122,8 @@ _KEYS = {
     "registryReaderAccounts": "registry_reader_accounts", "account": "account",
     "trainingSchedule": "training_schedule", "newDataTrigger": "new_data_trigger",
     "newDataKey": "new_data_key",
+    "groundTruthLookbackHours": "ground_truth_lookback_hours",
+    "controllerReservedConcurrency": "controller_reserved_concurrency",
     "region": "region",
 }
 _STUDIO_KEYS = {
@@ -139,9 +149,14 @@ def _check(cfg: StageConfig) -> None:
         problems.append("warmFallbacks must be 0..9 (an endpoint config holds 10 variants)")
     for name in ("champion_instance_count", "fallback_instance_count", "drift_schedule_minutes",
                  "probe_schedule_minutes", "drift_window_minutes", "log_retention_days",
-                 "data_retention_days"):
+                 "data_retention_days", "ground_truth_lookback_hours"):
         if getattr(cfg, name) < 1:
             problems.append(f"{name} must be at least 1")
+    if cfg.controller_reserved_concurrency is not None and cfg.controller_reserved_concurrency < 1:
+        problems.append("controllerReservedConcurrency must be at least 1 (or null: none)")
+    if cfg.drift_window_minutes < cfg.drift_schedule_minutes:
+        problems.append("driftWindowMinutes must be at least driftScheduleMinutes: traffic "
+                        "between two runs would never be monitored")
     for acct in cfg.registry_reader_accounts:
         if not re.fullmatch(r"\d{12}", acct):
             problems.append(f"registryReaderAccounts: {acct!r} is not a 12-digit account id")

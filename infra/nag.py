@@ -147,6 +147,9 @@ def acknowledge(stateful: Stack, pipeline: Stack, control: Stack, *, endpoint_na
                                  "files of the endpoint")
         _iam5(role, findings)
         _ack(fns.functions[name], "L1", RUNTIME)
+    _ack(fns.failed_events, "SQS3",
+         "This queue IS the on-failure destination of the controllers' asynchronous "
+         "invocations (replayed by `mlops events replay`, never consumed automatically)")
     _ack(fns.dlq, "SQS3",
          "This queue IS the dead-letter queue of the EventBridge targets (cdk-nag only "
          "recognises queue-to-queue DLQs)")

@@ -5,8 +5,12 @@ EventBridge delivers at least once and SageMaker may repeat a change; our own me
 write-backs emit the event too. The event is filtered (Approved, ModelApprovalStatus among the
 updated fields), then the promotion runs under Powertools idempotency keyed on the state change
 itself (group/version/status/time), and the controller checks the deployment history as well.
-A busy endpoint is retried with backoff; past the last attempt the error surfaces so that
-EventBridge retries later (the idempotency record is released on failure).
+A busy endpoint is retried with backoff; past the last attempt the error surfaces: Lambda
+retries the asynchronous invocation twice (the idempotency record is released on failure), then
+the event lands in the stage's on-failure queue, which alarms; `mlops events replay` delivers
+it again (docs/runbooks.md).
+
+Settings and IAM: `mlops_kit.contract.FUNCTIONS["deployment_controller"]`.
 """
 
 from __future__ import annotations
@@ -20,37 +24,29 @@ from aws_lambda_powertools.utilities.idempotency import (DynamoDBPersistenceLaye
                                                          IdempotencyConfig, idempotent_function)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops_kit.aws.lambda_settings import ControlSettings
-from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
+from mlops_kit.contract import DeploymentControllerSettings, function
+from mlops_kit.deploy.controller import DeploymentController
 from mlops_kit.deploy.events import InvalidEventError, deploy_decision, parse_model_package_event
 from mlops_kit.registry.base import UnknownVersionError
 
-logger = Logger(service="deployment-controller")
-tracer = Tracer(service="deployment-controller")
-metrics = Metrics(namespace="MLOpsKit/Control", service="deployment-controller")
+CONTRACT = function("deployment_controller")
+logger = Logger(service=CONTRACT.service)
+tracer = Tracer(service=CONTRACT.service)
+metrics = Metrics(namespace="MLOpsKit/Control", service=CONTRACT.service)
 
-settings = ControlSettings.from_env(needs_role=True)
+settings: DeploymentControllerSettings = CONTRACT.settings()
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 idempotency = IdempotencyConfig(expires_after_seconds=7 * 24 * 3600)
 _controller: DeploymentController | None = None
 
 
 def controller() -> DeploymentController:
-    """Built on first use so tests can inject clients; reused across warm invocations."""
+    """Built on first use (tests may inject one); reused across warm invocations."""
     global _controller
     if _controller is None:
-        from mlops_kit.deploy.sagemaker_endpoint import DataCapture, SageMakerEndpoints
-        from mlops_kit.registry.sagemaker import SageMakerRegistry
+        from mlops_kit.homes import aws
 
-        registry = SageMakerRegistry(settings.model_group, ledger_table=settings.ledger_table)
-        endpoints = SageMakerEndpoints(
-            execution_role_arn=settings.execution_role_arn, instance_type=settings.instance_type,
-            data_capture=DataCapture(settings.capture_s3_uri, settings.capture_percent,
-                                     settings.capture_kms_key_id))
-        _controller = DeploymentController(
-            registry, endpoints,
-            DeploymentSettings(settings.endpoint_name, settings.instance_count,
-                               settings.fallback_instance_count, settings.warm_fallbacks))
+        _controller = aws.deployment_controller(settings)
     return _controller
 
 

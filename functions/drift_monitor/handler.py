@@ -1,47 +1,53 @@
 """Drift monitor Lambda (scheduled): the last window of captured traffic against the serving
-champion's baseline, published as CloudWatch metrics with Powertools (EMF).
+champion's baseline, published as CloudWatch metrics with Powertools (EMF), each datapoint
+stamped with the time it describes.
 
-Environment: ENDPOINT_NAME, MLOPS_MODEL_GROUP, LEDGER_TABLE_NAME, CAPTURE_S3_URI (required);
-WINDOW_MINUTES (default 10). Corrupt or partial capture lines are skipped and counted
-(CaptureSkipped), never fatal.
+Only its own schedule's recent runs are acted on (`mlops_kit.core.schedules`): any other event
+publishes nothing. Corrupt or partial capture lines are skipped and counted (CaptureSkipped),
+never fatal. Settings and IAM: `mlops_kit.contract.FUNCTIONS["drift_monitor"]`.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops_kit.aws.lambda_settings import (MONITORING_REQUIRED, monitoring_dependencies,
-                                          require)
+from mlops_kit.contract import DriftMonitorSettings, function
+from mlops_kit.core.schedules import NotThisSchedule, scheduled_run_time
 from mlops_kit.monitoring.drift_monitor import (ChampionBaseline, DecodedCapture, compute_metrics,
                                                 decode_capture, parse_capture_lines)
 
-logger = Logger(service="drift-monitor")
-tracer = Tracer(service="drift-monitor")
-metrics = Metrics(namespace="MLOpsKit/Monitoring", service="drift-monitor")
+CONTRACT = function("drift_monitor")
+logger = Logger(service=CONTRACT.service)
+tracer = Tracer(service=CONTRACT.service)
+metrics = Metrics(namespace="MLOpsKit/Monitoring", service=CONTRACT.service)
 
-require(MONITORING_REQUIRED + ("CAPTURE_S3_URI",))
-ENDPOINT = os.environ["ENDPOINT_NAME"]
-CAPTURE_URI = os.environ["CAPTURE_S3_URI"]
-WINDOW = timedelta(minutes=int(os.environ.get("WINDOW_MINUTES") or 10))
+settings: DriftMonitorSettings = CONTRACT.settings()
+ENDPOINT = settings.endpoint_name
+CAPTURE_URI = settings.capture_s3_uri
+WINDOW = timedelta(minutes=settings.window_minutes)
 
 _deps: dict[str, Any] = {}
+clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+"""Now, for judging the event's age (injectable: the deployed-twin tests run a schedule)."""
 
 
 def dependencies() -> dict[str, Any]:
-    """Built once per container; tests inject their own."""
+    """Built once per container (`mlops_kit.homes.aws`); tests may inject their own."""
     if not _deps:
-        _deps.update(monitoring_dependencies())
+        from mlops_kit.homes import aws
+
+        _deps.update(aws.monitoring(settings).as_dict())
     return _deps
 
 
 def monitor(now: datetime) -> dict[str, Any]:
-    from mlops_kit.aws.monitoring import champion_baseline_uris, champion_service_metrics
+    from mlops_kit.aws.monitoring import (SERVICE_METRICS_LAG, champion_baseline_uris,
+                                          champion_service_metrics)
     from mlops_kit.core.rotation import serving_champion
 
     deps = dependencies()
@@ -73,30 +79,16 @@ def monitor(now: datetime) -> dict[str, Any]:
         from mlops_kit.aws.clients import default_client
 
         deps["cloudwatch"] = default_client("cloudwatch")
+    # SageMaker's per-minute metrics arrive late: the window is shifted back by the lag, so
+    # consecutive runs cover every minute once (a Sum must not count a minute twice).
     data += champion_service_metrics(deps["cloudwatch"], ENDPOINT, champion.variant_name,
-                                     now - WINDOW, now)
+                                     now - WINDOW - SERVICE_METRICS_LAG,
+                                     now - SERVICE_METRICS_LAG)
     deps["sink"].put(data)
     return {"status": "published", "champion": champion.version, "metrics": len(data),
             "records": {k: v.records for k, v in by_variant.items()},
             "skipped": {k: v.skipped for k, v in by_variant.items()},
             "skipped_reasons": {k: v.skipped_reasons for k, v in by_variant.items() if v.skipped}}
-
-
-def window_end(event: Any) -> datetime:
-    """The scheduled event's time (UTC), or now for a manual run without one; ValueError
-    naming the problem for anything else, so a bad event publishes nothing."""
-    if not isinstance(event, dict):
-        raise ValueError("event is not a JSON object")
-    at = event.get("time")
-    if at is None:
-        return datetime.now(timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(at.replace("Z", "+00:00"))
-        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-        _ = parsed - WINDOW  # OverflowError when the window would start before year 1
-    except (AttributeError, ValueError, OverflowError):
-        raise ValueError(f"event time is not an ISO-8601 time: {at!r}") from None
-    return parsed
 
 
 @metrics.log_metrics
@@ -105,8 +97,9 @@ def window_end(event: Any) -> datetime:
 @event_source(data_class=EventBridgeEvent)
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     try:
-        now = window_end(event.raw_event)
-    except ValueError as exc:
+        now = scheduled_run_time(event.raw_event, now=clock(),
+                                 schedule_minutes=settings.schedule_minutes)
+    except NotThisSchedule as exc:
         logger.warning("event rejected", extra={"reason": str(exc)})
         return {"status": "rejected", "reason": str(exc)}
     summary = monitor(now)

@@ -1,44 +1,43 @@
 """Synthetic probe Lambda (scheduled): every variant of the endpoint, warm fallbacks included,
 is invoked with TargetVariant and rows built from the champion's drift baseline; per-variant
 ProbeSuccess and ProbeLatency go to CloudWatch (EMF). The rollback controller never picks a
-fallback whose last probe failed.
+fallback whose last probe failed. Only its own schedule's recent runs are acted on.
 
-Environment: ENDPOINT_NAME, MLOPS_MODEL_GROUP, LEDGER_TABLE_NAME (required);
-PROBE_MAX_LATENCY_MS (default 1000).
+Settings and IAM: `mlops_kit.contract.FUNCTIONS["probe"]`.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops_kit.aws.lambda_settings import (MONITORING_REQUIRED, monitoring_dependencies,
-                                          require)
+from mlops_kit.contract import ProbeSettings, function
+from mlops_kit.core.schedules import NotThisSchedule, scheduled_run_time
 from mlops_kit.monitoring.probe import baseline_rows, probe_metrics, probe_variants
 
-logger = Logger(service="probe")
-tracer = Tracer(service="probe")
-metrics = Metrics(namespace="MLOpsKit/Monitoring", service="probe")
+CONTRACT = function("probe")
+logger = Logger(service=CONTRACT.service)
+tracer = Tracer(service=CONTRACT.service)
+metrics = Metrics(namespace="MLOpsKit/Monitoring", service=CONTRACT.service)
 
-require(MONITORING_REQUIRED)
-ENDPOINT = os.environ["ENDPOINT_NAME"]
-MAX_LATENCY_MS = float(os.environ.get("PROBE_MAX_LATENCY_MS") or 1000)
-IAM_ACTIONS = ("sagemaker:InvokeEndpoint",)
+settings: ProbeSettings = CONTRACT.settings()
+ENDPOINT = settings.endpoint_name
+MAX_LATENCY_MS = float(settings.max_latency_ms)
 
 _deps: dict[str, Any] = {}
+clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+"""Now, for judging the event's age (injectable: the deployed-twin tests run a schedule)."""
 
 
 def dependencies() -> dict[str, Any]:
-    """Built once per container; tests inject their own."""
+    """Built once per container (`mlops_kit.homes.aws`); tests may inject their own."""
     if not _deps:
-        _deps.update(monitoring_dependencies())
-        from mlops_kit.aws.clients import default_client
+        from mlops_kit.homes import aws
 
-        _deps["runtime"] = default_client("sagemaker-runtime")
+        _deps.update(aws.monitoring(settings).as_dict())
     return _deps
 
 
@@ -62,6 +61,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     from mlops_kit.aws.monitoring import champion_baseline_uris
     from mlops_kit.core.rotation import serving_champion
 
+    try:
+        scheduled_run_time(event, now=clock(),
+                           schedule_minutes=settings.schedule_minutes)
+    except NotThisSchedule as exc:
+        logger.warning("event rejected", extra={"reason": str(exc)})
+        return {"status": "rejected", "reason": str(exc)}
     deps = dependencies()
     view = deps["endpoints"].describe(ENDPOINT)
     if view is None or serving_champion(view.variants) is None:
@@ -75,6 +80,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     body = baseline_rows(baseline["features"], schema["numeric"] + schema["categorical"])
     results = probe_variants(invoke, [v.variant_name for v in view.variants], body,
                              MAX_LATENCY_MS)
+    # Stamped when the variants answered, not when the run was scheduled.
     deps["sink"].put(probe_metrics(results, ENDPOINT, datetime.now(timezone.utc)))
     summary = {"status": "probed", "variants": {r.variant_name: r.to_dict() for r in results}}
     logger.info("probe run", extra=summary)

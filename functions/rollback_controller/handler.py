@@ -9,12 +9,14 @@ incident: before shifting, the invocation claims "roll back this endpoint from i
 deployment" in the ledger (conditional write), so of two alarms at once only one shifts and
 records; the other returns "none" naming it (reserved concurrency 1 makes that rare, but is not
 a lock). While a deployment is in flight the error surfaces, so the event is retried once the
-endpoint is InService.
+endpoint is InService: Lambda retries the asynchronous invocation twice, then the event lands
+in the stage's on-failure queue, which alarms; `mlops events replay` delivers it again.
+
+Settings and IAM: `mlops_kit.contract.FUNCTIONS["rollback_controller"]`.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -23,41 +25,29 @@ from aws_lambda_powertools.utilities.idempotency import (DynamoDBPersistenceLaye
                                                          IdempotencyConfig, idempotent_function)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops_kit.aws.lambda_settings import ControlSettings
+from mlops_kit.contract import RollbackControllerSettings, function
 from mlops_kit.deploy.events import InvalidEventError
-from mlops_kit.deploy.rollback import RollbackController, RollbackSettings
+from mlops_kit.deploy.rollback import RollbackController
 from mlops_kit.monitoring.alarm_events import parse_alarm_event
 
-logger = Logger(service="rollback-controller")
-tracer = Tracer(service="rollback-controller")
-metrics = Metrics(namespace="MLOpsKit/Control", service="rollback-controller")
+CONTRACT = function("rollback_controller")
+logger = Logger(service=CONTRACT.service)
+tracer = Tracer(service=CONTRACT.service)
+metrics = Metrics(namespace="MLOpsKit/Control", service=CONTRACT.service)
 
-settings = ControlSettings.from_env()
+settings: RollbackControllerSettings = CONTRACT.settings()
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 idempotency = IdempotencyConfig(expires_after_seconds=7 * 24 * 3600)
 _controller: RollbackController | None = None
 
 
 def controller() -> RollbackController:
+    """Built on first use (tests may inject one); the CLI's `--backend aws` builds the same."""
     global _controller
     if _controller is None:
-        from mlops_kit.aws.health import CloudWatchProbeResults, SnsNotifier
-        from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
-        from mlops_kit.registry.sagemaker import SageMakerRegistry
+        from mlops_kit.homes import aws
 
-        registry = SageMakerRegistry(settings.model_group, ledger_table=settings.ledger_table)
-        endpoints = SageMakerEndpoints(execution_role_arn=settings.execution_role_arn)
-
-        def variant_names(endpoint_name: str) -> list[str]:
-            view = endpoints.describe(endpoint_name)
-            return [v.variant_name for v in view.variants] if view else []
-
-        _controller = RollbackController(
-            registry, endpoints, health=CloudWatchProbeResults(variants=variant_names),
-            notifier=(SnsNotifier(settings.notification_topic_arn)
-                      if settings.notification_topic_arn else None),
-            settings=RollbackSettings(cooldown=timedelta(minutes=settings.cooldown_minutes)),
-            managed_endpoints=[settings.endpoint_name])
+        _controller = aws.rollback_controller(settings)
     return _controller
 
 

@@ -12,7 +12,8 @@ so delivery downstream is at least once. Give the mapping MaximumRetryAttempts,
 BisectBatchOnFunctionError and an on-failure destination so a poison record cannot block its
 shard.
 
-Environment (read once, at cold start in Lambda, into `Settings`):
+Environment (read once, at cold start in Lambda, into `Settings`; stated in
+`mlops_kit.contract`):
     ENDPOINT_NAME                 required
     OUTPUT_STREAM_NAME            Kinesis output stream  } exactly one of the two
     OUTPUT_DELIVERY_STREAM_NAME   Firehose delivery stream }
@@ -36,7 +37,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -48,9 +49,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mlops_kit.contract import SCORING_NAMESPACE, SettingsError, StreamScorerSettings
+
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or "MLOpsKit/Scoring")
+metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or SCORING_NAMESPACE)
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
 
 KINESIS_MAX_RECORDS, KINESIS_MAX_BYTES = 500, 5 * 1024 * 1024
@@ -58,17 +61,7 @@ FIREHOSE_MAX_RECORDS, FIREHOSE_MAX_BYTES = 500, 4 * 1024 * 1024
 PUBLISH_ATTEMPTS = 3
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2,
                        read_timeout=20)
-IAM_ACTIONS = {
-    "scoring": ("sagemaker:InvokeEndpoint",),
-    "kinesis": ("kinesis:PutRecords",),
-    "firehose": ("firehose:PutRecordBatch",),
-}
-"""What the handler calls: scoring always, plus the output it is configured with. The event
-source mapping also needs the input stream's read actions (listed in the module docstring)."""
-
-
-class SettingsError(Exception):
-    """A required environment variable is missing or malformed (named in the message)."""
+# What the handler calls, and its environment: mlops_kit.contract.FUNCTIONS["stream_scorer"].
 
 
 class BadRecord(ValueError):
@@ -79,35 +72,8 @@ class ScoringError(RuntimeError):
     """The endpoint refused or failed to score a record."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    endpoint_name: str
-    output_kind: Literal["kinesis", "firehose"]
-    output_name: str
-    feature_order: tuple[str, ...] = ()
-    record_id_field: str = "id"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if environ is None else environ
-        endpoint = env.get("ENDPOINT_NAME", "").strip()
-        stream = env.get("OUTPUT_STREAM_NAME", "").strip()
-        delivery = env.get("OUTPUT_DELIVERY_STREAM_NAME", "").strip()
-        problems = []
-        if not endpoint:
-            problems.append("ENDPOINT_NAME is required")
-        if bool(stream) == bool(delivery):
-            problems.append("set exactly one of OUTPUT_STREAM_NAME (Kinesis) and "
-                            "OUTPUT_DELIVERY_STREAM_NAME (Firehose)")
-        order = tuple(f.strip() for f in env.get("FEATURE_ORDER", "").split(",") if f.strip())
-        if len(set(order)) != len(order):
-            problems.append("FEATURE_ORDER names a feature twice")
-        if problems:
-            raise SettingsError("; ".join(problems))
-        return cls(endpoint_name=endpoint,
-                   output_kind="kinesis" if stream else "firehose",
-                   output_name=stream or delivery, feature_order=order,
-                   record_id_field=env.get("RECORD_ID_FIELD", "").strip() or "id")
+Settings = StreamScorerSettings
+"""Read once from the environment by the contract (`Settings.from_env()`), typed and checked."""
 
 
 class Clients:

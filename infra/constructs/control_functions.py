@@ -1,8 +1,12 @@
-"""ControlFunctions: the five Lambdas of the kit, their roles (least privilege, one statement per
-adapter), the EventBridge rules and schedules that drive them, DLQs and the scoring streams.
+"""ControlFunctions: the five Lambdas of the kit, their roles (least privilege, per function),
+the EventBridge rules and schedules that drive them, on-failure destinations and the scoring
+streams.
 
-IAM actions mirror the IAM_ACTIONS constants the runtime code declares (infra never imports
-runtime code; tests/infra/test_iam_matches_code.py compares the synthesized roles with them)."""
+Each function's environment and IAM actions come from `mlops_kit.contract` (the same objects
+the handlers parse their settings with): `FunctionContract.environment(...)` refuses a missing
+required setting at synth, and `FunctionContract.grants()` says which actions each function
+calls on which resource, which `_resources` maps to this stage's ARNs.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
+
+from mlops_kit import contract
+from mlops_kit.core.schedules import max_event_age
 
 from ..config import StageConfig
 from .artifact_store import ArtifactStore
@@ -33,25 +43,12 @@ from .registry import ModelRegistry, Tables
 POWERTOOLS_VERSION = "3.37.0"
 POWERTOOLS_LAYER_PARAMETER = f"/aws/service/powertools/python/x86_64/python3.12/{POWERTOOLS_VERSION}"
 
-# The runtime code's constants, by adapter (see the module docstring).
-REGISTRY_ACTIONS = ("sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup",
-                    "sagemaker:AddTags", "sagemaker:CreateModelPackage",
-                    "sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages",
-                    "sagemaker:UpdateModelPackage")
-ENDPOINT_ACTIONS = ("sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
-                    "sagemaker:CreateModel", "sagemaker:CreateEndpointConfig",
-                    "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
-                    "sagemaker:UpdateEndpointWeightsAndCapacities")
-HEALTH_ACTIONS = ("cloudwatch:GetMetricData",)
-MONITORING_S3_ACTIONS = ("s3:GetObject", "s3:ListBucket")
-MONITORING_SAGEMAKER_ACTIONS = ("sagemaker:DescribeModelPackage",)
-INVOKE_ACTIONS = ("sagemaker:InvokeEndpoint",)
-
-
-def _read_only(actions: tuple[str, ...]) -> list[str]:
-    """The monitoring Lambdas only read the registry and the endpoint."""
-    verbs = ("Describe", "List", "Get", "Query")
-    return [a for a in actions if a.split(":", 1)[1].startswith(verbs)]
+CONTROLLER_RETRIES = 2
+"""Lambda's retries of a failed asynchronous invocation before the on-failure destination."""
+CONTROLLER_MAX_EVENT_AGE = Duration.hours(6)
+GROUND_TRUTH_PREFIX = "ground-truth"
+"""Labels land under s3://<capture bucket>/ground-truth/<endpoint>/yyyy/mm/dd/hh/
+(docs/configuration.md)."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +92,8 @@ class ServingRole(Construct):
 
 class ControlFunctions(Construct):
     """Props: the stage config, the stateful parts (store, tables, registry, notifications),
-    the serving role and the path of functions/. Exposes `functions` by name, the rules and
-    the DLQ."""
+    the serving role and the path of functions/. Exposes `functions` and `roles` by name, the
+    rules, the EventBridge DLQ and the controllers' on-failure queue."""
 
     def __init__(self, scope: Construct, id: str, *, cfg: StageConfig, functions_dir: Path,
                  requirements_dir: Path, store: ArtifactStore, tables: Tables,
@@ -106,57 +103,35 @@ class ControlFunctions(Construct):
         self.cfg = cfg
         retention = _retention(cfg.log_retention_days)
         removal = RemovalPolicy.RETAIN if cfg.retain else RemovalPolicy.DESTROY
-        arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
-        endpoint = cfg.endpoint_name.lower()
-        self._endpoint_arn = f"{arn}:endpoint/{endpoint}"
-        self._config_arns = [f"{arn}:endpoint-config/{endpoint}-*"]
-        self._model_arns = [f"{arn}:model/{cfg.model_group.lower()}-v*"]
-        self._registry = registry
-
         self.layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", ssm.StringParameter.value_for_string_parameter(
                 self, POWERTOOLS_LAYER_PARAMETER))
         self.dlq = sqs.Queue(self, "EventsDlq", encryption=sqs.QueueEncryption.SQS_MANAGED,
                              enforce_ssl=True, retention_period=Duration.days(14))
+        self.failed_events = sqs.Queue(self, "FailedEvents",
+                                       encryption=sqs.QueueEncryption.SQS_MANAGED,
+                                       enforce_ssl=True, retention_period=Duration.days(14))
+        self.output_stream: kinesis.Stream | None = None
+        if cfg.stream_scoring:
+            common = dict(encryption=kinesis.StreamEncryption.KMS, encryption_key=store.key,
+                          stream_mode=kinesis.StreamMode.ON_DEMAND,
+                          retention_period=Duration.hours(24))
+            self.input_stream = kinesis.Stream(self, "ScoringInput", **common)
+            self.output_stream = kinesis.Stream(self, "ScoringOutput", **common)
 
-        common_env = {"ENDPOINT_NAME": cfg.endpoint_name, "MLOPS_MODEL_GROUP": cfg.model_group,
-                      "LEDGER_TABLE_NAME": tables.ledger.table_name,
-                      "POWERTOOLS_LOG_LEVEL": "INFO"}
-        specs = {
-            "deployment_controller": _Spec("deployment_controller", 512, Duration.minutes(10)),
-            "rollback_controller": _Spec("rollback_controller", 512, Duration.minutes(2)),
-            "drift_monitor": _Spec("drift_monitor", 1024, Duration.minutes(5),
-                                   "drift_monitor.txt"),
-            "probe": _Spec("probe", 256, Duration.minutes(2)),
-            "stream_scorer": _Spec("stream_scorer", 256, Duration.minutes(1)),
-        }
-        env = {
-            "deployment_controller": {
-                **common_env, "IDEMPOTENCY_TABLE_NAME": tables.idempotency.table_name,
-                "SAGEMAKER_EXECUTION_ROLE_ARN": serving_role.role_arn,
-                "ENDPOINT_INSTANCE_TYPE": cfg.instance_type,
-                "CHAMPION_INSTANCE_COUNT": str(cfg.champion_instance_count),
-                "FALLBACK_INSTANCE_COUNT": str(cfg.fallback_instance_count),
-                "WARM_FALLBACKS": str(cfg.warm_fallbacks)},
-            "rollback_controller": {
-                **common_env, "IDEMPOTENCY_TABLE_NAME": tables.idempotency.table_name,
-                "ROLLBACK_COOLDOWN_MINUTES": str(cfg.rollback_cooldown_minutes),
-                "NOTIFICATION_TOPIC_ARN": notifications.topic.topic_arn},
-            "drift_monitor": {**common_env, "CAPTURE_S3_URI": store.capture_s3_uri,
-                              "WINDOW_MINUTES": str(cfg.drift_window_minutes)},
-            "probe": {**common_env, "PROBE_MAX_LATENCY_MS": str(cfg.probe_max_latency_ms)},
-            "stream_scorer": {"ENDPOINT_NAME": cfg.endpoint_name,
-                              "POWERTOOLS_SERVICE_NAME": "stream-scorer",
-                              "POWERTOOLS_METRICS_NAMESPACE": "MLOpsKit/Scoring"},
-        }
-        if cfg.feature_order:
-            env["stream_scorer"]["FEATURE_ORDER"] = ",".join(cfg.feature_order)
-        if not cfg.stream_scoring:
-            specs.pop("stream_scorer")
+        specs = [_Spec("deployment_controller", 512, Duration.minutes(10)),
+                 _Spec("rollback_controller", 512, Duration.minutes(2)),
+                 _Spec("drift_monitor", 1024, Duration.minutes(5), "drift_monitor.txt"),
+                 _Spec("probe", 256, Duration.minutes(2))]
+        if cfg.stream_scoring:
+            specs.append(_Spec("stream_scorer", 256, Duration.minutes(1)))
+        env = self._environments(cfg, store, tables, notifications, serving_role)
+        controllers = ("deployment_controller", "rollback_controller")
 
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
-        for name, spec in specs.items():
+        for spec in specs:
+            name = spec.name
             ident = "".join(part.title() for part in name.split("_"))
             role = iam.Role(self, f"{ident}Role",
                             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
@@ -164,113 +139,168 @@ class ControlFunctions(Construct):
             log_group = logs.LogGroup(self, f"{ident}Logs", retention=retention,
                                       removal_policy=removal)
             reqs = requirements_dir / spec.requirements if spec.requirements else None
+            asynchronous = {}
+            if name in controllers:
+                # After Lambda accepted the event, a function error gets CONTROLLER_RETRIES
+                # retries and then lands here instead of being discarded; it alarms, and
+                # `mlops events replay` delivers it again (docs/runbooks.md).
+                asynchronous = dict(on_failure=destinations.SqsDestination(self.failed_events),
+                                    retry_attempts=CONTROLLER_RETRIES,
+                                    max_event_age=CONTROLLER_MAX_EVENT_AGE,
+                                    reserved_concurrent_executions=(
+                                        cfg.controller_reserved_concurrency))
             fn = lambda_.Function(
                 self, ident, runtime=lambda_.Runtime.PYTHON_3_12,
                 architecture=lambda_.Architecture.X86_64, handler="handler.lambda_handler",
                 code=function_code(functions_dir, name, reqs), role=role,
                 memory_size=spec.memory, timeout=spec.timeout, layers=[self.layer],
                 environment=env[name], tracing=lambda_.Tracing.ACTIVE, log_group=log_group,
-                reserved_concurrent_executions=(
-                    1 if name in ("deployment_controller", "rollback_controller") else None),
-                description=f"mlops-kit {name} ({cfg.stage})")
+                description=f"mlops-kit {name} ({cfg.stage})", **asynchronous)
             log_group.grant_write(role)
             store.grant_key_use(role)
             self.functions[name] = fn
             self.roles[name] = role
+            self._grant(name, role, store, tables, registry, notifications, serving_role)
 
-        self._grant(tables, store, notifications, serving_role)
         self._rules(cfg)
+        self._alarms(cfg, notifications)
         if cfg.stream_scoring:
-            self._streams(store)
+            self._stream_source(store)
 
-    # -- permissions --------------------------------------------------------------------------
-    def _sagemaker(self, role: iam.Role, sid: str, actions, resources) -> None:
-        role.add_to_policy(iam.PolicyStatement(sid=sid, actions=sorted(set(actions)),
-                                               resources=resources))
+    # -- environment and permissions, from the contract --------------------------------------
+    def _environments(self, cfg: StageConfig, store: ArtifactStore, tables: Tables,
+                      notifications: Notifications, serving_role: iam.IRole
+                      ) -> dict[str, dict[str, str]]:
+        common = dict(endpoint_name=cfg.endpoint_name, model_group=cfg.model_group,
+                      ledger_table=tables.ledger.table_name)
+        fn = contract.function
+        environments = {
+            "deployment_controller": fn("deployment_controller").environment(
+                **common, idempotency_table=tables.idempotency.table_name,
+                execution_role_arn=serving_role.role_arn,
+                capture_s3_uri=store.capture_s3_uri, capture_percent=cfg.capture_percent,
+                capture_kms_key_id=store.key.key_arn, instance_type=cfg.instance_type,
+                champion_instance_count=cfg.champion_instance_count,
+                fallback_instance_count=cfg.fallback_instance_count,
+                warm_fallbacks=cfg.warm_fallbacks),
+            "rollback_controller": fn("rollback_controller").environment(
+                **common, idempotency_table=tables.idempotency.table_name,
+                notification_topic_arn=notifications.topic.topic_arn,
+                cooldown_minutes=cfg.rollback_cooldown_minutes),
+            "drift_monitor": fn("drift_monitor").environment(
+                **common, capture_s3_uri=store.capture_s3_uri,
+                window_minutes=cfg.drift_window_minutes,
+                schedule_minutes=cfg.drift_schedule_minutes,
+                ground_truth_s3_uri=f"s3://{store.capture.bucket_name}/{GROUND_TRUTH_PREFIX}",
+                ground_truth_lookback_hours=cfg.ground_truth_lookback_hours),
+            "probe": fn("probe").environment(
+                **common, max_latency_ms=cfg.probe_max_latency_ms,
+                schedule_minutes=cfg.probe_schedule_minutes),
+        }
+        if cfg.stream_scoring:
+            environments["stream_scorer"] = fn("stream_scorer").environment(
+                endpoint_name=cfg.endpoint_name,
+                output_stream_name=self.output_stream.stream_name,
+                feature_order=cfg.feature_order or None)
+        return environments
 
-    def _grant(self, tables: Tables, store: ArtifactStore, notifications: Notifications,
-               serving_role: iam.IRole) -> None:
-        registry = self._registry.package_resources()
-        endpoint_resources = [self._endpoint_arn, *self._config_arns, *self._model_arns]
-        for name in ("deployment_controller", "rollback_controller"):
-            role = self.roles[name]
-            tables.grant_ledger(role)
-            tables.grant_idempotency(role)
-            self._sagemaker(role, "Registry", REGISTRY_ACTIONS, registry)
-            self._sagemaker(role, "Endpoint", ENDPOINT_ACTIONS, endpoint_resources)
-            role.add_to_policy(iam.PolicyStatement(
-                sid="PassServingRole", actions=["iam:PassRole"],
-                resources=[serving_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
-        rollback = self.roles["rollback_controller"]
-        rollback.add_to_policy(iam.PolicyStatement(sid="ProbeResults",
-                                                   actions=list(HEALTH_ACTIONS),
-                                                   resources=["*"]))
-        notifications.grant_publish(rollback)
+    def _resources(self, key: str, store: ArtifactStore, tables: Tables,
+                   registry: ModelRegistry, notifications: Notifications,
+                   serving_role: iam.IRole) -> list[str]:
+        arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+        endpoint = self.cfg.endpoint_name.lower()  # SageMaker lower-cases names in ARNs
+        c = contract
+        table = {
+            c.ENDPOINT: lambda: [f"{arn}:endpoint/{endpoint}"],
+            c.ENDPOINT_CONFIGS: lambda: [f"{arn}:endpoint-config/{endpoint}-*"],
+            c.MODELS: lambda: [f"{arn}:model/{self.cfg.model_group.lower()}-v*"],
+            c.MODEL_GROUP: lambda: [registry.group_arn],
+            c.MODEL_PACKAGES: lambda: [registry.packages_arn],
+            c.LEDGER_TABLE: lambda: [tables.ledger.table_arn],
+            c.IDEMPOTENCY_TABLE: lambda: [tables.idempotency.table_arn],
+            c.ARTIFACT_BUCKET: lambda: [store.artifacts_arn_ref],
+            c.ARTIFACT_OBJECTS: lambda: [f"{store.artifacts_arn_ref}/*"],
+            c.CAPTURE_BUCKET: lambda: [store.capture_arn_ref],
+            c.CAPTURE_OBJECTS: lambda: [f"{store.capture_arn_ref}/*"],
+            c.NOTIFICATION_TOPIC: lambda: [notifications.topic.topic_arn],
+            c.SERVING_ROLE: lambda: [serving_role.role_arn],
+            c.OUTPUT_STREAM: lambda: [self.output_stream.stream_arn],
+            c.ANY: lambda: ["*"],
+        }
+        return table[key]()
 
-        for name in ("drift_monitor", "probe"):
-            role = self.roles[name]
-            tables.grant_ledger_read(role)
-            self._sagemaker(role, "Registry",
-                            _read_only(REGISTRY_ACTIONS) + list(MONITORING_SAGEMAKER_ACTIONS),
-                            registry)
-            self._sagemaker(role, "Endpoint", _read_only(ENDPOINT_ACTIONS),
-                            [self._endpoint_arn, *self._config_arns])
+    def _grant(self, name: str, role: iam.Role, *parts) -> None:
+        for key, actions in sorted(contract.function(name).grants().items()):
+            sid = "".join(word.title() for word in key.replace("*", "any").split("-"))
+            conditions = None
+            if key == contract.SERVING_ROLE:
+                conditions = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
             role.add_to_policy(iam.PolicyStatement(
-                sid="ReadBaselines", actions=["s3:GetObject"],
-                resources=[f"{store.artifacts_arn_ref}/*"]
-                + ([f"{store.capture_arn_ref}/*"] if name == "drift_monitor" else [])))
-            role.add_to_policy(iam.PolicyStatement(
-                sid="ListBuckets", actions=["s3:ListBucket"],
-                resources=[store.artifacts_arn_ref]
-                + ([store.capture_arn_ref] if name == "drift_monitor" else [])))
-        # The drift monitor republishes the champion's SageMaker 5XX and latency at endpoint
-        # level (GetMetricData supports no resource scoping).
-        self.roles["drift_monitor"].add_to_policy(iam.PolicyStatement(
-            sid="ChampionServiceMetrics", actions=list(HEALTH_ACTIONS), resources=["*"]))
-        self._sagemaker(self.roles["probe"], "Invoke", INVOKE_ACTIONS, [self._endpoint_arn])
-        if "stream_scorer" in self.roles:
-            self._sagemaker(self.roles["stream_scorer"], "Invoke", INVOKE_ACTIONS,
-                            [self._endpoint_arn])
+                sid=sid, actions=list(actions), resources=self._resources(key, *parts),
+                conditions=conditions))
 
     # -- events -------------------------------------------------------------------------------
-    def _target(self, name: str) -> targets.LambdaFunction:
+    def _target(self, name: str, max_age: Duration = CONTROLLER_MAX_EVENT_AGE,
+                retries: int = 8) -> targets.LambdaFunction:
         return targets.LambdaFunction(self.functions[name], dead_letter_queue=self.dlq,
-                                      retry_attempts=8, max_event_age=Duration.hours(6))
+                                      retry_attempts=retries, max_event_age=max_age)
 
     def _rules(self, cfg: StageConfig) -> None:
         self.approval_rule = events.Rule(
             self, "ModelApproved", description="Approved model package → deployment controller",
-            event_pattern=events.EventPattern(
-                source=["aws.sagemaker"], detail_type=["SageMaker Model Package State Change"],
-                detail={"ModelPackageGroupName": [cfg.model_group],
-                        "ModelApprovalStatus": ["Approved"]}),
+            event_pattern=_pattern(contract.approval_event_pattern(cfg.model_group)),
             targets=[self._target("deployment_controller")])
         self.alarm_rule = events.Rule(
             self, "KitAlarm", description="The kit's alarms going into ALARM → rollback controller",
-            event_pattern=events.EventPattern(
-                source=["aws.cloudwatch"], detail_type=["CloudWatch Alarm State Change"],
-                detail={"alarmName": [{"prefix": f"{cfg.endpoint_name}-"}],
-                        "state": {"value": ["ALARM"]}}),
+            event_pattern=_pattern(contract.alarm_event_pattern(cfg.endpoint_name)),
             targets=[self._target("rollback_controller")])
-        events.Rule(self, "DriftSchedule", description="Drift monitor schedule",
-                    schedule=events.Schedule.rate(Duration.minutes(cfg.drift_schedule_minutes)),
-                    targets=[self._target("drift_monitor")])
-        events.Rule(self, "ProbeSchedule", description="Synthetic probe schedule",
-                    schedule=events.Schedule.rate(Duration.minutes(cfg.probe_schedule_minutes)),
-                    targets=[self._target("probe")])
+        # A scheduled run is superseded by the next one: EventBridge gives up on it after the
+        # age the function itself refuses (mlops_kit.core.schedules).
+        for ident, name, minutes, what in (
+                ("DriftSchedule", "drift_monitor", cfg.drift_schedule_minutes, "Drift monitor"),
+                ("ProbeSchedule", "probe", cfg.probe_schedule_minutes, "Synthetic probe")):
+            age = Duration.minutes(int(max_event_age(minutes).total_seconds() // 60))
+            events.Rule(self, ident, description=f"{what} schedule",
+                        schedule=events.Schedule.rate(Duration.minutes(minutes)),
+                        targets=[self._target(name, max_age=age, retries=2)])
 
-    def _streams(self, store: ArtifactStore) -> None:
+    def _alarms(self, cfg: StageConfig, notifications: Notifications) -> None:
+        """On-call hears of a controller event that failed for good, of events EventBridge
+        could not deliver, and of a monitor that keeps failing (no monitor, no rollback)."""
+        action = cw_actions.SnsAction(notifications.topic)
+        queues = (("FailedEventsAlarm", self.failed_events,
+                   "a controller event failed after Lambda's retries: replay it "
+                   "(mlops events replay, docs/runbooks.md)"),
+                  ("EventsDlqAlarm", self.dlq, "EventBridge could not deliver an event"))
+        self.operational_alarms: dict[str, cw.Alarm] = {}
+        for ident, queue, why in queues:
+            alarm = cw.Alarm(
+                self, ident, alarm_name=f"mlops-kit-{cfg.stage}-{ident.removesuffix('Alarm')}",
+                alarm_description=why,
+                metric=queue.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(5), statistic="Maximum"),
+                threshold=1, evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+            alarm.add_alarm_action(action)
+            self.operational_alarms[ident] = alarm
+        for ident, name, minutes in (("DriftMonitorErrors", "drift_monitor",
+                                      cfg.drift_schedule_minutes),
+                                     ("ProbeErrors", "probe", cfg.probe_schedule_minutes)):
+            alarm = cw.Alarm(
+                self, f"{ident}Alarm", alarm_name=f"mlops-kit-{cfg.stage}-{ident}",
+                alarm_description=f"{name} failed three runs in a row: drift and probes are "
+                                  f"blind, automatic rollback cannot see an incident",
+                metric=self.functions[name].metric_errors(period=Duration.minutes(minutes),
+                                                          statistic="Sum"),
+                threshold=1, evaluation_periods=3, datapoints_to_alarm=3,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+            alarm.add_alarm_action(action)
+            self.operational_alarms[ident] = alarm
+
+    def _stream_source(self, store: ArtifactStore) -> None:
         fn = self.functions["stream_scorer"]
-        common = dict(encryption=kinesis.StreamEncryption.KMS, encryption_key=store.key,
-                      stream_mode=kinesis.StreamMode.ON_DEMAND,
-                      retention_period=Duration.hours(24))
-        self.input_stream = kinesis.Stream(self, "ScoringInput", **common)
-        self.output_stream = kinesis.Stream(self, "ScoringOutput", **common)
-        fn.add_environment("OUTPUT_STREAM_NAME", self.output_stream.stream_name)
-        self.roles["stream_scorer"].add_to_policy(iam.PolicyStatement(
-            sid="Output", actions=["kinesis:PutRecords"],
-            resources=[self.output_stream.stream_arn]))
         self.scoring_failures = sqs.Queue(self, "ScoringFailures",
                                           encryption=sqs.QueueEncryption.SQS_MANAGED,
                                           enforce_ssl=True, retention_period=Duration.days(14))
@@ -279,6 +309,11 @@ class ControlFunctions(Construct):
             batch_size=100, bisect_batch_on_error=True, retry_attempts=3,
             report_batch_item_failures=True, max_record_age=Duration.hours(1),
             on_failure=sources.SqsDlq(self.scoring_failures)))
+
+
+def _pattern(raw: dict) -> events.EventPattern:
+    return events.EventPattern(source=raw["source"], detail_type=raw["detail-type"],
+                               detail=raw["detail"])
 
 
 def _retention(days: int) -> logs.RetentionDays:

@@ -31,6 +31,15 @@ class ControlStack(Stack):
         CfnOutput(self, "EndpointName", value=cfg.endpoint_name, description="MLOPS_ENDPOINT")
         CfnOutput(self, "SageMakerExecutionRoleArn", value=self.serving.role.role_arn,
                   description="SAGEMAKER_EXECUTION_ROLE_ARN")
+        CfnOutput(self, "DeploymentControllerFunction",
+                  value=self.control.functions["deployment_controller"].function_name,
+                  description="MLOPS_DEPLOYMENT_FUNCTION")
+        CfnOutput(self, "RollbackControllerFunction",
+                  value=self.control.functions["rollback_controller"].function_name,
+                  description="MLOPS_ROLLBACK_FUNCTION (the CLI's --backend aws runs with its "
+                              "settings)")
+        CfnOutput(self, "FailedEventsQueueUrl", value=self.control.failed_events.queue_url,
+                  description="on-failure queue of the controllers (mlops events replay)")
         if cfg.stream_scoring:
             CfnOutput(self, "ScoringInputStream",
                       value=self.control.input_stream.stream_name)

@@ -70,6 +70,10 @@ def load(monkeypatch, tables, make_client):
     monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", IDEMPOTENCY)
     monkeypatch.setenv("SAGEMAKER_EXECUTION_ROLE_ARN", ROLE_ARN)
     monkeypatch.setenv("DATA_CAPTURE_S3_URI", "s3://kit-capture/capture")
+    for name, value in {"DATA_CAPTURE_SAMPLING_PERCENT": "100",
+                        "ENDPOINT_INSTANCE_TYPE": "ml.m5.large", "CHAMPION_INSTANCE_COUNT": "1",
+                        "FALLBACK_INSTANCE_COUNT": "1", "WARM_FALLBACKS": "2"}.items():
+        monkeypatch.setenv(name, value)
 
     def load_module(function: str):
         name = f"{function}_under_test"

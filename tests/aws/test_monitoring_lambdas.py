@@ -77,7 +77,8 @@ def world(aws, sagemaker, dynamodb, make_client, monkeypatch):
     s3.put_object(Bucket=BUCKET, Key=f"capture/{ENDPOINT}/v1/{now:%Y/%m/%d/%H}/a.jsonl",
                   Body=text)
     for name, value in {"ENDPOINT_NAME": ENDPOINT, "MLOPS_MODEL_GROUP": GROUP,
-                        "LEDGER_TABLE_NAME": LEDGER, "CAPTURE_S3_URI": f"s3://{BUCKET}/capture",
+                        "LEDGER_TABLE_NAME": LEDGER, "DATA_CAPTURE_S3_URI": f"s3://{BUCKET}/capture",
+                        "SCHEDULE_MINUTES": "10",
                         "POWERTOOLS_TRACE_DISABLED": "true"}.items():
         monkeypatch.setenv(name, value)
     from mlops_kit.aws.monitoring import S3Documents
@@ -117,8 +118,8 @@ def test_drift_monitor_publishes_drift_of_the_champion(world, monkeypatch):
 
 
 def test_missing_settings_fail_at_cold_start(monkeypatch, world):
-    monkeypatch.delenv("CAPTURE_S3_URI")
-    with pytest.raises(Exception, match="CAPTURE_S3_URI"):
+    monkeypatch.delenv("DATA_CAPTURE_S3_URI")
+    with pytest.raises(Exception, match="DATA_CAPTURE_S3_URI"):
         load(monkeypatch, "drift_monitor")
 
 
@@ -136,14 +137,33 @@ def test_probe_invokes_every_variant_and_reports_failures(world, monkeypatch, ma
             "ContentType": "text/csv"}, {"EndpointName": ENDPOINT, "TargetVariant": "v1",
                                          "ContentType": "text/csv", "Accept": "text/csv",
                                          "Body": stubber_any()})
-        result = handler.lambda_handler({}, _Context())
+        result = handler.lambda_handler(scheduled(), _Context())
     assert result["variants"]["v1"]["ok"] is True
     assert [d.value for d in sink if d.name == "ProbeSuccess"] == [1.0]
     with Stubber(runtime) as stubber:
         stubber.add_client_error("invoke_endpoint", "ModelError", "boom", 424)
-        result = handler.lambda_handler({}, _Context())
+        result = handler.lambda_handler(scheduled(), _Context())
     assert result["variants"]["v1"]["ok"] is False
     assert "424" in result["variants"]["v1"]["detail"]
+
+
+def scheduled() -> dict:
+    """What the probe's EventBridge schedule delivers (only that runs it)."""
+    return {"version": "0", "id": "s", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "region": "us-east-1", "detail": {},
+            "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/probe"]}
+
+
+def test_the_probe_refuses_events_that_are_not_its_schedule(world, monkeypatch):
+    handler = load(monkeypatch, "probe")
+    sink = Sink()
+    handler._deps.update(sink=sink)
+    alb = {"requestContext": {"elb": {"targetGroupArn": "arn"}}, "httpMethod": "GET"}
+    stale = dict(scheduled(), time="2026-01-01T00:00:00Z")
+    for event in (None, [], alb, {}, stale):
+        assert handler.lambda_handler(event, _Context())["status"] == "rejected"
+    assert sink == []
 
 
 def stubber_any():

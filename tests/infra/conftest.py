@@ -43,7 +43,8 @@ def cdk_app_package():
             importlib.import_module("mlops_infra.stacks"))
 
 
-def synth_stage(tmp: Path, stage: str = "dev", *, nag: bool = False):
+def synth_stage(tmp: Path, stage: str = "dev", *, nag: bool = False,
+                overrides: dict | None = None):
     from aws_cdk import App, Validations
 
     config, stacks_module = cdk_app_package()
@@ -51,6 +52,7 @@ def synth_stage(tmp: Path, stage: str = "dev", *, nag: bool = False):
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
     context["aws:cdk:bundling-stacks"] = []
+    context["stages"][stage].update(overrides or {})
     app = App(context=context, outdir=str(tmp / "cdk.out"),
               builtin_cloud_formation_validation=False)
     stacks = compose(app, load(context, stage), Paths(pipeline_assets=staged_stub(tmp / "assets")))

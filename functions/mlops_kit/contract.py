@@ -1,0 +1,491 @@
+"""The contract between the CDK app and the Lambdas it deploys, stated once.
+
+Per function: the environment variables it reads (name, type, default, required), the AWS
+actions each of its code paths calls and on which resource, and the metrics it publishes.
+Both sides are built from it: `infra/constructs/control_functions.py` renders each function's
+environment with `FunctionContract.environment(...)` and grants `FunctionContract.grants()`;
+the handlers parse their settings with `FunctionContract.settings()` (typed, frozen, failing
+at cold start with the name of what is missing or malformed). The deployed-twin tests
+(tests/deployed/) check the synthesized templates against it and run every path under exactly
+the role the template grants.
+
+Standard library only: infra imports this module, and every Lambda bundle carries it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Mapping
+
+# -- resources a grant can name (infra maps each to ARNs of the stage) --------------------
+ENDPOINT = "endpoint"
+"""The stage's SageMaker endpoint."""
+ENDPOINT_CONFIGS = "endpoint-configs"
+"""Endpoint configs the deployment controller creates (`<endpoint>-*`)."""
+MODELS = "models"
+"""SageMaker models the deployment controller creates (`<group>-v*`)."""
+MODEL_GROUP = "model-group"
+MODEL_PACKAGES = "model-packages"
+LEDGER_TABLE = "ledger-table"
+IDEMPOTENCY_TABLE = "idempotency-table"
+ARTIFACT_BUCKET = "artifact-bucket"
+ARTIFACT_OBJECTS = "artifact-objects"
+CAPTURE_BUCKET = "capture-bucket"
+CAPTURE_OBJECTS = "capture-objects"
+"""Data capture (`<bucket>/capture/...`) and ground truth (`<bucket>/ground-truth/...`)."""
+NOTIFICATION_TOPIC = "notification-topic"
+SERVING_ROLE = "serving-role"
+OUTPUT_STREAM = "output-stream"
+ANY = "*"
+"""Actions that support no resource scoping (cloudwatch:GetMetricData)."""
+
+CONTROL_NAMESPACE = "MLOpsKit/Control"
+MONITORING_NAMESPACE = "MLOpsKit/Monitoring"
+SCORING_NAMESPACE = "MLOpsKit/Scoring"
+
+
+class SettingsError(Exception):
+    """A function's environment is missing or malformed (the message names each variable)."""
+
+
+class ContractError(ValueError):
+    """The CDK app asked for an environment the contract does not allow."""
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    field: str
+    kind: type = str
+    """str, int, or tuple (comma-separated names)."""
+    required: bool = True
+    default: Any = None
+    doc: str = ""
+
+    def parse(self, raw: str | None, problems: list[str]) -> Any:
+        text = (raw or "").strip()
+        if not text:
+            if self.required:
+                problems.append(f"{self.name} is required ({self.doc})" if self.doc
+                                else f"{self.name} is required")
+            return self.default
+        if self.kind is int:
+            try:
+                return int(text)
+            except ValueError:
+                problems.append(f"{self.name} must be a whole number, got {text!r}")
+                return self.default
+        if self.kind is tuple:
+            items = tuple(part.strip() for part in text.split(",") if part.strip())
+            if len(set(items)) != len(items):
+                problems.append(f"{self.name} names an item twice")
+            return items
+        return text
+
+    def render(self, value: Any) -> str:
+        if self.kind is tuple:
+            return ",".join(value)
+        if self.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ContractError(f"{self.name} must be a whole number, got {value!r}")
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Access:
+    actions: tuple[str, ...]
+    resource: str
+
+
+@dataclass(frozen=True)
+class CodePath:
+    """One thing a function does, and what it calls to do it."""
+    name: str
+    access: tuple[Access, ...]
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Metric:
+    namespace: str
+    name: str
+    dimensions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FunctionContract:
+    name: str
+    """The function's folder under functions/ (its handler is `<name>/handler.py`)."""
+    service: str
+    """Powertools service name (logs, traces, the MLOpsKit/Control `service` dimension)."""
+    env: tuple[EnvVar, ...]
+    paths: tuple[CodePath, ...]
+    metrics: tuple[Metric, ...]
+    settings_type: type
+
+    def variable(self, field_name: str) -> EnvVar:
+        for var in self.env:
+            if var.field == field_name:
+                return var
+        raise KeyError(f"{self.name} has no setting {field_name!r}")
+
+    def environment(self, **values: Any) -> dict[str, str]:
+        """The Lambda environment for these settings (by field name; None = unset), for the
+        CDK construct: an unknown setting or a required one left out is a ContractError."""
+        known = {var.field for var in self.env}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ContractError(f"{self.name}: no such setting(s) {', '.join(unknown)}")
+        env: dict[str, str] = {"POWERTOOLS_SERVICE_NAME": self.service}
+        missing = []
+        for var in self.env:
+            value = values.get(var.field)
+            if value is None or value == () or value == "":
+                if var.required:
+                    missing.append(var.name)
+                continue
+            env[var.name] = var.render(value)
+        if missing:
+            raise ContractError(f"{self.name}: required setting(s) not given: "
+                                f"{', '.join(missing)}")
+        return env
+
+    def settings(self, environ: Mapping[str, str] | None = None) -> Any:
+        """Parse the environment once into the function's typed settings."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+        values = {var.field: var.parse(env.get(var.name), problems) for var in self.env}
+        problems += self.settings_type(**values).problems()
+        if problems:
+            raise SettingsError(f"{self.name}: " + "; ".join(problems))
+        return self.settings_type(**values)
+
+    def grants(self) -> dict[str, tuple[str, ...]]:
+        """resource → the actions some path of this function calls on it."""
+        by_resource: dict[str, set[str]] = {}
+        for path in self.paths:
+            for access in path.access:
+                by_resource.setdefault(access.resource, set()).update(access.actions)
+        return {resource: tuple(sorted(actions)) for resource, actions in by_resource.items()}
+
+    @property
+    def actions(self) -> frozenset[str]:
+        return frozenset(a for path in self.paths for access in path.access
+                         for a in access.actions)
+
+
+class _Settings:
+    CONTRACT: ClassVar[str]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Any:
+        return FUNCTIONS[cls.CONTRACT].settings(environ)
+
+    def problems(self) -> list[str]:
+        """Rules across variables (each variable's own type is checked when parsed); a value
+        that is missing or malformed is None here and already reported."""
+        return []
+
+
+@dataclass(frozen=True)
+class DeploymentControllerSettings(_Settings):
+    CONTRACT: ClassVar[str] = "deployment_controller"
+    endpoint_name: str
+    model_group: str
+    ledger_table: str
+    idempotency_table: str
+    execution_role_arn: str
+    capture_s3_uri: str
+    capture_percent: int
+    capture_kms_key_id: str
+    instance_type: str
+    champion_instance_count: int
+    fallback_instance_count: int
+    warm_fallbacks: int
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.capture_percent is not None and not 1 <= self.capture_percent <= 100:
+            found.append("DATA_CAPTURE_SAMPLING_PERCENT must be 1..100")
+        if self.capture_s3_uri and not self.capture_s3_uri.startswith("s3://"):
+            found.append("DATA_CAPTURE_S3_URI must be an s3:// URI")
+        for name, value in (("CHAMPION_INSTANCE_COUNT", self.champion_instance_count),
+                            ("FALLBACK_INSTANCE_COUNT", self.fallback_instance_count)):
+            if value is not None and value < 1:
+                found.append(f"{name} must be at least 1")
+        if self.warm_fallbacks is not None and not 0 <= self.warm_fallbacks <= 9:
+            found.append("WARM_FALLBACKS must be 0..9 (an endpoint config holds 10 variants)")
+        return found
+
+
+@dataclass(frozen=True)
+class RollbackControllerSettings(_Settings):
+    CONTRACT: ClassVar[str] = "rollback_controller"
+    endpoint_name: str
+    model_group: str
+    ledger_table: str
+    idempotency_table: str
+    notification_topic_arn: str
+    cooldown_minutes: int
+
+    def problems(self) -> list[str]:
+        if self.cooldown_minutes is not None and self.cooldown_minutes < 0:
+            return ["ROLLBACK_COOLDOWN_MINUTES must be at least 0"]
+        return []
+
+
+@dataclass(frozen=True)
+class DriftMonitorSettings(_Settings):
+    CONTRACT: ClassVar[str] = "drift_monitor"
+    endpoint_name: str
+    model_group: str
+    ledger_table: str
+    capture_s3_uri: str
+    window_minutes: int
+    schedule_minutes: int
+    ground_truth_s3_uri: str
+    ground_truth_lookback_hours: int
+
+    def problems(self) -> list[str]:
+        found = [f"{name} must be at least 1" for name, value in
+                 (("WINDOW_MINUTES", self.window_minutes),
+                  ("SCHEDULE_MINUTES", self.schedule_minutes),
+                  ("GROUND_TRUTH_LOOKBACK_HOURS", self.ground_truth_lookback_hours))
+                 if value is not None and value < 1]
+        for name, uri in (("DATA_CAPTURE_S3_URI", self.capture_s3_uri),
+                          ("GROUND_TRUTH_S3_URI", self.ground_truth_s3_uri)):
+            if uri and not uri.startswith("s3://"):
+                found.append(f"{name} must be an s3:// URI")
+        return found
+
+
+@dataclass(frozen=True)
+class ProbeSettings(_Settings):
+    CONTRACT: ClassVar[str] = "probe"
+    endpoint_name: str
+    model_group: str
+    ledger_table: str
+    max_latency_ms: int
+    schedule_minutes: int
+
+    def problems(self) -> list[str]:
+        if self.schedule_minutes is not None and self.schedule_minutes < 1:
+            return ["SCHEDULE_MINUTES must be at least 1"]
+        return []
+
+
+@dataclass(frozen=True)
+class StreamScorerSettings(_Settings):
+    CONTRACT: ClassVar[str] = "stream_scorer"
+    endpoint_name: str
+    output_stream_name: str
+    output_delivery_stream_name: str
+    feature_order: tuple[str, ...]
+    record_id_field: str
+
+    def problems(self) -> list[str]:
+        if bool(self.output_stream_name) == bool(self.output_delivery_stream_name):
+            return ["set exactly one of OUTPUT_STREAM_NAME (Kinesis) and "
+                    "OUTPUT_DELIVERY_STREAM_NAME (Firehose)"]
+        return []
+
+    @property
+    def output_kind(self) -> str:
+        return "kinesis" if self.output_stream_name else "firehose"
+
+    @property
+    def output_name(self) -> str:
+        return self.output_stream_name or self.output_delivery_stream_name
+
+
+# -- variables shared by several functions -------------------------------------------------
+_ENDPOINT = EnvVar("ENDPOINT_NAME", "endpoint_name", doc="the stage's SageMaker endpoint")
+_GROUP = EnvVar("MLOPS_MODEL_GROUP", "model_group", doc="the model package group")
+_LEDGER = EnvVar("LEDGER_TABLE_NAME", "ledger_table", doc="the deployment ledger table")
+_IDEMPOTENCY = EnvVar("IDEMPOTENCY_TABLE_NAME", "idempotency_table",
+                      doc="Powertools idempotency table")
+_CAPTURE = EnvVar("DATA_CAPTURE_S3_URI", "capture_s3_uri",
+                  doc="where the endpoint writes data capture and the drift monitor reads it")
+_SCHEDULE = EnvVar("SCHEDULE_MINUTES", "schedule_minutes", int,
+                   doc="the rate of the function's EventBridge schedule")
+
+# -- what the code paths call -----------------------------------------------------------
+_READ_LINEUP = CodePath("read the endpoint's lineup", (
+    Access(("sagemaker:DescribeEndpoint",), ENDPOINT),
+    Access(("sagemaker:DescribeEndpointConfig",), ENDPOINT_CONFIGS)))
+_READ_VERSIONS = CodePath("read registry versions", (
+    Access(("sagemaker:DescribeModelPackageGroup",), MODEL_GROUP),
+    Access(("sagemaker:DescribeModelPackage",), MODEL_PACKAGES),
+    Access(("sagemaker:ListModelPackages",), MODEL_GROUP)))
+_LEDGER_READ = CodePath("read the deployment ledger", (
+    Access(("dynamodb:GetItem", "dynamodb:Query"), LEDGER_TABLE),))
+_LEDGER_WRITE = CodePath("record deployments, claims and status in the ledger (transactions "
+                         "are authorised per item: PutItem/UpdateItem)", (
+    Access(("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+           LEDGER_TABLE),))
+_IDEMPOTENT = CodePath("Powertools idempotency (DynamoDBPersistenceLayer)", (
+    Access(("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem"), IDEMPOTENCY_TABLE),))
+_BASELINES = CodePath("read the champion's baseline and evaluation", (
+    Access(("sagemaker:DescribeModelPackage",), MODEL_PACKAGES),
+    Access(("s3:GetObject",), ARTIFACT_OBJECTS)))
+
+FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
+    FunctionContract(
+        "deployment_controller", "deployment-controller",
+        env=(_ENDPOINT, _GROUP, _LEDGER, _IDEMPOTENCY,
+             EnvVar("SAGEMAKER_EXECUTION_ROLE_ARN", "execution_role_arn",
+                    doc="the role the SageMaker models run as"),
+             _CAPTURE,
+             EnvVar("DATA_CAPTURE_SAMPLING_PERCENT", "capture_percent", int, required=True,
+                    doc="share of requests captured (cdk.json capturePercent)"),
+             EnvVar("DATA_CAPTURE_KMS_KEY_ID", "capture_kms_key_id", required=False,
+                    default="", doc="KMS key for capture objects"),
+             EnvVar("ENDPOINT_INSTANCE_TYPE", "instance_type"),
+             EnvVar("CHAMPION_INSTANCE_COUNT", "champion_instance_count", int),
+             EnvVar("FALLBACK_INSTANCE_COUNT", "fallback_instance_count", int),
+             EnvVar("WARM_FALLBACKS", "warm_fallbacks", int)),
+        paths=(
+            _IDEMPOTENT, _READ_VERSIONS, _LEDGER_WRITE, _READ_LINEUP,
+            CodePath("create the version's model and the endpoint config, create or update "
+                     "the endpoint", (
+                Access(("sagemaker:CreateModel",), MODELS),
+                Access(("iam:PassRole",), SERVING_ROLE),
+                Access(("sagemaker:CreateEndpointConfig",), ENDPOINT_CONFIGS),
+                Access(("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
+                        "sagemaker:UpdateEndpointWeightsAndCapacities"), ENDPOINT))),
+            CodePath("write the deployment back onto the model package", (
+                Access(("sagemaker:UpdateModelPackage",), MODEL_PACKAGES),)),
+        ),
+        metrics=(Metric(CONTROL_NAMESPACE, "InvalidEvents", ("service",)),
+                 Metric(CONTROL_NAMESPACE, "Promotion_*", ("service",))),
+        settings_type=DeploymentControllerSettings),
+    FunctionContract(
+        "rollback_controller", "rollback-controller",
+        env=(_ENDPOINT, _GROUP, _LEDGER, _IDEMPOTENCY,
+             EnvVar("NOTIFICATION_TOPIC_ARN", "notification_topic_arn", required=False,
+                    default="", doc="SNS topic on-call subscribes to"),
+             EnvVar("ROLLBACK_COOLDOWN_MINUTES", "cooldown_minutes", int, required=False,
+                    default=15)),
+        paths=(
+            _IDEMPOTENT, _READ_VERSIONS, _LEDGER_WRITE, _READ_LINEUP,
+            CodePath("read the probes' verdicts per variant", (
+                Access(("cloudwatch:GetMetricData",), ANY),)),
+            CodePath("shift traffic to the warm fallback (weights only, no new fleet)", (
+                Access(("sagemaker:UpdateEndpointWeightsAndCapacities",), ENDPOINT),)),
+            CodePath("notify on-call", (Access(("sns:Publish",), NOTIFICATION_TOPIC),)),
+        ),
+        metrics=(Metric(CONTROL_NAMESPACE, "Rollback_*", ("service",)),),
+        settings_type=RollbackControllerSettings),
+    FunctionContract(
+        "drift_monitor", "drift-monitor",
+        env=(_ENDPOINT, _GROUP, _LEDGER, _CAPTURE,
+             EnvVar("WINDOW_MINUTES", "window_minutes", int, required=False, default=10),
+             _SCHEDULE,
+             EnvVar("GROUND_TRUTH_S3_URI", "ground_truth_s3_uri", required=False, default="",
+                    doc="where labels land (docs/configuration.md); unset: no AUPR"),
+             EnvVar("GROUND_TRUTH_LOOKBACK_HOURS", "ground_truth_lookback_hours", int,
+                    required=False, default=6,
+                    doc="how far back captured scores are kept for labels to join")),
+        paths=(
+            _READ_LINEUP, _BASELINES, _LEDGER_READ,
+            CodePath("read data capture and ground truth of the window", (
+                Access(("s3:ListBucket",), CAPTURE_BUCKET),
+                Access(("s3:GetObject",), CAPTURE_OBJECTS))),
+            CodePath("read the champion's SageMaker 5XX and latency", (
+                Access(("cloudwatch:GetMetricData",), ANY),)),
+        ),
+        metrics=(
+            Metric(MONITORING_NAMESPACE, "FeaturePSI", ("EndpointName", "Feature", "VariantName")),
+            Metric(MONITORING_NAMESPACE, "FeaturePSIMax", ("EndpointName",)),
+            Metric(MONITORING_NAMESPACE, "PredictionPSI", ("EndpointName",)),
+            Metric(MONITORING_NAMESPACE, "PredictionPSI", ("EndpointName", "VariantName")),
+            Metric(MONITORING_NAMESPACE, "AUPR", ("EndpointName",)),
+            Metric(MONITORING_NAMESPACE, "CaptureRecords", ("EndpointName", "VariantName")),
+            Metric(MONITORING_NAMESPACE, "CaptureSkipped", ("EndpointName", "VariantName")),
+            Metric(MONITORING_NAMESPACE, "ChampionInvocation5XXErrors", ("EndpointName",)),
+            Metric(MONITORING_NAMESPACE, "ChampionModelLatency", ("EndpointName",))),
+        settings_type=DriftMonitorSettings),
+    FunctionContract(
+        "probe", "probe",
+        env=(_ENDPOINT, _GROUP, _LEDGER,
+             EnvVar("PROBE_MAX_LATENCY_MS", "max_latency_ms", int, required=False,
+                    default=1000),
+             _SCHEDULE),
+        paths=(
+            _READ_LINEUP, _BASELINES, _LEDGER_READ,
+            CodePath("invoke every variant with baseline rows", (
+                Access(("sagemaker:InvokeEndpoint",), ENDPOINT),)),
+        ),
+        metrics=(Metric(MONITORING_NAMESPACE, "ProbeSuccess", ("EndpointName", "VariantName")),
+                 Metric(MONITORING_NAMESPACE, "ProbeLatency", ("EndpointName", "VariantName"))),
+        settings_type=ProbeSettings),
+    FunctionContract(
+        "stream_scorer", "stream-scorer",
+        env=(_ENDPOINT,
+             EnvVar("OUTPUT_STREAM_NAME", "output_stream_name", required=False, default=""),
+             EnvVar("OUTPUT_DELIVERY_STREAM_NAME", "output_delivery_stream_name",
+                    required=False, default=""),
+             EnvVar("FEATURE_ORDER", "feature_order", tuple, required=False, default=(),
+                    doc="feature names in the model's order; needed for JSON records"),
+             EnvVar("RECORD_ID_FIELD", "record_id_field", required=False, default="id")),
+        paths=(
+            CodePath("score a record", (Access(("sagemaker:InvokeEndpoint",), ENDPOINT),)),
+            CodePath("write the scores to the output stream", (
+                Access(("kinesis:PutRecords",), OUTPUT_STREAM),)),
+        ),
+        metrics=(Metric(SCORING_NAMESPACE, "*", ("service",)),),
+        settings_type=StreamScorerSettings),
+)}
+
+PLATFORM_ACTIONS = {
+    "logs:CreateLogStream": "the function's own log group",
+    "logs:PutLogEvents": "the function's own log group",
+    "xray:PutTraceSegments": "active tracing (Tracer)",
+    "xray:PutTelemetryRecords": "active tracing (Tracer)",
+    "kms:Decrypt": "the stage key encrypts tables, buckets, the topic and the streams",
+    "kms:GenerateDataKey": "the stage key encrypts tables, buckets, the topic and the streams",
+    "sqs:SendMessage": "the on-failure destination of asynchronous invocations",
+}
+"""Granted for the Lambda platform, not called by the function's code: each with its reason.
+The Kinesis event source mapping's read actions are listed by `EVENT_SOURCE_ACTIONS`."""
+
+EVENT_SOURCE_ACTIONS = {
+    action: "the Kinesis event source mapping reads the input stream as the function's role"
+    for action in ("kinesis:DescribeStream", "kinesis:DescribeStreamSummary",
+                   "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards",
+                   "kinesis:ListStreams", "kinesis:SubscribeToShard",
+                   "kinesis:DescribeStreamConsumer", "sqs:GetQueueAttributes",
+                   "sqs:GetQueueUrl")}
+
+
+def approval_event_pattern(model_group: str) -> dict[str, Any]:
+    """The EventBridge pattern of the deployment controller's rule: a change of the approval
+    status to Approved in this group (a version created as Approved carries no updated-field
+    list), never the kit's own metadata write-backs. `deploy.events.deploy_decision` applies
+    the same rule to what still arrives (tests/deployed/test_event_rules.py holds both to it)."""
+    return {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
+            "detail": {"ModelPackageGroupName": [model_group],
+                       "ModelApprovalStatus": ["Approved"],
+                       "$or": [{"UpdatedModelPackageFields": ["ModelApprovalStatus"]},
+                               {"UpdatedModelPackageFields": [{"exists": False}]}]}}
+
+
+def alarm_event_pattern(endpoint_name: str) -> dict[str, Any]:
+    """The rollback controller's rule: the kit's alarms of this endpoint going into ALARM
+    (every kit alarm is named `<endpoint>-<id>`, `core.alarms.AlarmDefinition.alarm_name`)."""
+    return {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+            "detail": {"alarmName": [{"prefix": f"{endpoint_name}-"}],
+                       "state": {"value": ["ALARM"]}}}
+
+
+def function(name: str) -> FunctionContract:
+    try:
+        return FUNCTIONS[name]
+    except KeyError:
+        raise KeyError(f"no function {name!r} in the contract "
+                       f"(known: {', '.join(sorted(FUNCTIONS))})") from None
+
+
+def setting_fields(settings_type: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(settings_type))

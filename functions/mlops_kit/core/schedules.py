@@ -1,0 +1,49 @@
+"""Which events a scheduled function acts on: its own EventBridge schedule's, recent enough.
+
+The drift monitor and the probe publish metrics stamped with the run's time; a foreign event
+(an alarm, an S3 notification, a hand-made payload) or a stale one (an old `time`) would
+publish datapoints for a moment nobody scheduled, and could flip or clear alarms. The
+schedule's targets give up on an event after `max_event_age` (infra sets it from the same
+function), so a run that is refused here could not have been delivered anyway.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+SCHEDULED_SOURCE = "aws.events"
+SCHEDULED_DETAIL_TYPE = "Scheduled Event"
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class NotThisSchedule(ValueError):
+    """The event is not a recent run of this function's schedule (the message says why)."""
+
+
+def max_event_age(schedule_minutes: int) -> timedelta:
+    """Two intervals: a run delayed (throttled, retried) past that is superseded by the next."""
+    return timedelta(minutes=2 * schedule_minutes)
+
+
+def scheduled_run_time(event: Any, *, now: datetime, schedule_minutes: int) -> datetime:
+    """The time of the scheduled run `event` asks for (UTC), or NotThisSchedule."""
+    if not isinstance(event, dict):
+        raise NotThisSchedule("event is not a JSON object")
+    source, detail_type = event.get("source"), event.get("detail-type")
+    if source != SCHEDULED_SOURCE or detail_type != SCHEDULED_DETAIL_TYPE:
+        raise NotThisSchedule(f"not a scheduled event (source {source!r}, "
+                              f"detail-type {detail_type!r})")
+    at = event.get("time")
+    try:
+        parsed = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except (AttributeError, TypeError, ValueError):
+        raise NotThisSchedule(f"event time is not an ISO-8601 time: {at!r}") from None
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    age = now - parsed
+    if age > max_event_age(schedule_minutes):
+        raise NotThisSchedule(f"event time {at} is {age} old: older than "
+                              f"{max_event_age(schedule_minutes)}, superseded by later runs")
+    if age < -CLOCK_SKEW:
+        raise NotThisSchedule(f"event time {at} is in the future")
+    return parsed.astimezone(timezone.utc)

@@ -1,0 +1,33 @@
+"""One composition module per home: `homes.aws` (SageMaker, DynamoDB, CloudWatch, SNS) and
+`homes.local` ($MLOPS_HOME). The Lambda handlers, `mlops ... --backend aws|local` and the demo
+build their controllers here and nowhere else, so a command and the Lambda it mirrors are the
+same objects with the same settings."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mlops_kit.deploy.endpoints import EndpointAdapter
+from mlops_kit.registry.base import ModelRegistry, ModelVersion
+
+
+class BackendError(Exception):
+    """A home cannot be opened as configured (the message says what to set)."""
+
+
+@dataclass
+class Backend:
+    """What the CLI's registry, status and traffic commands act on, in one home."""
+    name: str
+    registry: ModelRegistry
+    endpoints: EndpointAdapter
+    endpoint_name: str
+    actor: str
+    emit_status_change: Callable[[ModelVersion, str], list[Any]]
+    rollback_controller: Callable[[], Any]
+    serialized: Callable[[], Any] = contextlib.nullcontext
+    """Held while changing traffic by hand: locally the event lock the controllers take, so a
+    manual shift cannot interleave with an alarm-driven one (in AWS the rollback claim in the
+    ledger and the cooldown guard the automatic path)."""

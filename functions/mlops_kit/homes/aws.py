@@ -1,0 +1,167 @@
+"""The AWS home's wiring: every controller and monitor of the kit, built from the contract's
+typed settings (`mlops_kit.contract`). The Lambda handlers call these builders at first use;
+`mlops ... --backend aws` calls the same builders with the same settings (read from the
+deployed function's own environment when `MLOPS_<FUNCTION>_FUNCTION` names it, otherwise from
+the operator's environment under the same variable names), so a manual rollback on the command
+line is the rollback the Lambda would make: same cooldown, managed endpoint, capture settings.
+
+`clients`: an optional factory `service -> boto3 client` (tests pass moto- or Stubber-backed
+ones); without it each adapter creates its default client on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable, Mapping
+
+from mlops_kit.contract import (DeploymentControllerSettings, DriftMonitorSettings,
+                                ProbeSettings, RollbackControllerSettings, SettingsError,
+                                function)
+from mlops_kit.homes import Backend, BackendError
+
+Clients = Callable[[str], Any] | None
+
+
+def _client(clients: Clients, service: str) -> Any:
+    return clients(service) if clients is not None else None
+
+
+def registry(model_group: str, ledger_table: str, clients: Clients = None):
+    from mlops_kit.registry.sagemaker import SageMakerRegistry
+
+    return SageMakerRegistry(model_group, ledger_table=ledger_table,
+                             sagemaker_client=_client(clients, "sagemaker"),
+                             dynamodb_client=_client(clients, "dynamodb"))
+
+
+def endpoints(clients: Clients = None, settings: DeploymentControllerSettings | None = None):
+    """The endpoint adapter; with the deployment controller's settings it can also create
+    models and endpoint configs (role, instance type, data capture)."""
+    from mlops_kit.deploy.sagemaker_endpoint import DataCapture, SageMakerEndpoints
+
+    if settings is None:
+        return SageMakerEndpoints(_client(clients, "sagemaker"))
+    return SageMakerEndpoints(
+        _client(clients, "sagemaker"), execution_role_arn=settings.execution_role_arn,
+        instance_type=settings.instance_type,
+        data_capture=DataCapture(settings.capture_s3_uri, settings.capture_percent,
+                                 settings.capture_kms_key_id))
+
+
+def deployment_controller(settings: DeploymentControllerSettings, clients: Clients = None):
+    from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
+
+    return DeploymentController(
+        registry(settings.model_group, settings.ledger_table, clients),
+        endpoints(clients, settings),
+        DeploymentSettings(settings.endpoint_name, settings.champion_instance_count,
+                           settings.fallback_instance_count, settings.warm_fallbacks))
+
+
+def rollback_controller(settings: RollbackControllerSettings, clients: Clients = None):
+    from mlops_kit.aws.health import CloudWatchProbeResults, SnsNotifier
+    from mlops_kit.deploy.rollback import RollbackController, RollbackSettings
+
+    adapter = endpoints(clients)
+
+    def variant_names(endpoint_name: str) -> list[str]:
+        view = adapter.describe(endpoint_name)
+        return [v.variant_name for v in view.variants] if view else []
+
+    topic = settings.notification_topic_arn
+    return RollbackController(
+        registry(settings.model_group, settings.ledger_table, clients), adapter,
+        health=CloudWatchProbeResults(_client(clients, "cloudwatch"), variants=variant_names),
+        notifier=SnsNotifier(topic, _client(clients, "sns")) if topic else None,
+        settings=RollbackSettings(cooldown=timedelta(minutes=settings.cooldown_minutes)),
+        managed_endpoints=[settings.endpoint_name])
+
+
+@dataclass
+class Monitoring:
+    """What the drift monitor and the probe read and where they publish."""
+    registry: Any
+    endpoints: Any
+    documents: Any
+    sink: Any
+    cloudwatch: Any = None
+    runtime: Any = None
+    ground_truth: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def monitoring(settings: DriftMonitorSettings | ProbeSettings, clients: Clients = None
+               ) -> Monitoring:
+    from mlops_kit.aws.clients import default_client
+    from mlops_kit.aws.monitoring import S3Documents
+    from mlops_kit.monitoring.metrics import PowertoolsMetricSink
+
+    made = Monitoring(registry(settings.model_group, settings.ledger_table, clients),
+                      endpoints(clients), S3Documents(_client(clients, "s3")),
+                      PowertoolsMetricSink())
+    if isinstance(settings, DriftMonitorSettings):
+        made.cloudwatch = _client(clients, "cloudwatch") or default_client("cloudwatch")
+        if settings.ground_truth_s3_uri:
+            from mlops_kit.aws.ground_truth import S3GroundTruth
+
+            made.ground_truth = S3GroundTruth(_client(clients, "s3"))
+    else:
+        made.runtime = _client(clients, "sagemaker-runtime") or default_client(
+            "sagemaker-runtime")
+    return made
+
+
+# -- the CLI's view of a deployed stage ---------------------------------------------------
+
+FUNCTION_VARIABLES = {"deployment_controller": "MLOPS_DEPLOYMENT_FUNCTION",
+                      "rollback_controller": "MLOPS_ROLLBACK_FUNCTION"}
+"""Set to the function names the Control stack outputs, and the CLI runs with exactly the
+deployed function's settings."""
+
+
+def deployed_settings(name: str, environ: Mapping[str, str] | None = None,
+                      clients: Clients = None) -> Any:
+    """The settings of function `name` as deployed (its Lambda environment, read with
+    lambda:GetFunctionConfiguration) when $MLOPS_<FUNCTION>_FUNCTION names it; otherwise the
+    operator's environment under the function's own variable names."""
+    env = dict(os.environ if environ is None else environ)
+    contract = function(name)
+    deployed = env.get(FUNCTION_VARIABLES.get(name, ""), "")
+    if deployed:
+        from mlops_kit.aws.clients import default_client
+
+        client = _client(clients, "lambda") or default_client("lambda")
+        config = client.get_function_configuration(FunctionName=deployed)
+        env = dict(config.get("Environment", {}).get("Variables", {}))
+    try:
+        return contract.settings(env)
+    except SettingsError as exc:
+        source = (f"function {deployed}" if deployed else
+                  f"the environment (or set {FUNCTION_VARIABLES.get(name, '')} to the "
+                  f"Control stack's function name output)")
+        raise BackendError(f"aws backend: {exc}; read from {source}") from None
+
+
+def backend(environ: Mapping[str, str] | None = None, clients: Clients = None) -> Backend:
+    """The registry, endpoint and rollback controller of a deployed stage, for the CLI."""
+    from mlops_kit.config import LocalSettings
+
+    env = dict(os.environ if environ is None else environ)
+    local = LocalSettings.from_env(env)
+    env.setdefault("MLOPS_MODEL_GROUP", local.model_group)
+    env.setdefault("ENDPOINT_NAME", env.get("MLOPS_ENDPOINT", ""))
+    env.setdefault("IDEMPOTENCY_TABLE_NAME", "unused-by-the-cli")
+    rollback = deployed_settings("rollback_controller", env, clients)
+
+    def emit(version: Any, reason: str) -> list[Any]:
+        # SageMaker emits the state-change event itself; EventBridge delivers it to the
+        # deployment controller Lambda.
+        return []
+
+    return Backend("aws", registry(rollback.model_group, rollback.ledger_table, clients),
+                   endpoints(clients), rollback.endpoint_name, local.owner, emit,
+                   lambda: rollback_controller(rollback, clients))
