@@ -63,7 +63,10 @@ ENV = {
     "ENDPOINT_NAME": "fraud-scorer-prod", "MLOPS_MODEL_GROUP": "fraud-scorer",
     "LEDGER_TABLE_NAME": "mlops-ledger", "IDEMPOTENCY_TABLE_NAME": "mlops-idempotency",
     "SAGEMAKER_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/sagemaker-execution",
-    "DATA_CAPTURE_S3_URI": "s3://kit-capture/capture", "CAPTURE_S3_URI": "s3://kit-capture/capture",
+    "DATA_CAPTURE_S3_URI": "s3://kit-capture/capture", "DATA_CAPTURE_SAMPLING_PERCENT": "20",
+    "ENDPOINT_INSTANCE_TYPE": "ml.m5.large", "CHAMPION_INSTANCE_COUNT": "2",
+    "FALLBACK_INSTANCE_COUNT": "1", "WARM_FALLBACKS": "2", "SCHEDULE_MINUTES": "10",
+    "GROUND_TRUTH_S3_URI": "s3://kit-capture/ground-truth",
     "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:mlops-notifications",
     "OUTPUT_STREAM_NAME": "scored", "POWERTOOLS_SERVICE_NAME": "bench",
 }

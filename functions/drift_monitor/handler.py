@@ -30,6 +30,7 @@ settings: DriftMonitorSettings = CONTRACT.settings()
 ENDPOINT = settings.endpoint_name
 CAPTURE_URI = settings.capture_s3_uri
 WINDOW = timedelta(minutes=settings.window_minutes)
+SCHEDULE = timedelta(minutes=settings.schedule_minutes)
 
 _deps: dict[str, Any] = {}
 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
@@ -79,16 +80,42 @@ def monitor(now: datetime) -> dict[str, Any]:
         from mlops_kit.aws.clients import default_client
 
         deps["cloudwatch"] = default_client("cloudwatch")
-    # SageMaker's per-minute metrics arrive late: the window is shifted back by the lag, so
-    # consecutive runs cover every minute once (a Sum must not count a minute twice).
+    # SageMaker's per-minute metrics arrive late: one schedule interval, shifted back by the
+    # lag, so consecutive runs cover every minute once (a Sum must not count a minute twice).
     data += champion_service_metrics(deps["cloudwatch"], ENDPOINT, champion.variant_name,
-                                     now - WINDOW - SERVICE_METRICS_LAG,
+                                     now - SCHEDULE - SERVICE_METRICS_LAG,
                                      now - SERVICE_METRICS_LAG)
+    labelled = _performance(deps, baseline, now)
+    data += labelled
     deps["sink"].put(data)
     return {"status": "published", "champion": champion.version, "metrics": len(data),
             "records": {k: v.records for k, v in by_variant.items()},
             "skipped": {k: v.skipped for k, v in by_variant.items()},
             "skipped_reasons": {k: v.skipped_reasons for k, v in by_variant.items() if v.skipped}}
+
+
+def _performance(deps: dict[str, Any], baseline: ChampionBaseline, now: datetime) -> list:
+    """AUPR of the champion on the labels that landed in this run's interval, joined to the
+    scores it gave over the lookback (labels arrive after their predictions)."""
+    if "ground_truth" not in deps or not settings.ground_truth_s3_uri:
+        return []
+    from mlops_kit.aws.ground_truth import champion_scores_by_id
+    from mlops_kit.monitoring.ground_truth import MIN_LABELLED_ROWS, labelled_aupr
+    from mlops_kit.monitoring.metrics import MetricDatum
+
+    truth = deps["ground_truth"].read(settings.ground_truth_s3_uri, ENDPOINT, now - SCHEDULE,
+                                      now)
+    if truth.skipped:
+        logger.warning("ground truth lines skipped",
+                       extra={"skipped": truth.skipped, "reasons": truth.skipped_reasons})
+    if len(truth.labels) < MIN_LABELLED_ROWS:  # no datapoint possible: no capture read
+        return []
+    lookback = timedelta(hours=settings.ground_truth_lookback_hours)
+    scores = champion_scores_by_id(deps["documents"], CAPTURE_URI, ENDPOINT,
+                                   baseline.variant_name, baseline.feature_order,
+                                   now - lookback, now, only_ids=truth.labels)
+    aupr = labelled_aupr(truth.labels, scores)
+    return [] if aupr is None else [MetricDatum("AUPR", aupr, {"EndpointName": ENDPOINT}, now)]
 
 
 @metrics.log_metrics

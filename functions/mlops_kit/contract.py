@@ -315,7 +315,9 @@ _READ_LINEUP = CodePath("read the endpoint's lineup", (
     Access(("sagemaker:DescribeEndpointConfig",), ENDPOINT_CONFIGS)))
 _READ_VERSIONS = CodePath("read registry versions", (
     Access(("sagemaker:DescribeModelPackageGroup",), MODEL_GROUP),
-    Access(("sagemaker:DescribeModelPackage",), MODEL_PACKAGES),
+    Access(("sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"), MODEL_PACKAGES),
+    # AWS's authorization data lists model-package as ListModelPackages' resource type; the
+    # group is granted too, as the request names only the group.
     Access(("sagemaker:ListModelPackages",), MODEL_GROUP)))
 _LEDGER_READ = CodePath("read the deployment ledger", (
     Access(("dynamodb:GetItem", "dynamodb:Query"), LEDGER_TABLE),))
@@ -351,11 +353,11 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
                      "the endpoint", (
                 Access(("sagemaker:CreateModel",), MODELS),
                 Access(("iam:PassRole",), SERVING_ROLE),
-                Access(("sagemaker:CreateEndpointConfig",), ENDPOINT_CONFIGS),
+                # CreateEndpoint and UpdateEndpoint are authorised on the config they name too.
+                Access(("sagemaker:CreateEndpointConfig", "sagemaker:CreateEndpoint",
+                        "sagemaker:UpdateEndpoint"), ENDPOINT_CONFIGS),
                 Access(("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
                         "sagemaker:UpdateEndpointWeightsAndCapacities"), ENDPOINT))),
-            CodePath("write the deployment back onto the model package", (
-                Access(("sagemaker:UpdateModelPackage",), MODEL_PACKAGES),)),
         ),
         metrics=(Metric(CONTROL_NAMESPACE, "InvalidEvents", ("service",)),
                  Metric(CONTROL_NAMESPACE, "Promotion_*", ("service",))),

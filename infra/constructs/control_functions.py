@@ -113,9 +113,12 @@ class ControlFunctions(Construct):
                                        enforce_ssl=True, retention_period=Duration.days(14))
         self.output_stream: kinesis.Stream | None = None
         if cfg.stream_scoring:
+            # Streams hold scoring traffic only (24 h): destroyed with the stack in every
+            # stage, or they bill per stream-hour after `cdk destroy`.
             common = dict(encryption=kinesis.StreamEncryption.KMS, encryption_key=store.key,
                           stream_mode=kinesis.StreamMode.ON_DEMAND,
-                          retention_period=Duration.hours(24))
+                          retention_period=Duration.hours(24),
+                          removal_policy=RemovalPolicy.DESTROY)
             self.input_stream = kinesis.Stream(self, "ScoringInput", **common)
             self.output_stream = kinesis.Stream(self, "ScoringOutput", **common)
 

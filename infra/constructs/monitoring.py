@@ -1,70 +1,64 @@
 """Monitoring: one CloudWatch alarm per entry of functions/mlops_kit/core/alarm_definitions.json
-(read as JSON, by path) and the kit's dashboard.
+and the kit's dashboard.
 
-Alarms whose dimensions carry "{champion}" (the champion variant's 5XX and latency) are NOT
-created here: the champion variant changes with every promotion and rollback, so an alarm
-CloudFormation pins to one variant name would watch the wrong variant after the first traffic
-change (and a controller re-pointing it would fight the next stack update). The endpoint-level
-alarms (the kit's own metrics, dimension EndpointName only) never need changing.
+The definitions are read and fitted to the stage's drift-monitor schedule by
+`mlops_kit.core.alarms` (the same typed reader, names, comparison and missing-data rules the
+local evaluator uses): period, evaluation periods and datapoints to alarm come from
+`AlarmSpec.fit`, so each alarm's window holds the datapoints the monitor publishes.
+
+Alarms whose dimensions carry "{champion}" would watch one variant by name, which changes with
+every promotion and rollback; none does (the monitor republishes the champion's SageMaker
+metrics at endpoint level), and one that did would be skipped here.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from constructs import Construct
 
-_PERCENTILE = re.compile(r"^p\d+(\.\d+)?$")
-_COMPARISON = {
-    "GreaterThanThreshold": cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-    "GreaterThanOrEqualToThreshold": cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-    "LessThanThreshold": cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-    "LessThanOrEqualToThreshold": cw.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
-}
-_MISSING = {"notBreaching": cw.TreatMissingData.NOT_BREACHING,
-            "breaching": cw.TreatMissingData.BREACHING,
-            "ignore": cw.TreatMissingData.IGNORE, "missing": cw.TreatMissingData.MISSING}
+from mlops_kit.core.alarms import (COMPARISONS, MISSING_TREATMENTS, AlarmDefinition,
+                                   fit_to_schedule, load_specs)
 
 
-def load_definitions(path: Path) -> list[dict[str, Any]]:
-    return json.loads(path.read_text())["alarms"]
+def _cdk_member(enum, name: str):
+    """core's CloudFormation name ("notBreaching") → the CDK enum member (NOT_BREACHING)."""
+    return getattr(enum, re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper())
 
 
-def variant_scoped(definition: dict[str, Any]) -> bool:
-    return any("{champion}" in str(v) for v in definition["dimensions"].values())
+_COMPARISON = {name: _cdk_member(cw.ComparisonOperator, name) for name in COMPARISONS}
+_MISSING = {name: _cdk_member(cw.TreatMissingData, name) for name in MISSING_TREATMENTS}
 
 
 class Monitoring(Construct):
     def __init__(self, scope: Construct, id: str, *, endpoint_name: str,
-                 definitions_path: Path) -> None:
+                 definitions_path: Path, schedule_minutes: int) -> None:
         super().__init__(scope, id)
         self.endpoint_name = endpoint_name
+        self.definitions: tuple[AlarmDefinition, ...] = fit_to_schedule(
+            load_specs(definitions_path), schedule_minutes)
         self.alarms: dict[str, cw.Alarm] = {}
         self.skipped: list[str] = []
-        for d in load_definitions(definitions_path):
-            if variant_scoped(d):
-                self.skipped.append(d["id"])
+        for d in self.definitions:
+            if d.variant_scoped:
+                self.skipped.append(d.id)
                 continue
-            stat = d["statistic"]
             metric = cw.Metric(
-                namespace=d["namespace"], metric_name=d["metric"],
-                dimensions_map={k: v.replace("{endpoint}", endpoint_name)
-                                for k, v in d["dimensions"].items()},
-                statistic=stat,  # "p99" becomes ExtendedStatistic in the template
-                period=Duration.seconds(d["period_seconds"]))
-            ident = "".join(p.title() for p in re.split(r"[^A-Za-z0-9]+", d["id"]))
-            self.alarms[d["id"]] = cw.Alarm(
-                self, f"{ident}Alarm", alarm_name=f"{endpoint_name}-{d['id']}",
-                alarm_description=d.get("description", d["id"]), metric=metric,
-                threshold=d["threshold"], comparison_operator=_COMPARISON[d["comparison"]],
-                evaluation_periods=d["evaluation_periods"],
-                datapoints_to_alarm=d["datapoints_to_alarm"],
-                treat_missing_data=_MISSING[d["treat_missing_data"]])
+                namespace=d.namespace, metric_name=d.metric,
+                dimensions_map=d.resolved_dimensions(endpoint_name),
+                statistic=d.statistic,  # "p99" becomes ExtendedStatistic in the template
+                period=Duration.seconds(int(d.period_seconds)))
+            ident = "".join(p.title() for p in re.split(r"[^A-Za-z0-9]+", d.id))
+            self.alarms[d.id] = cw.Alarm(
+                self, f"{ident}Alarm", alarm_name=d.alarm_name(endpoint_name),
+                alarm_description=d.description or d.id, metric=metric,
+                threshold=d.threshold, comparison_operator=_COMPARISON[d.comparison],
+                evaluation_periods=d.evaluation_periods,
+                datapoints_to_alarm=d.datapoints_to_alarm,
+                treat_missing_data=_MISSING[d.treat_missing_data])
 
         search = lambda q, stat, label: cw.MathExpression(  # noqa: E731
             expression=f"SEARCH('{q}', '{stat}', 300)", label=label, using_metrics={},
@@ -78,7 +72,7 @@ class Monitoring(Construct):
             cw.GraphWidget(title="Drift (PSI)", width=12, left=[
                 cw.Metric(namespace="MLOpsKit/Monitoring", metric_name=name,
                           dimensions_map={"EndpointName": ep}, statistic="Maximum",
-                          period=Duration.minutes(5))
+                          period=Duration.minutes(schedule_minutes))  # one run per point
                 for name in ("FeaturePSIMax", "PredictionPSI")]),
         )
         self.dashboard.add_widgets(

@@ -27,7 +27,8 @@ class ControlStack(Stack):
             registry=stateful.registry, notifications=stateful.notifications,
             serving_role=self.serving.role)
         self.monitoring = Monitoring(self, "Monitoring", endpoint_name=cfg.endpoint_name,
-                                     definitions_path=alarm_definitions)
+                                     definitions_path=alarm_definitions,
+                                     schedule_minutes=cfg.drift_schedule_minutes)
         CfnOutput(self, "EndpointName", value=cfg.endpoint_name, description="MLOPS_ENDPOINT")
         CfnOutput(self, "SageMakerExecutionRoleArn", value=self.serving.role.role_arn,
                   description="SAGEMAKER_EXECUTION_ROLE_ARN")

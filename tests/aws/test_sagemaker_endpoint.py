@@ -9,7 +9,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY
 
-from mlops_kit.aws.models import model_name
+from mlops_kit.aws import models
+from mlops_kit.aws.models import SERVING_ENVIRONMENT, model_name
 from mlops_kit.core.rotation import Lineup, VariantWeight, promotion_weights
 from mlops_kit.deploy.endpoints import EndpointBusyError, EndpointNotFoundError, ModelSource
 from mlops_kit.deploy.sagemaker_endpoint import (DataCapture, SageMakerEndpoints,
@@ -97,8 +98,23 @@ def test_first_deploy_creates_models_config_and_endpoint(sagemaker, packages):
                                                    "JsonContentTypes": ["application/json"]}
     model = sagemaker.describe_model(ModelName=model_name(packages[3]))
     assert model["ExecutionRoleArn"] == ROLE_ARN
-    assert model["Containers"] == [{"ModelPackageName": package_arn(3)}]
+    # The package's container plus the serving environment (the default accept type, so that a
+    # request without Accept gets CSV, as from the local endpoint).
+    assert model["Containers"] == [{"ModelPackageName": package_arn(3),
+                                    "Environment": {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT":
+                                                    "text/csv"}}]
     assert len(config_name) <= 63 and config_name.startswith(ENDPOINT)
+
+
+def test_a_model_made_with_another_environment_is_not_reused(monkeypatch):
+    """Models are immutable: one created before SERVING_ENVIRONMENT (or with another one) would
+    answer in another default type, so its name differs and a deploy creates a new model."""
+    source = sources(3)[3]
+    current = model_name(source)
+    monkeypatch.setattr(models, "SERVING_ENVIRONMENT", {})
+    older = model_name(source)
+    assert older != current
+    assert older.rsplit("-", 1)[0] == current.rsplit("-", 1)[0] == "fraud-detector-v3"
 
 
 def test_a_repeated_deploy_is_a_no_op_with_the_same_config_name(sagemaker, packages):
@@ -212,7 +228,7 @@ def test_second_deploy_updates_the_endpoint_with_a_new_config(sagemaker, package
             for v in config["ProductionVariants"]] == [("v4", 1.0, 2), ("v3", 0.0, 1),
                                                        ("v2", 0.0, 1)]
     assert sagemaker.describe_model(ModelName=names[4])["Containers"] == [
-        {"ModelPackageName": package_arn(4)}]
+        {"ModelPackageName": package_arn(4), "Environment": SERVING_ENVIRONMENT}]
 
 
 def test_guardrails_are_sent_only_when_variant_names_stay(sagemaker, packages,
@@ -255,7 +271,8 @@ def test_update_refused_while_in_progress_is_busy(stubbed_sagemaker):
         stubber.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:"
                                                           f"{ACCOUNT}:model/m{version}"}, {
             "ModelName": model_name(sources(version)[version]), "ExecutionRoleArn": ROLE_ARN,
-            "Containers": [{"ModelPackageName": package_arn(version)}]})
+            "Containers": [{"ModelPackageName": package_arn(version),
+                            "Environment": SERVING_ENVIRONMENT}]})
     stubber.add_response("create_endpoint_config", {"EndpointConfigArn": "arn:aws:sagemaker:"
                                                     f"{REGION}:{ACCOUNT}:endpoint-config/c"},
                          {"EndpointConfigName": ANY, "ProductionVariants": ANY,

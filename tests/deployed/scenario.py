@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -99,6 +101,20 @@ def _update_endpoint(self):
     return ActionResult({"EndpointArn": endpoint.arn})
 
 
+def _percentile_statistics(original):
+    """moto's GetMetricData answers None for percentile statistics (pNN); CloudWatch computes
+    them. Nearest rank, as `core.alarms.aggregate` does, over the raw datapoints."""
+    def get_statistics_for_type(self, stat: str):
+        if re.fullmatch(r"p\d+(\.\d+)?", stat):
+            values = sorted(float(md.value) for md in self.metric_data)
+            if not values:
+                return None
+            rank = math.ceil(float(stat[1:]) / 100 * len(values))
+            return values[max(rank, 1) - 1]
+        return original(self, stat)
+    return get_statistics_for_type
+
+
 @dataclass
 class Run:
     function: str
@@ -128,6 +144,10 @@ class Scenario:
         self.capture_uri = out(self.stage.stateful, "CaptureS3Uri")
         self.monkeypatch.setattr(SageMakerResponse, "update_endpoint", _update_endpoint,
                                  raising=False)
+        from moto.cloudwatch.models import Statistics
+
+        self.monkeypatch.setattr(Statistics, "get_statistics_for_type",
+                                 _percentile_statistics(Statistics.get_statistics_for_type))
 
     # -- setup, as the test ---------------------------------------------------------------
     def registry(self):
@@ -177,6 +197,20 @@ class Scenario:
         key = f"{prefix}/{self.endpoint}/{variant}/{written_at:%Y/%m/%d/%H}/{name}.jsonl"
         self.admin("s3").put_object(Bucket=bucket, Key=key, Body="\n".join(lines) + "\n")
         s3_backends[ACCOUNT]["aws"].buckets[bucket].keys[key].last_modified = written_at
+
+    def ground_truth(self, labels: dict[str, int], landed_at: datetime, name: str) -> None:
+        """Labels as a labelling system lands them (docs/configuration.md), in SageMaker's
+        ground-truth record format, at the drift monitor's GROUND_TRUTH_S3_URI."""
+        from moto.s3.models import s3_backends
+
+        uri = self.stage.functions["drift_monitor"].environment["GROUND_TRUTH_S3_URI"]
+        bucket, _, prefix = uri[5:].partition("/")
+        key = f"{prefix}/{self.endpoint}/{landed_at:%Y/%m/%d/%H}/{name}.jsonl"
+        body = "".join(json.dumps({"groundTruthData": {"data": str(label), "encoding": "CSV"},
+                                   "eventMetadata": {"eventId": ident}, "eventVersion": "0"})
+                       + "\n" for ident, label in labels.items())
+        self.admin("s3").put_object(Bucket=bucket, Key=key, Body=body)
+        s3_backends[ACCOUNT]["aws"].buckets[bucket].keys[key].last_modified = landed_at
 
     def sagemaker_metrics(self, variant: str, start: datetime, minutes: int, *,
                           errors: float, latency_us: float) -> None:

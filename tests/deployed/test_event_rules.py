@@ -59,8 +59,17 @@ def test_other_groups_and_the_write_back_reach_nothing(stage):
     assert matching_rules(stage, rejected) == set()
 
 
+SAMPLE_ENDPOINT = "fraud-scorer-prod"
+"""The endpoint the real alarm sample names (in its alarm name and metric dimensions)."""
+
+
 def alarm_event(name: str, state: str = "ALARM") -> dict:
+    """The real "CloudWatch Alarm State Change" sample, for alarm `name` (`<endpoint>-<id>`)."""
     sample = event("cloudwatch-alarm-state-change.eventbridge.json")
+    endpoint = next((e for e in ("fraud-scorer-dev", "fraud-scorer-prod")
+                     if name.startswith(f"{e}-")), None)
+    if endpoint:
+        sample = json.loads(json.dumps(sample).replace(f'"{SAMPLE_ENDPOINT}"', f'"{endpoint}"'))
     sample = copy.deepcopy(sample)
     sample["detail"]["alarmName"] = name
     sample["resources"] = [f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"]

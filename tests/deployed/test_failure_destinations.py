@@ -120,7 +120,7 @@ def lifecycle_without_rollback(sc: Scenario) -> None:
 def replay_with_lambda_running_the_handler(sc: Scenario, url: str) -> list:
     """The runbook's `mlops events replay`, with Lambda's async Invoke answered by running the
     named function's handler as its role (moto runs no Lambda code without Docker)."""
-    from mlops_kit.aws.operations import replay_failed_events
+    from mlops_kit.aws.operations import FailedEventQueue
 
     outcomes = []
     functions = {fn.function_name: name for name, fn in sc.stage.functions.items()}
@@ -132,6 +132,7 @@ def replay_with_lambda_running_the_handler(sc: Scenario, url: str) -> list:
             outcomes.append(sc.run(name, json.loads(Payload)))
             return {"StatusCode": 202}
 
-    report = replay_failed_events(url, sqs=sc.admin("sqs"), lambda_client=LambdaThatRuns())
-    assert report.failed == 0
+    report = FailedEventQueue(url, sqs_client=sc.admin("sqs"), lambda_client=LambdaThatRuns(),
+                              wait_seconds=0).replay()
+    assert report.failed == [], report.to_dict()
     return outcomes

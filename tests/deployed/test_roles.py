@@ -14,17 +14,34 @@ from .scenario import Scenario, baseline_documents, capture_line, now_minute
 from .test_event_rules import alarm_event
 from .twin import allowed, arn_format_known, authorisations
 
+_CONFIG_COUNTS = ("SageMakerEndpoints._config_counts reads instance counts from the config "
+                  "when DescribeEndpoint omits them for a variant (moto never does)")
+_IDEMPOTENCY_RELEASE = ("Powertools deletes its idempotency record when the handler raises "
+                        "(test_failure_destinations.py runs that path)")
 NOT_EXERCISED = {
     "deployment_controller": {
         "sagemaker:UpdateEndpointWeightsAndCapacities":
             "re-deploying the config the endpoint already runs only restores its weights "
             "(tests/aws/test_sagemaker_endpoint.py covers it against moto)",
-        "dynamodb:DeleteItem": "Powertools deletes its idempotency record when the "
-                               "promotion raises (tests/aws/test_fault_injection.py)",
+        "dynamodb:DeleteItem": _IDEMPOTENCY_RELEASE,
+        "sagemaker:DescribeEndpointConfig": _CONFIG_COUNTS,
     },
     "rollback_controller": {
-        "dynamodb:DeleteItem": "Powertools deletes its idempotency record when the rollback "
-                               "raises (an endpoint that stays busy)",
+        "dynamodb:DeleteItem": _IDEMPOTENCY_RELEASE,
+        "sagemaker:DescribeEndpointConfig": _CONFIG_COUNTS,
+        "dynamodb:GetItem": "reading one version's ledger record (a roll-forward target, a "
+                            "record healed after a lost write: tests/aws/test_fault_injection.py)",
+        "sagemaker:DescribeModelPackage": "the same, from SageMaker when the ledger lacks it",
+    },
+    "drift_monitor": {
+        "sagemaker:DescribeEndpointConfig": _CONFIG_COUNTS,
+        "dynamodb:Query": "listing versions from the ledger (registry reads other than the "
+                          "champion's package ARN)",
+    },
+    "probe": {
+        "sagemaker:DescribeEndpointConfig": _CONFIG_COUNTS,
+        "dynamodb:Query": "listing versions from the ledger (registry reads other than the "
+                          "champion's package ARN)",
     },
 }
 """Granted actions a single healthy lifecycle does not call, each with the test that does."""
@@ -102,7 +119,8 @@ def test_every_path_runs_under_exactly_its_role(world, monkeypatch, capsys):
     assert results["rollback"]["action"] == "rolled_back", results["rollback"]
     if "stream" in results:
         assert results["stream"]["batchItemFailures"] == []
-    assert audit(sc) == {}
+    problems = audit(sc)
+    assert problems == {}
 
 
 def test_a_call_outside_the_role_is_caught(world, monkeypatch, capsys):

@@ -419,8 +419,8 @@ def authorisations(call: Call) -> list[tuple[str, str]]:
         action = f"sagemaker:{op}"
         if "EndpointName" in p:
             found = [(action, _sagemaker_arn("endpoint", p["EndpointName"]))]
-            if op == "CreateEndpoint":
-                found.append(("sagemaker:CreateEndpoint",
+            if op in ("CreateEndpoint", "UpdateEndpoint"):
+                found.append((action,
                               _sagemaker_arn("endpoint-config", p["EndpointConfigName"])))
             return found
         if "EndpointConfigName" in p:

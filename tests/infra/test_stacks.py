@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+from dataclasses import replace
 
 from aws_cdk.assertions import Match
 
@@ -102,8 +104,10 @@ def _function_id(template, name):
 def test_model_approval_rule_targets_deployment_lambda(synthesized):
     t = synthesized["control"]
     rule = _rule_with(t, "SageMaker Model Package State Change")
-    assert rule["EventPattern"]["detail"] == {"ModelPackageGroupName": ["fraud-detector-dev"],
-                                              "ModelApprovalStatus": ["Approved"]}
+    detail = rule["EventPattern"]["detail"]
+    assert detail["ModelPackageGroupName"] == ["fraud-detector-dev"]
+    assert detail["ModelApprovalStatus"] == ["Approved"]
+    assert {"UpdatedModelPackageFields": ["ModelApprovalStatus"]} in detail["$or"]
     (target,) = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [_function_id(t, "deployment_controller"), "Arn"]}
     assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 8
@@ -119,31 +123,68 @@ def test_alarm_rule_targets_rollback_lambda(synthesized):
     assert "DeadLetterConfig" in target and "RetryPolicy" in target
 
 
-def test_controllers_reserved_concurrency_one(synthesized):
+def test_controllers_reserve_no_concurrency_unless_configured(synthesized, tmp_path):
+    """An account on the default quota (10) cannot reserve any: the default reserves none."""
     t = synthesized["control"]
     resources = t.to_json()["Resources"]
     for name in ("rollback_controller", "deployment_controller"):
-        assert resources[_function_id(t, name)]["Properties"]["ReservedConcurrentExecutions"] == 1
+        assert "ReservedConcurrentExecutions" not in resources[_function_id(t, name)]["Properties"]
+
+    from aws_cdk.assertions import Template
+    from .conftest import synth_stage
+
+    _, stacks = synth_stage(tmp_path, "dev", overrides={"controllerReservedConcurrency": 2})
+    configured = Template.from_stack(stacks.control)
+    found = configured.find_resources("AWS::Lambda::Function")
+    reserved = {fid: r["Properties"].get("ReservedConcurrentExecutions")
+                for fid, r in found.items()}
+    assert sorted(v for v in reserved.values() if v is not None) == [2, 2]
 
 
-def test_one_alarm_per_endpoint_level_definition(synthesized):
-    definitions = json.loads((ROOT / "functions/mlops_kit/core/alarm_definitions.json")
-                             .read_text())["alarms"]
+def test_one_alarm_per_definition_fitted_to_the_stage_schedule(synthesized):
+    from mlops_kit.core.alarms import AlarmDefinition, fit_to_schedule, load_specs
+
     alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in
-              _resources(synthesized["control"], "AWS::CloudWatch::Alarm").values()}
-    expected = [d for d in definitions if "{champion}" not in json.dumps(d["dimensions"])]
-    assert len(alarms) == len(expected) >= 3  # every endpoint-level definition, no more
+              _resources(synthesized["control"], "AWS::CloudWatch::Alarm").values()
+              if a["Properties"]["AlarmName"].startswith("fraud-scorer-dev-")}
+    expected = fit_to_schedule(load_specs(), 10)  # dev's driftScheduleMinutes
+    assert len(alarms) == len(expected) == 5  # every definition, no more
+    # The windows, hand-checked for a 10-minute schedule (core.alarms.AlarmSpec.fit).
+    assert {name.removeprefix("fraud-scorer-dev-"): (a["Period"], a["EvaluationPeriods"],
+                                                     a["DatapointsToAlarm"])
+            for name, a in alarms.items()} == {
+        "feature-drift": (600, 4, 2), "prediction-drift": (600, 4, 2),
+        "performance": (600, 3, 2), "champion-5xx": (60, 18, 3),
+        "champion-latency": (60, 20, 3)}
     for d in expected:
-        a = alarms[f"fraud-scorer-dev-{d['id']}"]
-        assert (a["Namespace"], a["MetricName"]) == (d["namespace"], d["metric"])
-        stat_key = "ExtendedStatistic" if d["statistic"].startswith("p") else "Statistic"
-        assert a[stat_key] == d["statistic"]
-        assert a["Period"] == d["period_seconds"] and a["Threshold"] == d["threshold"]
-        assert a["ComparisonOperator"] == d["comparison"]
-        assert a["EvaluationPeriods"] == d["evaluation_periods"]
-        assert a["DatapointsToAlarm"] == d["datapoints_to_alarm"]
-        assert a["TreatMissingData"] == d["treat_missing_data"]
+        a = alarms[d.alarm_name("fraud-scorer-dev")]
         assert a["Dimensions"] == [{"Name": "EndpointName", "Value": "fraud-scorer-dev"}]
+        stat_key = "ExtendedStatistic" if d.statistic.startswith("p") else "Statistic"
+        assert a[stat_key] == d.statistic
+        # What the deployed-twin tests read back is what core evaluates.
+        back = AlarmDefinition.from_cloudformation(a["AlarmName"], a)
+        assert back == replace(d, dimensions={"EndpointName": "fraud-scorer-dev"})
+
+
+def test_alarm_windows_follow_the_schedule_they_are_given():
+    from aws_cdk import App, Stack
+    from aws_cdk.assertions import Template
+
+    from .conftest import ROOT, cdk_app_package
+
+    cdk_app_package()
+    monitoring = importlib.import_module("mlops_infra.constructs.monitoring")
+    stack = Stack(App(), "S")
+    monitoring.Monitoring(stack, "M", endpoint_name="e", schedule_minutes=15,
+                          definitions_path=ROOT / "functions/mlops_kit/core/alarm_definitions.json")
+    alarms = {a["Properties"]["AlarmName"]: a["Properties"]
+              for a in Template.from_stack(stack).find_resources("AWS::CloudWatch::Alarm").values()}
+    assert (alarms["e-feature-drift"]["Period"], alarms["e-feature-drift"]["EvaluationPeriods"]) \
+        == (900, 4)
+    assert (alarms["e-champion-5xx"]["Period"], alarms["e-champion-5xx"]["EvaluationPeriods"]) \
+        == (60, 15 + 3 + 2 + 3)
+    assert alarms["e-champion-5xx"]["TreatMissingData"] == "notBreaching"
+    assert alarms["e-performance"]["ComparisonOperator"] == "LessThanThreshold"
 
 
 def test_dashboard(synthesized):

@@ -82,3 +82,42 @@ def test_labels_arriving_later_are_joined_to_captured_scores(tmp_path):
     assert len(labels) == 100
     assert monitor._labelled_aupr(labels) == 1.0  # the positives got the high scores
     assert monitor.labels.read_new("ep") == {}  # each line once; the torn one waits
+
+
+def test_the_local_monitors_alarms_are_fitted_to_its_schedule(tmp_path):
+    from mlops_kit.config import LocalSettings
+    from mlops_kit.local.monitor import LocalMonitor
+
+    settings = LocalSettings(home=tmp_path, model_group="g", use_case="u", owner="o",
+                             endpoint_name="ep")
+    periods = lambda m: {d.id: (d.period_seconds, d.evaluation_periods)  # noqa: E731
+                         for d in m.evaluator.definitions}
+    assert periods(LocalMonitor(settings))["feature-drift"] == (600, 4)  # the stages' 10 min
+    demo = periods(LocalMonitor(settings, time_scale=0.005, schedule_minutes=5))
+    assert demo["feature-drift"] == (300, 4) and demo["champion-5xx"] == (60, 5 + 3 + 2 + 3)
+
+
+def test_compressed_ticks_a_little_slower_than_the_period_still_alarm_in_three_ticks(tmp_path):
+    """The demo: a tick every 1.5 s plus the tick's own work stands for a 5-minute schedule
+    (time_scale 0.005: 300 s periods last 1.5 s). Drift from tick 3 on alarms by tick 6."""
+    from datetime import datetime, timedelta, timezone
+
+    from mlops_kit.core.alarms import load_definitions
+    from mlops_kit.monitoring.evaluator import LocalAlarmEvaluator
+    from mlops_kit.monitoring.metrics import LocalMetricStore, MetricDatum
+
+    drift = [d for d in load_definitions(schedule_minutes=5) if d.id == "feature-drift"]
+    for offset in (0.0, 0.4, 1.1):
+        home = tmp_path / str(offset)
+        store, evaluator = LocalMetricStore(home), LocalAlarmEvaluator(home, "ep", drift,
+                                                                        time_scale=0.005)
+        start = datetime(2026, 11, 27, 12, tzinfo=timezone.utc) + timedelta(seconds=offset)
+        alarm_tick = None
+        for tick in range(12):
+            at = start + tick * timedelta(seconds=1.8)
+            store.put([MetricDatum("FeaturePSIMax", 0.6 if tick >= 4 else 0.05,
+                                   {"EndpointName": "ep"}, at)])  # tick 3 still saw normal rows
+            if any(e["detail"]["state"]["value"] == "ALARM" for e in evaluator.evaluate(at)):
+                alarm_tick = tick
+                break
+        assert alarm_tick is not None and 5 <= alarm_tick <= 6, (offset, alarm_tick)

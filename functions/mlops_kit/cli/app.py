@@ -501,7 +501,10 @@ def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
     from mlops_pipelines.steps.inference import PayloadError
 
     settings = LocalSettings.from_env()
-    monitor = LocalMonitor(settings, time_scale=period / 300.0)
+    # One tick is `interval` real seconds = interval * 300 / period virtual seconds: the local
+    # alarms are fitted to that schedule, as the stage's alarms are to the Lambda's.
+    schedule = max(1, round(interval * 300.0 / period / 60))
+    monitor = LocalMonitor(settings, time_scale=period / 300.0, schedule_minutes=schedule)
     router = ScoringRouter(settings.home, settings.endpoint_name)
 
     def invoke(variant: str, body: str) -> tuple[int, str]:
@@ -574,6 +577,177 @@ def demo_command(rows: int = typer.Option(50_000, "--rows", min=20_000,
                       "(docs/runbooks.md)", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK if result.succeeded else 1)
 
+
+
+# -- the controllers' failed events and the stage's teardown (mlops_kit.aws.operations) -------
+
+events_app = typer.Typer(help="The controllers' failed events: the stage's on-failure queue.",
+                         no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+QueueUrlOption = typer.Option(..., "--queue-url",
+                              help="The on-failure queue: the Control stack's "
+                                   "FailedEventsQueueUrl output.")
+MaxMessagesOption = typer.Option(None, "--max", min=1,
+                                 help="Handle at most N messages (default: the whole queue).")
+
+
+def _failed_event_queue(queue_url: str):
+    from mlops_kit.aws.operations import FailedEventQueue, OperationInputError
+
+    try:
+        return FailedEventQueue(queue_url)
+    except OperationInputError as exc:
+        _fail_bad_input(str(exc))
+
+
+def _queue_operation(run) -> Any:
+    from mlops_kit.aws.operations import OperationInputError
+
+    try:
+        return run()
+    except OperationInputError as exc:
+        _fail_bad_input(str(exc))
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _print_queue_report(report, as_json: bool) -> None:
+    """Exit 0: everything replayed, discarded or replayable (or an empty queue); 1: some
+    message is left for on-call (malformed, refused, failed, or a --message-id not found)."""
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        from rich.table import Table
+
+        if not report.events:
+            console.print(f"{report.queue_url}: no message")
+        else:
+            table = Table(title=f"{report.queue_url} ({report.mode})")
+            # Message ids and function names are what on-call copies: fold, never cut.
+            for column in ("message", "status", "function", "event", "condition", "invokes",
+                           "age", "why / last error"):
+                table.add_column(column, overflow="fold")
+            for e in report.events:
+                why = e.reason
+                if e.error_message and e.status == "would_replay":
+                    why = f"{e.function_error or 'error'}: {e.error_message}"
+                table.add_row(e.message_id, e.status, e.function, e.subject, e.condition,
+                              "" if e.invoke_count is None else str(e.invoke_count),
+                              _age(e.age_seconds) if e.function else "", why)
+            console.print(table)
+        for message_id in report.missing_message_ids:
+            err.print(f"[bold red]not found:[/] message {message_id} is not in the queue",
+                      highlight=False)
+        for problem in report.problems:
+            err.print(f"[bold red]problem:[/] {problem}", highlight=False, markup=False)
+    raise typer.Exit(EXIT_OK if report.ok else 1)
+
+
+@events_app.command("list")
+def events_list(queue_url: str = QueueUrlOption,
+                max_messages: Optional[int] = MaxMessagesOption,
+                as_json: bool = JsonOption) -> None:
+    """What `events replay` would do with each message (function, event, condition, invoke
+    count, age); changes nothing. Exit 0: every message is replayable; 1: some is not; 2: the
+    queue cannot be reached."""
+    queue = _failed_event_queue(queue_url)
+    _print_queue_report(_queue_operation(lambda: queue.list(max_messages=max_messages)),
+                        as_json)
+
+
+@events_app.command("replay")
+def events_replay(queue_url: str = QueueUrlOption,
+                  dry_run: bool = typer.Option(False, "--dry-run",
+                                               help="Only list (= `events list`)."),
+                  max_messages: Optional[int] = MaxMessagesOption,
+                  message_id: list[str] = typer.Option(
+                      [], "--message-id", help="Replay only this message (repeatable)."),
+                  as_json: bool = JsonOption) -> None:
+    """Invoke each failed event's function again (asynchronously) with the original event,
+    then delete its message; a message that is not an invocation record, or whose invoke
+    fails, stays in the queue. Exit 0: all replayed (or nothing to do); 1: some not; 2: bad
+    input (bad URL, unreachable queue)."""
+    queue = _failed_event_queue(queue_url)
+    if dry_run:
+        report = _queue_operation(lambda: queue.list(max_messages=max_messages))
+    else:
+        report = _queue_operation(lambda: queue.replay(max_messages=max_messages,
+                                                       message_ids=message_id or None))
+    _print_queue_report(report, as_json)
+
+
+@events_app.command("discard")
+def events_discard(queue_url: str = QueueUrlOption,
+                   message_id: list[str] = typer.Option(
+                       ..., "--message-id", help="The message to delete unreplayed "
+                                                 "(repeatable; from `events list`)."),
+                   as_json: bool = JsonOption) -> None:
+    """Delete the named messages without replaying them: an event on-call decided must not
+    be applied any more (e.g. an alarm of an incident that is over). Exit 0: all deleted;
+    1: some not found or not deleted; 2: bad input."""
+    queue = _failed_event_queue(queue_url)
+    _print_queue_report(_queue_operation(lambda: queue.discard(message_id)), as_json)
+
+
+@app.command("teardown")
+def teardown_command(
+        endpoint: str = typer.Option(..., "--endpoint",
+                                     help="The stage's endpoint (cdk.json endpointName)."),
+        model_group: str = typer.Option(..., "--model-group",
+                                        help="The stage's model group (cdk.json modelGroup)."),
+        yes: bool = typer.Option(False, "--yes", help="Delete. Without it: only list."),
+        wait: bool = typer.Option(True, "--wait/--no-wait",
+                                  help="Wait until the endpoint is gone before deleting its "
+                                       "configs and models."),
+        backend: str = typer.Option("aws", "--backend", help="aws (what the controller "
+                                                             "created in SageMaker)."),
+        as_json: bool = JsonOption) -> None:
+    """Delete what the deployment controller created, which `cdk destroy` leaves running:
+    the endpoint, its endpoint configs and their models (by the kit's naming rules only;
+    another endpoint's or team's resources are kept). Run it before `npx cdk destroy`.
+
+    Exit 0: listed, or everything deleted (already gone counts); 1: something was not
+    deleted (the list says what and why); 2: bad input (names, credentials, an endpoint the
+    kit did not deploy)."""
+    from mlops_kit.aws.operations import OperationInputError, StageTeardown
+
+    if backend != "aws":
+        _fail_bad_input("`teardown` removes what the deployment controller created in AWS "
+                        "(--backend aws); a local home is a folder: remove $MLOPS_HOME")
+    try:
+        teardown = StageTeardown(endpoint, model_group)
+        report = teardown.plan()
+    except OperationInputError as exc:
+        _fail_bad_input(str(exc))
+    if yes and report.to_delete:
+        report = teardown.apply(report, wait=wait)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        if not report.items:
+            console.print(f"nothing of {endpoint} / {model_group} to delete")
+        for item in report.items:
+            if not item.delete:
+                verb = "keep"
+            elif not report.applied:
+                verb = "would delete"
+            else:
+                verb = item.status.replace("_", " ")
+            line = f"{verb}: {item.kind} {item.name} ({item.reason})"
+            if item.error:
+                line += f": {item.error}"
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+        if report.to_delete and not report.applied:
+            console.print("nothing deleted; run again with --yes to delete", highlight=False)
+    raise typer.Exit(EXIT_OK if report.ok else 1)
 
 def _register_serving() -> None:
     from mlops_kit.cli import serving

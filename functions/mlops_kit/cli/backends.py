@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mlops_kit.homes import Backend, BackendError
 
-__all__ = ["Backend", "BackendError", "open_backend", "local_backend"]
+__all__ = ["Backend", "BackendError", "open_backend"]
 
 
 def open_backend(name: str) -> Backend:
@@ -19,8 +19,3 @@ def open_backend(name: str) -> Backend:
         return backend()
     raise BackendError(f"unknown backend '{name}': use local or aws")
 
-
-def local_backend(settings) -> Backend:
-    from mlops_kit.homes.local import backend
-
-    return backend(settings)

@@ -5,9 +5,10 @@ through the local endpoint with capture → drift → monitor → alarm → auto
 traffic verified on v1; then a timeline and a picture of what happened.
 
 Every step is the kit's own code path (pipeline runner, registry, deployment and rollback
-controllers, drift monitor, alarm evaluator, local endpoint); the demo only drives it. Alarm
-periods are compressed (a 300 s CloudWatch period runs in `period_seconds`); thresholds and the
-M-out-of-N rule are the ones CloudWatch gets.
+controllers, drift monitor, alarm evaluator, local endpoint); the demo only drives it. Time is
+compressed: one monitor tick every `period_seconds` stands for a drift monitor on a 5-minute
+schedule, and the alarms are fitted to that schedule as CloudWatch's are to the stage's;
+thresholds and the M-out-of-N rule are the ones CloudWatch gets.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any, Callable
 from mlops_kit.config import LocalSettings
 
 ALARM_PERIOD_SECONDS = 300
+"""The virtual seconds one demo tick stands for: a 5-minute drift-monitor schedule, so the
+per-run alarms get 300 s periods, each compressed into one tick."""
 
 
 @dataclass
@@ -205,7 +208,7 @@ class Demo:
                     server.kill()
 
     def _approve(self, version: int) -> str:
-        from mlops_kit.cli.backends import local_backend
+        from mlops_kit.homes.local import backend as local_backend
 
         backend = local_backend(self.settings)
         updated, _ = backend.registry.approve(version, actor="demo-scientist",
@@ -254,7 +257,8 @@ class Demo:
     def _live(self, client: EndpointClient, features, generate, DriftSpec) -> DemoResult:
         from mlops_kit.local.monitor import LocalMonitor
 
-        monitor = LocalMonitor(self.settings, time_scale=self.period / ALARM_PERIOD_SECONDS)
+        monitor = LocalMonitor(self.settings, time_scale=self.period / ALARM_PERIOD_SECONDS,
+                               schedule_minutes=ALARM_PERIOD_SECONDS // 60)
         probes = monitor.probe(lambda variant, body: client.invoke(body, variant=variant)[:2],
                                datetime.now(timezone.utc))
         self._step("probes", ", ".join(f"{r.variant_name} {'ok' if r.ok else 'FAILED'} "

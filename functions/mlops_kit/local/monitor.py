@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mlops_kit.config import LocalSettings
-from mlops_kit.core.alarms import AlarmDefinition, load_definitions
+from mlops_kit.core.alarms import DEFAULT_SCHEDULE_MINUTES, AlarmDefinition, load_definitions
 from mlops_kit.core.rotation import serving_champion
 from mlops_kit.deploy.endpoints import EndpointBusyError
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
@@ -80,20 +80,15 @@ class CaptureTail(_Tail):
 
 
 class LabelTail(_Tail):
-    """Ground truth as it arrives: JSON lines {"inferenceId": ..., "label": 0|1} appended under
-    $MLOPS_HOME/ground-truth/<endpoint>/."""
+    """Ground truth as it arrives, appended under $MLOPS_HOME/ground-truth/<endpoint>/ in
+    either format `monitoring.ground_truth` reads (SageMaker's or the kit's short one)."""
 
     def read_new(self, endpoint_name: str) -> dict[str, int]:
+        from mlops_kit.monitoring.ground_truth import parse_labels
+
         labels: dict[str, int] = {}
         for path in sorted((self.root / endpoint_name).glob("*.jsonl")):
-            for line in self.new_text(path).splitlines():
-                try:
-                    record = json.loads(line)
-                    label = int(record["label"])
-                except (ValueError, KeyError, TypeError):
-                    continue
-                if label in (0, 1) and isinstance(record.get("inferenceId"), str):
-                    labels[record["inferenceId"]] = label
+            labels.update(parse_labels(self.new_text(path))[0])
         return labels
 
 
@@ -103,7 +98,11 @@ SCORE_MEMORY = 500_000
 
 class LocalMonitor:
     def __init__(self, settings: LocalSettings, *, time_scale: float = 1.0,
-                 definitions: Sequence[AlarmDefinition] | None = None):
+                 definitions: Sequence[AlarmDefinition] | None = None,
+                 schedule_minutes: int = DEFAULT_SCHEDULE_MINUTES):
+        """`schedule_minutes`: the (virtual, i.e. before `time_scale`) minutes between two
+        ticks, which the alarms' windows are fitted to, as CloudWatch's are to the drift
+        monitor's schedule; `definitions` given are used as they are."""
         self.settings = settings
         self.endpoint = settings.endpoint_name
         self.registry = local_registry(settings)
@@ -114,7 +113,8 @@ class LocalMonitor:
         self.scores_by_id: dict[str, float] = {}
         self.pending: list[dict[str, Any]] = []
         self.evaluator = LocalAlarmEvaluator(settings.home, self.endpoint,
-                                             definitions or load_definitions(),
+                                             definitions or load_definitions(
+                                                 schedule_minutes=schedule_minutes),
                                              champion_variant=self._champion_variant,
                                              time_scale=time_scale)
 
@@ -181,16 +181,9 @@ class LocalMonitor:
     def _labelled_aupr(self, labels: dict[str, int]) -> float | None:
         """AUPR of the champion on the labels that arrived since the last tick, joined to the
         scores it gave (by inferenceId)."""
-        import numpy as np
+        from mlops_kit.monitoring.ground_truth import labelled_aupr
 
-        from mlops_kit.core.drift import average_precision
-        from mlops_kit.monitoring.drift_monitor import MIN_LABELLED_ROWS
-
-        pairs = [(label, self.scores_by_id[i]) for i, label in labels.items()
-                 if i in self.scores_by_id]
-        if len(pairs) < MIN_LABELLED_ROWS or len({p[0] for p in pairs}) < 2:
-            return None
-        return average_precision(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
+        return labelled_aupr(labels, self.scores_by_id)
 
     def probe(self, invoke: Invoke, now: datetime) -> list[ProbeResult]:
         """Invoke every variant, pinned, with baseline rows; record the verdicts."""

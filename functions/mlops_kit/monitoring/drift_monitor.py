@@ -24,9 +24,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from mlops_kit.core import drift
+from mlops_kit.monitoring.ground_truth import MIN_LABELLED_ROWS, labelled_aupr  # noqa: F401
 from mlops_kit.monitoring.metrics import MetricDatum
 
-MIN_LABELLED_ROWS = 50
 MIN_ROWS_FOR_DRIFT = 200
 """Below this, PSI over 10 bins is sampling noise (same-distribution samples of 20 rows give a
 median PSI near 1): a quiet period publishes no drift datapoint rather than a false alarm."""
@@ -225,11 +225,5 @@ def compute_metrics(baseline: ChampionBaseline, by_variant: Mapping[str, Decoded
 
 
 def _labelled_aupr(decoded: DecodedCapture, labels: Mapping[str, int]) -> float | None:
-    pairs = [(labels[i], s) for i, s in zip(decoded.inference_ids, decoded.scores)
-             if i is not None and i in labels]
-    if len(pairs) < MIN_LABELLED_ROWS:
-        return None
-    y = np.asarray([p[0] for p in pairs], dtype=np.float64)
-    if y.min() == y.max():
-        return None
-    return drift.average_precision(y, np.asarray([p[1] for p in pairs]))
+    return labelled_aupr(labels, {i: s for i, s in zip(decoded.inference_ids, decoded.scores)
+                                  if i is not None})

@@ -1,17 +1,18 @@
-"""The local stand-in for CloudWatch alarms: the same definitions, the same M-of-N rule and
-missing-data treatment, and the same "CloudWatch Alarm State Change" events on a transition."""
+"""The local stand-in for CloudWatch alarms: the same definitions, CloudWatch's evaluation
+(`mlops_kit.core.alarms.alarm_state`: aligned periods, M of N, missing-data treatment), and
+the same "CloudWatch Alarm State Change" events on a transition."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from mlops_kit.core.alarms import COMPARISONS, AlarmDefinition, evaluate
+from mlops_kit.core.alarms import AlarmDefinition, Datapoint, alarm_state
 from mlops_kit.monitoring.alarm_events import alarm_state_change_event
 from mlops_kit.monitoring.metrics import LocalMetricStore
 
@@ -28,8 +29,9 @@ class LocalAlarmEvaluator:
                  definitions: Sequence[AlarmDefinition], *,
                  champion_variant: Callable[[], str] = lambda: "",
                  time_scale: float = 1.0):
-        """`time_scale` < 1 compresses every period (the demo runs a 300 s period in seconds);
-        statistic, threshold and M-of-N stay as defined."""
+        """`time_scale` < 1 compresses every period (the demo runs a 300 s period in 1.5 s);
+        statistic, threshold and M-of-N stay as defined. `definitions` are concrete alarms,
+        fitted to the (virtual) schedule of whatever publishes the metrics."""
         self.home = Path(home)
         self.endpoint_name = endpoint_name
         self.definitions = tuple(definitions)
@@ -52,7 +54,10 @@ class LocalAlarmEvaluator:
         os.replace(tmp, self.state_path)
 
     def evaluate(self, now: datetime) -> list[dict[str, Any]]:
-        """Evaluate every alarm at `now`; returns the state-change events to publish."""
+        """Evaluate every alarm at `now`; returns the state-change events to publish.
+
+        A local datapoint is visible as soon as it is in the store (published = its
+        timestamp); the periods are the definition's, times `time_scale`."""
         states = self.states()
         data = self.store.read()
         champion = self.champion_variant()
@@ -60,28 +65,18 @@ class LocalAlarmEvaluator:
         for definition in self.definitions:
             name = definition.alarm_name(self.endpoint_name)
             dims = definition.resolved_dimensions(self.endpoint_name, champion)
-            period = timedelta(seconds=definition.period_seconds * self.time_scale)
-            periods = []
-            for i in range(definition.evaluation_periods, 0, -1):
-                start, end = now - i * period, now - (i - 1) * period
-                periods.append([d.value for d in data
-                                if d.namespace == definition.namespace
-                                and d.name == definition.metric
-                                and dict(d.dimensions) == dims and start <= d.timestamp < end])
+            points = [Datapoint(d.timestamp, d.value) for d in data
+                      if d.namespace == definition.namespace and d.name == definition.metric
+                      and dict(d.dimensions) == dims]
+            scaled = replace(definition,
+                             period_seconds=definition.period_seconds * self.time_scale)
             previous = states.get(name, {}).get("state", "INSUFFICIENT_DATA")
-            state, values = evaluate(definition, periods, previous)
-            clean = [v for v in values if v == v]
+            result = alarm_state(scaled, points, now, previous)
+            state, clean = result.state, result.datapoints
             if state != previous:
                 states[name] = {"state": state, "since": now.isoformat(), "values": clean}
-                breaching = sum(1 for v in clean
-                                if COMPARISONS[definition.comparison](v, definition.threshold))
                 events.append(alarm_state_change_event(
-                    name, state, previous,
-                    reason=(f"Threshold Crossed: {breaching} out of the last "
-                            f"{definition.evaluation_periods} datapoints "
-                            f"{'were' if state == 'ALARM' else 'were not'} "
-                            f"{_verb(definition.comparison)} the threshold "
-                            f"({definition.threshold})"),
+                    name, state, previous, reason=result.reason,
                     namespace=definition.namespace, metric=definition.metric, dimensions=dims,
                     statistic=definition.statistic, period=definition.period_seconds,
                     threshold=definition.threshold, recent_datapoints=clean, at=now,
@@ -91,9 +86,3 @@ class LocalAlarmEvaluator:
                                          "values": clean})["values"] = clean
         self._save(states)
         return events
-
-
-def _verb(comparison: str) -> str:
-    return {"GreaterThanThreshold": "greater than", "LessThanThreshold": "less than",
-            "GreaterThanOrEqualToThreshold": "greater than or equal to",
-            "LessThanOrEqualToThreshold": "less than or equal to"}[comparison]

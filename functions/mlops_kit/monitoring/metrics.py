@@ -17,6 +17,11 @@ from typing import Mapping, Protocol, Sequence
 NAMESPACE = "MLOpsKit/Monitoring"
 
 
+def epoch_millis(at: datetime) -> int:
+    """EMF's `_aws.Timestamp` of a datum's time (a naive time is taken as UTC)."""
+    return int((at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp() * 1000)
+
+
 @dataclass(frozen=True)
 class MetricDatum:
     name: str
@@ -28,7 +33,7 @@ class MetricDatum:
 
     def to_emf(self) -> dict:
         return {
-            "_aws": {"Timestamp": int(self.timestamp.timestamp() * 1000),
+            "_aws": {"Timestamp": epoch_millis(self.timestamp),
                      "CloudWatchMetrics": [{"Namespace": self.namespace,
                                             "Dimensions": [sorted(self.dimensions)],
                                             "Metrics": [{"Name": self.name, "Unit": self.unit}]}]},
@@ -45,8 +50,10 @@ class MetricDatum:
             names = directive["Dimensions"][0] if directive["Dimensions"] else []
             dims = {k: str(document[k]) for k in names}
             for metric in directive["Metrics"]:
-                data.append(cls(metric["Name"], float(document[metric["Name"]]), dims, at,
-                                metric.get("Unit", "None"), directive["Namespace"]))
+                raw = document[metric["Name"]]  # EMF: one value, or an array of values
+                for value in (raw if isinstance(raw, list) else [raw]):
+                    data.append(cls(metric["Name"], float(value), dims, at,
+                                    metric.get("Unit", "None"), directive["Namespace"]))
         return data
 
 
@@ -89,7 +96,14 @@ class LocalMetricStore:
 
 
 class PowertoolsMetricSink:
-    """EMF through Powertools, one flush per dimension set (EMF allows one set per document)."""
+    """EMF through Powertools, one document per datum (EMF allows one dimension set per
+    document), each stamped with its datum's own time: the champion's per-minute SageMaker
+    values, republished together every run, land in their own minutes (CloudWatch takes EMF
+    timestamps up to 14 days old and 2 hours ahead).
+
+    The dimensions are exactly the datum's: Powertools would add a `service` dimension from
+    POWERTOOLS_SERVICE_NAME (set on every kit Lambda), and a metric with {EndpointName,
+    service} is another metric than the alarms' {EndpointName}."""
 
     def put(self, data: Sequence[MetricDatum]) -> None:
         from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -99,5 +113,7 @@ class PowertoolsMetricSink:
                 else MetricUnit.NoUnit
             with single_metric(name=datum.name, unit=unit, value=datum.value,
                                namespace=datum.namespace) as metric:
+                metric.service = None  # no implicit `service` dimension (see above)
                 for key, value in datum.dimensions.items():
                     metric.add_dimension(name=key, value=value)
+                metric.set_timestamp(epoch_millis(datum.timestamp))
