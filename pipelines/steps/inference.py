@@ -4,6 +4,15 @@
 stack calls; the local endpoint, batch scoring and the evaluation step's latency measurement call
 the very same functions. Self-contained on purpose (numpy + xgboost, no pandas): this file ships
 alone into the serving container and sits on the request path.
+
+In the container these handlers run under the `sagemaker-inference` toolkit's `Transformer`,
+which answers a `BaseInferenceToolkitError` with that error's status code and message and any
+other exception with a 500. A bad payload therefore raises `PayloadError`, a toolkit error with a
+4xx status, so the caller gets SageMaker's `ModelError` with `OriginalStatusCode` 400 (406, 415)
+and the reason, not an internal error. The toolkit substitutes
+`SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` (the model's environment) for a missing or `*/*` Accept
+before `output_fn` runs; `DEFAULT_ACCEPT` is the same default for callers that pass none.
+docs/serving.md ("One serving contract") has the whole contract.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,11 +32,48 @@ MODEL_FILE = "xgboost-model"
 SPEC_FILE = "feature_spec.json"
 CSV_TYPES = ("text/csv", "text/plain")
 JSON_TYPES = ("application/json", "application/jsonlines")
+DEFAULT_CONTENT_TYPE = "text/csv"
+"""How a payload without a Content-Type is read."""
+DEFAULT_ACCEPT = "text/csv"
+"""The response type when a request names none (or `*/*`). It must equal
+SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT in the model's environment (`mlops_kit.aws.models.
+SERVING_ENVIRONMENT`): in the container the toolkit, not `output_fn`, fills in a missing Accept,
+from that variable, and without it answers application/json."""
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
+try:  # installed in SageMaker's serving containers (and in the kit's dev environment)
+    from sagemaker_inference.errors import BaseInferenceToolkitError as _HandlerError
+except ImportError:  # batch scoring, the evaluation step, Lambda: the same fields, plain
+    class _HandlerError(Exception):  # type: ignore[no-redef]
+        """Stands in for sagemaker_inference.errors.BaseInferenceToolkitError."""
 
-class PayloadError(ValueError):
-    """The request cannot be scored; the message says why (HTTP 400 on an endpoint)."""
+        def __init__(self, status_code: int, message: str, phrase: str):
+            self.status_code = status_code
+            self.message = message
+            self.phrase = phrase
+            super().__init__(status_code, message, phrase)
+
+
+class PayloadError(_HandlerError, ValueError):
+    """The request cannot be scored; the message says why.
+
+    `status_code` is what the serving container answers (the toolkit reads it): 400 for a payload
+    that cannot be read or encoded, 415 for an unsupported content type, 406 for an unsupported
+    accept type. SageMaker hands it to the caller as `ModelError` (HTTP 424) with
+    `OriginalStatusCode` = `status_code` and the message in `OriginalMessage`.
+    """
+
+    def __init__(self, message: str, status_code: int = HTTPStatus.BAD_REQUEST):
+        status = HTTPStatus(status_code)
+        if not 400 <= status < 500:
+            raise ValueError(f"a payload error is a client error (4xx), not {int(status)}")
+        super().__init__(int(status), message, status.phrase)
+
+    def __str__(self) -> str:  # the toolkit's base class would print the (status, message,
+        return self.message    # phrase) tuple; callers and logs want the reason
+
+    def __reduce__(self):  # pickles with this class's own arguments, not the base class's
+        return type(self), (self.message, self.status_code)
 
 
 # The category naming rule. This file ships alone into the serving container, so it cannot
@@ -167,7 +214,9 @@ def parse_rows(body: bytes | str, content_type: str) -> list[list[Any]]:
             body = body.decode("utf-8")
         except UnicodeDecodeError:
             raise PayloadError("payload is not UTF-8 text") from None
-    media_type = (content_type or "").split(";")[0].strip().lower()
+    # No Content-Type reads as CSV in both homes: the local endpoint and the container (where the
+    # toolkit passes None) call this same function.
+    media_type = (content_type or "").split(";")[0].strip().lower() or DEFAULT_CONTENT_TYPE
     if media_type in CSV_TYPES:
         try:
             rows = [row for row in csv.reader(io.StringIO(body)) if row]
@@ -177,7 +226,8 @@ def parse_rows(body: bytes | str, content_type: str) -> list[list[Any]]:
         rows = _json_rows(body)
     else:
         raise PayloadError(f"unsupported content type '{content_type}'; "
-                           f"use text/csv or application/json")
+                           f"use text/csv or application/json",
+                           HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
     if not rows:
         raise PayloadError("payload holds no rows")
     return rows
@@ -225,10 +275,33 @@ def predict_fn(input_data: list | np.ndarray, model: LoadedModel) -> np.ndarray:
     return model.booster.inplace_predict(matrix, validate_features=False)
 
 
-def output_fn(prediction: np.ndarray, accept: str = "text/csv") -> tuple[str, str]:
-    media_type = (accept or "text/csv").split(";")[0].strip().lower()
+def response_type(accept: str | None) -> str | None:
+    """The media type to answer for an Accept header: the first listed type the handlers produce,
+    `text/csv` or `application/json` (`*/*` means DEFAULT_ACCEPT, `text/*` CSV, `application/*`
+    JSON; parameters such as `q` or `charset` are ignored). A missing header means
+    DEFAULT_ACCEPT; None when the header names nothing the handlers produce."""
+    if not accept:
+        return DEFAULT_ACCEPT
+    for part in accept.split(","):
+        candidate = part.split(";", 1)[0].strip().lower()
+        if candidate in ("text/csv", "application/json"):
+            return candidate
+        if candidate == "*/*":
+            return DEFAULT_ACCEPT
+        if candidate == "text/*":
+            return "text/csv"
+        if candidate == "application/*":
+            return "application/json"
+    return None
+
+
+def output_fn(prediction: np.ndarray, accept: str = DEFAULT_ACCEPT) -> tuple[str, str]:
+    """The response body and its content type: exactly `text/csv` (one score per line) or
+    `application/json` (`{"predictions": [{"score": ...}]}`), whatever the Accept spelling."""
+    media_type = response_type(accept)
     if media_type == "application/json":
         return json.dumps({"predictions": [{"score": float(p)} for p in prediction]}), media_type
-    if media_type in ("text/csv", "*/*", ""):
-        return "\n".join(f"{float(p):.8g}" for p in prediction), "text/csv"
-    raise PayloadError(f"unsupported accept type '{accept}'; use text/csv or application/json")
+    if media_type == "text/csv":
+        return "\n".join(f"{float(p):.8g}" for p in prediction), media_type
+    raise PayloadError(f"unsupported accept type '{accept}'; use text/csv or application/json",
+                       HTTPStatus.NOT_ACCEPTABLE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mlops_kit.aws.models import SERVING_ENVIRONMENT
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -54,7 +56,7 @@ def test_a_job_is_started_from_the_model_package(sagemaker, registry):
                                                "InstanceCount": 2}
     assert described["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input"}
     model = sagemaker.describe_model(ModelName=model_name(source))
-    assert model["Containers"] == [{"ModelPackageName": source.model_package_arn}]
+    assert model["Containers"] == [{"ModelPackageName": source.model_package_arn, "Environment": SERVING_ENVIRONMENT}]
     # The same scoring again is the same job; another output is another job.
     assert launcher(sagemaker).start(source, input_s3_uri=INPUT, output_s3_uri=OUTPUT) == job
     other = launcher(sagemaker).start(source, input_s3_uri=INPUT, output_s3_uri=OUTPUT + "b/")
@@ -92,7 +94,8 @@ def test_a_bare_s3_model_needs_the_image_and_a_named_job_is_not_reused(stubbed_s
     stubber.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:"
                                                       "123456789012:model/m"}, {
         "ModelName": model_name(source), "ExecutionRoleArn": ROLE_ARN,
-        "Containers": [{"Image": IMAGE_URI, "ModelDataUrl": source.model_uri}]})
+        "Containers": [{"Image": IMAGE_URI, "ModelDataUrl": source.model_uri,
+             "Environment": SERVING_ENVIRONMENT}]})
     stubber.add_client_error("create_transform_job", "ValidationException",
                              "Job name must be unique within an AWS account and region, and a "
                              "job with this name already exists", 400)

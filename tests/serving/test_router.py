@@ -115,11 +115,12 @@ def test_background_loading_keeps_serving_the_old_set(home, model_versions, samp
         router.close()
 
 
-def test_no_state_is_a_clear_404(tmp_path):
+def test_no_state_is_a_clear_400_validation_error(tmp_path):
     router = ScoringRouter(tmp_path, "nowhere")
     with pytest.raises(EndpointUnavailable) as caught:
         router.invoke(b"1", "text/csv")
-    assert caught.value.status == 404
+    # SageMaker's answer for an endpoint that does not exist: 400 ValidationError.
+    assert (caught.value.status, caught.value.code) == (400, "ValidationError")
     assert "nowhere" in str(caught.value) and "no deployed state" in str(caught.value)
 
 
@@ -159,8 +160,10 @@ def test_bad_payloads_raise_payload_errors_without_changing_anything(router, sam
         (b"{nope", "application/json", "not valid JSON"),
         (b"\x00\x01", "application/x-npy", "unsupported content type"),
     ]:
-        with pytest.raises(PayloadError, match=reason):
+        with pytest.raises(PayloadError, match=reason) as caught:
             router.invoke(body, content_type)
+        # What the container answers for it (the toolkit reads status_code).
+        assert caught.value.status_code == (415 if "unsupported" in reason else 400)
     assert router.refresh().generation == generation
 
 

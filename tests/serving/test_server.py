@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -47,30 +48,51 @@ def test_ping_and_invocations_speak_the_runtime_contract(server, sample_rows, mo
     assert (status, headers[VARIANT_HEADER]) == (200, "v1")
 
 
-@pytest.mark.parametrize("body,content_type,extra,status,reason", [
+@pytest.mark.parametrize("body,content_type,extra,original_status,reason", [
     ("1,2,3", "text/csv", {}, 400, "expected 16 values"),
     ("abc" + ",1" * 15, "text/csv", {}, 400, "must be numeric"),
     ("{bad json", "application/json", {}, 400, "not valid JSON"),
-    ("AAAA", "application/x-npy", {}, 400, "unsupported content type"),
-    (None, "text/csv", {"X-Amzn-SageMaker-Target-Variant": "v9"}, 400, "'v9' is not served"),
-    (None, "text/csv", {"Accept": "image/png"}, 400, "unsupported accept type"),
+    ("AAAA", "application/x-npy", {}, 415, "unsupported content type"),
+    (None, "text/csv", {"Accept": "image/png"}, 406, "unsupported accept type"),
 ])
-def test_bad_requests_are_400_with_the_reason(server, sample_rows, body, content_type, extra,
-                                              status, reason):
+def test_a_bad_payload_is_a_model_error_with_the_handlers_status_and_reason(
+        server, sample_rows, body, content_type, extra, original_status, reason):
     generation = json.loads(server.request("GET", "/ping")[2])["generation"]
     got, headers, payload = server.invoke(body or sample_rows[0][0], content_type, **extra)
-    assert got == status
-    assert reason in json.loads(payload)["Message"]
+    error = json.loads(payload)
+    assert (got, headers["X-Amzn-ErrorType"], error["ErrorCode"]) == (424, "ModelError",
+                                                                      "ModelError")
+    assert error["OriginalStatusCode"] == original_status
+    assert reason in error["OriginalMessage"] and error["OriginalMessage"] in error["Message"]
+    assert headers["Content-Type"] == "application/json" and headers["x-amzn-RequestId"]
     assert VARIANT_HEADER not in headers
     assert json.loads(server.request("GET", "/ping")[2])["generation"] == generation
 
 
+def test_an_unknown_pinned_variant_is_a_400_validation_error(server, sample_rows):
+    got, headers, payload = server.invoke(sample_rows[0][0], **{
+        "X-Amzn-SageMaker-Target-Variant": "v9"})
+    assert (got, headers["X-Amzn-ErrorType"]) == (400, "ValidationError")
+    assert "'v9' is not served" in json.loads(payload)["Message"]
+    assert VARIANT_HEADER not in headers
+
+
 def test_unknown_endpoint_and_routes(server, sample_rows):
-    status, _, body = server.request("POST", "/endpoints/other/invocations", sample_rows[0][0],
-                                     {"Content-Type": "text/csv"})
-    assert status == 404 and "'other' is not served here" in json.loads(body)["Message"]
+    status, headers, body = server.request("POST", "/endpoints/other/invocations",
+                                           sample_rows[0][0], {"Content-Type": "text/csv"})
+    assert (status, headers["X-Amzn-ErrorType"]) == (400, "ValidationError")
+    assert json.loads(body)["Message"].startswith(
+        "Endpoint other of account 000000000000 not found.")
     assert server.request("GET", "/nope")[0] == 404
     assert server.request("GET", server.path)[0] == 405
+
+
+def test_every_response_has_its_own_request_id(server, sample_rows):
+    seen = [server.invoke(sample_rows[0][0])[1]["x-amzn-RequestId"] for _ in range(3)]
+    seen += [server.request("GET", "/ping")[1]["x-amzn-RequestId"],
+             server.invoke("1,2")[1]["x-amzn-RequestId"]]
+    assert len(set(seen)) == len(seen)
+    assert all(re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", rid) for rid in seen)
 
 
 def test_keep_alive_pipelining_and_chunked_bodies(server, sample_rows):

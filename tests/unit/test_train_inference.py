@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -74,18 +76,80 @@ def test_csv_and_json_payloads_score_the_same(trained, prepared):
     assert float(body) == pytest.approx(float(by_csv[0]), rel=1e-6)
 
 
-@pytest.mark.parametrize("body,content_type,match", [
-    (b"1,2,3", "text/csv", "expected 16 values"),
-    (b"", "text/csv", "no rows"),
-    (b"{not json", "application/json", "not valid JSON"),
-    (b'{"instances": [{"bogus": 1}]}', "application/json", "unknown feature"),
-    (b"1,2", "application/x-npy", "unsupported content type"),
-    (b"\xff\xfe", "text/csv", "not UTF-8"),
+@pytest.mark.parametrize("body,content_type,match,status", [
+    (b"1,2,3", "text/csv", "expected 16 values", 400),
+    (b"", "text/csv", "no rows", 400),
+    (b"{not json", "application/json", "not valid JSON", 400),
+    (b'{"instances": [{"bogus": 1}]}', "application/json", "unknown feature", 400),
+    (b"1,2", "application/x-npy", "unsupported content type", 415),
+    (b"\xff\xfe", "text/csv", "not UTF-8", 400),
 ])
-def test_bad_payloads_get_a_clear_error(trained, body, content_type, match):
+def test_bad_payloads_get_a_clear_error(trained, body, content_type, match, status):
     model = inference.model_fn(str(trained[0]))
-    with pytest.raises(inference.PayloadError, match=match):
+    with pytest.raises(inference.PayloadError, match=match) as caught:
         inference.predict_fn(inference.input_fn(body, content_type), model)
+    # What the serving container answers: the toolkit reads status_code and message.
+    assert (caught.value.status_code, caught.value.message) == (status, str(caught.value))
+
+
+def test_payload_errors_are_the_toolkits_client_errors():
+    from sagemaker_inference.errors import BaseInferenceToolkitError
+
+    error = inference.PayloadError("row 0: expected 16 values")
+    assert isinstance(error, BaseInferenceToolkitError) and isinstance(error, ValueError)
+    assert (error.status_code, error.phrase, str(error)) == (
+        400, "Bad Request", "row 0: expected 16 values")
+    with pytest.raises(ValueError, match="client error"):
+        inference.PayloadError("not a payload problem", 500)
+
+
+def test_without_the_toolkit_payload_errors_keep_their_fields():
+    """Batch scoring, the evaluation step and Lambdas import inference.py without the toolkit:
+    PayloadError is then a plain exception with the same status_code, message and phrase."""
+    script = (
+        "import sys\n"
+        "sys.modules['sagemaker_inference'] = None  # as if it were not installed\n"
+        "from mlops_pipelines.steps import inference\n"
+        "error = inference.PayloadError('bad', 415)\n"
+        "assert 'sagemaker_inference' not in type(error).__mro__[1].__module__\n"
+        "print(error.status_code, error.phrase, str(error), isinstance(error, ValueError))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "415 Unsupported Media Type bad True"
+
+
+def test_a_payload_without_content_type_is_read_as_csv(trained, prepared):
+    model = inference.model_fn(str(trained[0]))
+    row = pd.read_parquet(prepared / "test" / "test.parquet").iloc[0]
+    body = ",".join("" if pd.isna(row[f]) else str(row[f]) for f in S.features).encode()
+    expected = inference.predict_fn(inference.input_fn(body, "text/csv"), model)
+    for missing in (None, ""):
+        assert inference.predict_fn(inference.input_fn(body, missing), model) == \
+            pytest.approx(expected)
+
+
+@pytest.mark.parametrize("accept,expected", [
+    (None, inference.DEFAULT_ACCEPT), ("", inference.DEFAULT_ACCEPT),
+    ("*/*", inference.DEFAULT_ACCEPT), ("text/csv; charset=utf-8", "text/csv"),
+    ("TEXT/CSV", "text/csv"), ("text/*", "text/csv"), ("application/*", "application/json"),
+    ("text/html, application/json;q=0.9", "application/json"),
+    ("application/json, text/csv", "application/json"),
+])
+def test_output_fn_answers_exactly_csv_or_json_whatever_the_accept_spelling(accept, expected):
+    scores = np.array([0.25, 0.5], dtype=np.float32)
+    body, content_type = inference.output_fn(scores, accept)
+    assert content_type == expected
+    if expected == "text/csv":
+        assert body == "0.25\n0.5"
+    else:
+        assert json.loads(body) == {"predictions": [{"score": 0.25}, {"score": 0.5}]}
+
+
+def test_an_unsupported_accept_is_a_406_naming_it():
+    with pytest.raises(inference.PayloadError, match="unsupported accept type 'image/png'") as e:
+        inference.output_fn(np.array([0.5], dtype=np.float32), "image/png")
+    assert e.value.status_code == 406
 
 
 def test_non_numeric_value_is_named(trained):

@@ -71,7 +71,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mlops_kit.core.rotation import serving_champion
-from mlops_kit.serving.kernel import ModelKernel, media_type
+from mlops_kit.serving.kernel import ModelKernel
+from mlops_pipelines.steps.inference import response_type
 from mlops_kit.serving.state import EndpointState, state_path
 
 log = logging.getLogger(__name__)
@@ -111,9 +112,11 @@ class ServingError(Exception):
 
 
 class EndpointUnavailable(ServingError):
-    """The endpoint has no state file (never deployed, or deleted)."""
-    status = 404
-    code = "EndpointNotFound"
+    """The endpoint has no state file (never deployed, or deleted), or none could be applied.
+    400 ValidationError: SageMaker's answer for an endpoint that does not exist (it has no
+    "not found" error code for InvokeEndpoint)."""
+    status = 400
+    code = "ValidationError"
 
 
 class NoTrafficError(ServingError):
@@ -316,20 +319,13 @@ class Invocation:
 
 
 def negotiate_accept(accept: str | bytes | None) -> str:
-    """The response media type for an Accept header: the first type the handlers produce."""
+    """The media type `output_fn` answers for an Accept header (`inference.response_type`: a
+    missing header or `*/*` means `inference.DEFAULT_ACCEPT`, as the container's toolkit fills it
+    in from SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT). An Accept naming nothing the handlers produce
+    is returned unchanged, for `output_fn` to refuse (406) with its usual message."""
     if isinstance(accept, (bytes, bytearray)):
         accept = accept.decode("latin-1")
-    if not accept:
-        return "text/csv"
-    offered = [media_type(part) for part in accept.split(",")]
-    for candidate in offered:
-        if candidate in ("text/csv", "application/json"):
-            return candidate
-        if candidate in ("*/*", "text/*", ""):
-            return "text/csv"
-        if candidate == "application/*":
-            return "application/json"
-    return accept  # output_fn rejects it with a clear message
+    return response_type(accept) or accept
 
 
 class ScoringRouter:
@@ -622,8 +618,9 @@ class ScoringRouter:
                target_variant: str | None = None) -> Invocation:
         """Score one request payload as the endpoint does (CSV or JSON, one or many rows).
 
-        Raises PayloadError (HTTP 400) for a bad payload, UnknownVariantError (400),
-        EndpointUnavailable (404), NoTrafficError or VariantUnavailableError (503).
+        Raises PayloadError for a bad payload (its `status_code`: 400, 406 or 415, what the
+        container answers), UnknownVariantError and EndpointUnavailable (400 ValidationError),
+        NoTrafficError or VariantUnavailableError (503).
         """
         from mlops_pipelines.steps.inference import output_fn
 

@@ -8,24 +8,35 @@ oversized headers with 431 and bodies above `max_body_bytes` (SageMaker's 6 MB) 
 and it never blocks: scoring runs inline in `data_received` (it is CPU-bound and short).
 
 Routes (`EndpointApp`):
-  POST /endpoints/{name}/invocations   score (also POST /invocations, the container's path)
+  POST /endpoints/{name}/invocations   score, answering as SageMaker's InvokeEndpoint does
+  POST /invocations                    score, answering as the model container does
   GET  /ping                           200 once the models are loaded ("Degraded" naming any
                                        variant that failed to load, or a newer state that was
                                        not applied), else 503
+
+The two invocation paths differ only when the handlers refuse a request. The container answers
+the handler's status (400, 406, 415; 500 for any other exception) with its message; SageMaker's
+runtime turns any such non-2xx answer into HTTP 424 `ModelError` with `OriginalStatusCode` and
+`OriginalMessage` (botocore's ModelError shape). Every response carries `x-amzn-RequestId`;
+errors are JSON with the error code in `X-Amzn-ErrorType`, where botocore's rest-json parser
+reads it. docs/serving.md ("One serving contract") lists every answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import os
 import time
 from typing import Callable
 
-from mlops_pipelines.steps.inference import PayloadError
+from mlops_pipelines.steps.inference import DEFAULT_CONTENT_TYPE, PayloadError
 
 from mlops_kit.serving.capture import CaptureWriter
-from mlops_kit.serving.router import ScoringRouter, ServingError, negotiate_accept
+from mlops_kit.serving.router import (EndpointUnavailable, ScoringRouter, ServingError,
+                                      negotiate_accept)
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +45,46 @@ DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 
 REASONS = {
     100: b"100 Continue", 200: b"200 OK", 400: b"400 Bad Request", 404: b"404 Not Found",
-    405: b"405 Method Not Allowed", 408: b"408 Request Timeout", 411: b"411 Length Required",
-    413: b"413 Payload Too Large", 431: b"431 Request Header Fields Too Large",
-    500: b"500 Internal Server Error", 501: b"501 Not Implemented",
-    503: b"503 Service Unavailable", 505: b"505 HTTP Version Not Supported",
+    405: b"405 Method Not Allowed", 406: b"406 Not Acceptable", 408: b"408 Request Timeout",
+    411: b"411 Length Required", 413: b"413 Payload Too Large",
+    415: b"415 Unsupported Media Type", 424: b"424 Failed Dependency",
+    431: b"431 Request Header Fields Too Large", 500: b"500 Internal Server Error",
+    501: b"501 Not Implemented", 503: b"503 Service Unavailable",
+    505: b"505 HTTP Version Not Supported",
 }
 JSON_TYPE = b"application/json"
+CONTAINER_ERROR_TYPE = b"text/plain"
+"""The content type of the container's own error answer (POST /invocations). SageMaker replaces
+that answer with its JSON ModelError, so a runtime caller never sees it."""
+TOOLKIT_DECODED_TYPES = (b"text/csv", b"application/json")
+"""Content-Type values (exactly these strings, as sagemaker-inference's `content_types.UTF8_TYPES`)
+whose body the container's toolkit decodes as UTF-8 itself, before `input_fn` runs: a body that
+is not UTF-8 is then the toolkit's own 500 (the UnicodeDecodeError's text), which the handlers
+never see. With any other spelling (`text/csv; charset=utf-8`, none) `input_fn` gets the bytes
+and refuses them with its 400."""
+LOCAL_ACCOUNT = "000000000000"
+"""The account the local home answers for (`mlops_kit.deploy.events.LOCAL_ACCOUNT`, not imported:
+that module pulls in aws-lambda-powertools). SageMaker names the account in its message for an
+endpoint that does not exist."""
 Response = tuple[int, bytes, bytes, bytes]
 """(status, content type, body, extra header lines)."""
+
+
+def _request_id_head() -> bytes:
+    digits = os.urandom(8).hex().encode()
+    return b"%s-%s-%s-" % (digits[:8], digits[8:12], digits[12:16])
+
+
+# x-amzn-RequestId is UUID-shaped: a random 64-bit head per process (each worker, each restart)
+# and a counter. Unique like a random UUID, without drawing 128 random bits per request.
+_REQUEST_ID_HEAD = _request_id_head()
+_request_serial = itertools.count()
+
+
+def new_request_id() -> bytes:
+    serial = next(_request_serial)
+    return b"%s%04x-%012x" % (_REQUEST_ID_HEAD, serial >> 48 & 0xFFFF, serial & 0xFFFFFFFFFFFF)
+
 
 _date_second = -1
 _date_text = b""
@@ -56,9 +99,26 @@ def http_date() -> bytes:
     return _date_text
 
 
-def error_response(status: int, code: str, message: str, extra: bytes = b"") -> Response:
-    body = json.dumps({"ErrorCode": code, "Message": message}).encode()
+def error_response(status: int, code: str, message: str, extra: bytes = b"",
+                   **fields: object) -> Response:
+    """A SageMaker runtime error: JSON `{"ErrorCode", "Message", ...fields}` and the code in
+    `X-Amzn-ErrorType`, from which botocore's rest-json parser takes the error code (it then
+    reads the code's modeled fields, e.g. ModelError's `OriginalStatusCode`, from the body)."""
+    body = json.dumps({"ErrorCode": code, "Message": message, **fields}).encode()
     return status, JSON_TYPE, body, extra + b"X-Amzn-ErrorType: %s\r\n" % code.encode()
+
+
+def model_error(original_status: int, original_message: str) -> Response:
+    """SageMaker's answer when the model container answered `original_status` (not 2xx): 424
+    ModelError with the container's status and message. On AWS, `OriginalMessage` is the
+    container's whole body (the toolkit appends a traceback after the message's line), and
+    `Message` ends with where the CloudWatch log is; `LogStreamArn` is left out here."""
+    kind = "client" if original_status < 500 else "server"
+    return error_response(
+        424, "ModelError",
+        f'Received {kind} error ({original_status}) from primary with message '
+        f'"{original_message}".',
+        OriginalStatusCode=original_status, OriginalMessage=original_message)
 
 
 class EndpointApp:
@@ -69,18 +129,19 @@ class EndpointApp:
         self.capture = capture if capture is not None and capture.percent > 0 else None
         name = router.endpoint_name.encode()
         self.endpoint_name = router.endpoint_name
-        self._invocation_paths = {b"/endpoints/%s/invocations" % name, b"/invocations"}
+        self._runtime_path = b"/endpoints/%s/invocations" % name
         self.requests = 0
         self.errors = 0
 
     def handle(self, method: bytes, target: bytes, headers: dict[bytes, bytes],
                body: bytes) -> Response:
         path = target.split(b"?", 1)[0] if b"?" in target else target
-        if path in self._invocation_paths:
+        runtime = path == self._runtime_path
+        if runtime or path == b"/invocations":
             if method != b"POST":
                 return error_response(405, "MethodNotAllowed", "use POST for invocations",
                                       b"Allow: POST\r\n")
-            return self.invoke(headers, body)
+            return self.invoke(headers, body, as_container=not runtime)
         if path == b"/ping":
             if method not in (b"GET", b"HEAD"):
                 return error_response(405, "MethodNotAllowed", "use GET for /ping",
@@ -88,9 +149,10 @@ class EndpointApp:
             return self.ping()
         if path.startswith(b"/endpoints/") and path.endswith(b"/invocations"):
             other = path[len(b"/endpoints/"):-len(b"/invocations")].decode("utf-8", "replace")
-            return error_response(404, "EndpointNotFound",
-                                  f"endpoint '{other}' is not served here (this server serves "
-                                  f"'{self.endpoint_name}')")
+            # SageMaker's words for an endpoint that does not exist (400, ValidationError).
+            return error_response(400, "ValidationError",
+                                  f"Endpoint {other} of account {LOCAL_ACCOUNT} not found. "
+                                  f"(This server serves '{self.endpoint_name}'.)")
         return error_response(404, "NotFound", f"no route for {path.decode('latin-1')}; use "
                               f"POST /endpoints/{self.endpoint_name}/invocations or GET /ping")
 
@@ -115,10 +177,13 @@ class EndpointApp:
             answer["not_applied"] = unapplied.as_dict()
         return 200, JSON_TYPE, json.dumps(answer).encode(), b""
 
-    def invoke(self, headers: dict[bytes, bytes], body: bytes) -> Response:
+    def invoke(self, headers: dict[bytes, bytes], body: bytes, *,
+               as_container: bool = False) -> Response:
+        """Score one request. `as_container`: answer a handler's refusal as the container does
+        (its status and message) rather than as SageMaker's runtime (424 ModelError)."""
         self.requests += 1
         raw_type = headers.get(b"content-type")
-        content_type = raw_type.decode("latin-1") if raw_type else "text/csv"
+        content_type = raw_type.decode("latin-1") if raw_type else DEFAULT_CONTENT_TYPE
         target = headers.get(b"x-amzn-sagemaker-target-variant")
         try:
             invocation = self.router.invoke(
@@ -126,10 +191,24 @@ class EndpointApp:
                 target.decode("latin-1") if target else None)
         except PayloadError as exc:
             self.errors += 1
-            return error_response(400, "ValidationError", str(exc))
+            status, message = exc.status_code, exc.message
+            if raw_type in TOOLKIT_DECODED_TYPES:  # checked only here, off the scoring path
+                try:
+                    body.decode("utf-8")
+                except UnicodeDecodeError as undecodable:
+                    status, message = 500, str(undecodable)
+            return self._handler_failed(status, message, as_container)
+        except EndpointUnavailable as exc:
+            self.errors += 1
+            return error_response(exc.status, exc.code, f"Endpoint {self.endpoint_name} of "
+                                                        f"account {LOCAL_ACCOUNT} not found: {exc}")
         except ServingError as exc:
             self.errors += 1
             return error_response(exc.status, exc.code, str(exc))
+        except Exception as exc:  # the toolkit answers any other handler exception with a 500
+            self.errors += 1
+            log.exception("scoring failed")
+            return self._handler_failed(500, str(exc) or type(exc).__name__, as_container)
         capture = self.capture
         if capture is not None and capture.sampled():
             inference_id = headers.get(b"x-amzn-sagemaker-inference-id")
@@ -138,6 +217,12 @@ class EndpointApp:
                           inference_id.decode("utf-8", "replace") if inference_id else None)
         return (200, invocation.content_type.encode(), invocation.body,
                 invocation.variant.invoked_header)
+
+    @staticmethod
+    def _handler_failed(status: int, message: str, as_container: bool) -> Response:
+        if as_container:
+            return status, CONTAINER_ERROR_TYPE, message.encode("utf-8", "replace"), b""
+        return model_error(status, message)
 
 
 class ConnectionRegistry:
@@ -387,9 +472,10 @@ class HttpProtocol(asyncio.Protocol):
     @staticmethod
     def _format(status: int, content_type: bytes, body: bytes, extra: bytes = b"",
                 keep_alive: bool = True, length: int | None = None) -> bytes:
-        return b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n%s%s\r\n%s" % (
+        return (b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n"
+                b"x-amzn-RequestId: %s\r\n%s%s\r\n%s") % (
             REASONS.get(status) or b"%d Error" % status, content_type,
-            len(body) if length is None else length, http_date(), extra,
+            len(body) if length is None else length, http_date(), new_request_id(), extra,
             b"" if keep_alive else b"Connection: close\r\n", body)
 
     def _fail(self, out: list[bytes], status: int, message: str) -> None:
