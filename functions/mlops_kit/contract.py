@@ -15,7 +15,7 @@ Standard library only: infra imports this module, and every Lambda bundle carrie
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 # -- resources a grant can name (infra maps each to ARNs of the stage) --------------------
@@ -122,12 +122,6 @@ class FunctionContract:
     paths: tuple[CodePath, ...]
     metrics: tuple[Metric, ...]
     settings_type: type
-
-    def variable(self, field_name: str) -> EnvVar:
-        for var in self.env:
-            if var.field == field_name:
-                return var
-        raise KeyError(f"{self.name} has no setting {field_name!r}")
 
     def environment(self, **values: Any) -> dict[str, str]:
         """The Lambda environment for these settings (by field name; None = unset), for the
@@ -488,6 +482,3 @@ def function(name: str) -> FunctionContract:
         raise KeyError(f"no function {name!r} in the contract "
                        f"(known: {', '.join(sorted(FUNCTIONS))})") from None
 
-
-def setting_fields(settings_type: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(settings_type))

@@ -49,7 +49,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlops_kit.contract import SCORING_NAMESPACE, SettingsError, StreamScorerSettings
+# SettingsError: what a cold start raises, re-exported for callers of `settings()`.
+from mlops_kit.contract import SCORING_NAMESPACE, SettingsError, StreamScorerSettings  # noqa: F401
 
 logger = Logger()
 tracer = Tracer()

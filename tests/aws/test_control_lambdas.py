@@ -132,7 +132,6 @@ def test_the_lambda_deploys_with_data_capture(load):
 @pytest.fixture()
 def serving(registry, sagemaker, make_client):
     """v2 serving at weight 1, v1 warm at 0 (first deploy through moto), both probed healthy."""
-    from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
     from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
     from mlops_kit.core.rotation import VariantWeight
     from mlops_kit.registry.base import DeploymentRecord

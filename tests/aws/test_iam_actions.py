@@ -5,9 +5,7 @@ nothing is listed that the code does not call."""
 from __future__ import annotations
 
 import functools
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import botocore.session

@@ -11,7 +11,6 @@ import pytest
 
 from .scenario import Scenario, now_minute
 from .test_event_rules import alarm_event
-from .test_roles import lifecycle
 from .twin import ACCOUNT, as_function
 
 CONTROLLERS = ("deployment_controller", "rollback_controller")

@@ -170,7 +170,7 @@ def test_alarm_windows_follow_the_schedule_they_are_given():
     from aws_cdk import App, Stack
     from aws_cdk.assertions import Template
 
-    from .conftest import ROOT, cdk_app_package
+    from .conftest import cdk_app_package
 
     cdk_app_package()
     monitoring = importlib.import_module("mlops_infra.constructs.monitoring")

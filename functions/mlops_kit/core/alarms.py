@@ -70,6 +70,20 @@ def _positive_int(value: Any, what: str) -> int:
     return value
 
 
+def _check_rule(ident: str, comparison: str, treatment: str, statistic: str, m: int, n: int,
+                n_name: str) -> None:
+    """What a spec and a concrete alarm both must hold: comparison, missing-data treatment,
+    statistic, and an M-of-N rule with 1 <= M <= N."""
+    if comparison not in COMPARISONS:
+        raise ValueError(f"alarm {ident}: unknown comparison {comparison}")
+    if treatment not in MISSING_TREATMENTS:
+        raise ValueError(f"alarm {ident}: unknown missing-data treatment {treatment}")
+    _check_statistic(statistic)
+    _positive_int(n, f"alarm {ident}: {n_name}")
+    if not 1 <= m <= n:
+        raise ValueError(f"alarm {ident}: datapoints_to_alarm must be 1..{n_name}")
+
+
 # -- concrete CloudWatch alarms ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -96,16 +110,8 @@ class AlarmDefinition:
     evaluate_low_sample_count_percentile: str = "evaluate"
 
     def __post_init__(self) -> None:
-        if self.comparison not in COMPARISONS:
-            raise ValueError(f"alarm {self.id}: unknown comparison {self.comparison}")
-        if self.treat_missing_data not in MISSING_TREATMENTS:
-            raise ValueError(f"alarm {self.id}: unknown missing-data treatment "
-                             f"{self.treat_missing_data}")
-        _check_statistic(self.statistic)
-        _positive_int(self.evaluation_periods, f"alarm {self.id}: evaluation_periods")
-        if not 1 <= self.datapoints_to_alarm <= self.evaluation_periods:
-            raise ValueError(f"alarm {self.id}: datapoints_to_alarm must be "
-                             f"1..evaluation_periods")
+        _check_rule(self.id, self.comparison, self.treat_missing_data, self.statistic,
+                    self.datapoints_to_alarm, self.evaluation_periods, "evaluation_periods")
         if not self.period_seconds > 0:
             raise ValueError(f"alarm {self.id}: period_seconds must be positive")
         if self.evaluate_low_sample_count_percentile not in ("evaluate", "ignore"):
@@ -198,16 +204,9 @@ class AlarmSpec:
     def __post_init__(self) -> None:
         if self.cadence not in CADENCES:
             raise ValueError(f"alarm {self.id}: cadence must be one of {CADENCES}")
-        if self.comparison not in COMPARISONS:
-            raise ValueError(f"alarm {self.id}: unknown comparison {self.comparison}")
-        if self.treat_missing_data not in MISSING_TREATMENTS:
-            raise ValueError(f"alarm {self.id}: unknown missing-data treatment "
-                             f"{self.treat_missing_data}")
-        _check_statistic(self.statistic)
-        _positive_int(self.evaluation_datapoints, f"alarm {self.id}: evaluation_datapoints")
-        if not 1 <= self.datapoints_to_alarm <= self.evaluation_datapoints:
-            raise ValueError(f"alarm {self.id}: datapoints_to_alarm must be "
-                             f"1..evaluation_datapoints")
+        _check_rule(self.id, self.comparison, self.treat_missing_data, self.statistic,
+                    self.datapoints_to_alarm, self.evaluation_datapoints,
+                    "evaluation_datapoints")
 
     def fit(self, schedule_minutes: int, *, lag_minutes: int = SERVICE_METRICS_LAG_MINUTES,
             publish_delay_minutes: int = PUBLISH_DELAY_MINUTES) -> AlarmDefinition:

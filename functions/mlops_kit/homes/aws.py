@@ -154,7 +154,9 @@ def backend(environ: Mapping[str, str] | None = None, clients: Clients = None) -
     local = LocalSettings.from_env(env)
     env.setdefault("MLOPS_MODEL_GROUP", local.model_group)
     env.setdefault("ENDPOINT_NAME", env.get("MLOPS_ENDPOINT", ""))
-    env.setdefault("IDEMPOTENCY_TABLE_NAME", "unused-by-the-cli")
+    # The Lambda's idempotency table guards its event deliveries; a manual shift is not an
+    # event delivery and never touches it, so the operator need not name it.
+    env.setdefault("IDEMPOTENCY_TABLE_NAME", "not-used-by-manual-shifts")
     rollback = deployed_settings("rollback_controller", env, clients)
 
     def emit(version: Any, reason: str) -> list[Any]:

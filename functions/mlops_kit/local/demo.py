@@ -14,7 +14,6 @@ thresholds and the M-out-of-N rule are the ones CloudWatch gets.
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import shutil
 import socket

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from mlops_kit.config import LocalSettings
 from mlops_kit.core.alarms import DEFAULT_SCHEDULE_MINUTES, AlarmDefinition, load_definitions
