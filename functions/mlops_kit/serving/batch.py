@@ -174,7 +174,6 @@ def encode_table(table, spec) -> np.ndarray:
     column stored as numbers) go through `encode_frame` itself.
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     missing = [name for name in spec.features if name not in table.column_names]
     if missing:

@@ -32,7 +32,7 @@ from typing import Callable
 
 from mlops_kit.serving.capture import (DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS,
                                        DEFAULT_SYNC_SECONDS)
-from mlops_kit.serving.wire import DEFAULT_MAX_BODY_BYTES
+from mlops_kit.serving.http import DEFAULT_MAX_BODY_BYTES
 
 log = logging.getLogger("mlops_kit.serving")
 
