@@ -13,6 +13,7 @@ import pytest
 
 from mlops_kit.local.control_plane import publish
 from mlops_kit.local.monitor import LocalMonitor
+from mlops_kit.ports import StateWriteError
 from mlops_kit.monitoring.drift_monitor import (UNREADABLE_LINE, ChampionBaseline,
                                                 compute_metrics, decode_capture,
                                                 parse_capture_lines)
@@ -145,7 +146,8 @@ def test_a_crash_between_the_artifact_copy_and_the_row_leaves_no_version_and_hea
         return _FailingCommit(connection)
 
     monkeypatch.setattr(sqlite3, "connect", disk_fails_on_commit)
-    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+    # The disk error reaches the caller as the kit's StateWriteError, naming the database.
+    with pytest.raises(StateWriteError, match="registry.db: disk I/O"):
         registry.register(req)
     monkeypatch.undo()
     # The artifact was stored whole (content-addressed, renamed into place) but no version,
@@ -219,9 +221,16 @@ def test_a_row_whose_artifact_is_gone_is_refused_at_deployment_and_healed_by_rer
     # The registry still answers (what `mlops registry list/show/status` read).
     assert [v.version for v in registry.list_versions()] == [1, 2]
     assert registry.get(2).status == "Approved" and registry.champion(ENDPOINT).version == 1
+    # The refused approval stays in the outbox, counted, for redelivery.
+    (kept,) = registry.pending_events()
+    assert kept.attempts == 1 and "FileNotFoundError" in kept.last_error
     # Registering the same model again restores the artifact under the same content address;
-    # the redelivered approval then deploys.
+    # the next delivery (here with another event) redelivers the kept approval first: it
+    # deploys, and the new event finds v2 serving.
     again = registry.register(request(tmp_path / "model2", *write_baselines(tmp_path / "b2")))
     assert again.model_uri == registry.get(2).model_uri
     (outcome,) = publish(settings, model_package_event(GROUP, 2, "Approved"))
-    assert outcome.action == "deployed" and weights(settings) == {2: 1.0, 1: 0.0}
+    assert outcome.action == "unchanged" and weights(settings) == {2: 1.0, 1: 0.0}
+    assert registry.pending_events() == []
+    redelivered = next(e for e in registry.outbox() if e.seq == kept.seq)
+    assert [o["action"] for o in redelivered.outcome["outcomes"]] == ["deployed"]

@@ -245,6 +245,13 @@ class Ledger:
                                             condition="attribute_not_exists(archived_at)",
                                             values=values)
 
+    def unarchive(self, version: int, transition: dict[str, Any]) -> bool:
+        """Bring an archived version back and append the transition, in one transaction.
+        False when it was not archived."""
+        return self._update_with_transition(
+            version, transition, update="REMOVE archived_at, archived_by, archived_reason",
+            condition="attribute_exists(archived_at)", values={})
+
     def _update_with_transition(self, version: int, transition: dict[str, Any], *, update: str,
                                 condition: str, values: dict[str, Any],
                                 names: dict[str, str] | None = None) -> bool:
@@ -252,8 +259,9 @@ class Ledger:
         False when the condition does not hold (nothing written)."""
         change: dict[str, Any] = {"TableName": self.table_name,
                                   "Key": self._key(version_key(version)),
-                                  "UpdateExpression": update, "ConditionExpression": condition,
-                                  "ExpressionAttributeValues": values}
+                                  "UpdateExpression": update, "ConditionExpression": condition}
+        if values:  # DynamoDB refuses an empty map
+            change["ExpressionAttributeValues"] = values
         if names:
             change["ExpressionAttributeNames"] = names
         try:

@@ -18,6 +18,10 @@ EXIT_BAD_INPUT = 2
 EXIT_GATE_FAILED = 3
 EXIT_NO_CHANGE = 4
 EXIT_BUSY = 5
+EXIT_DAMAGED_STATE = 6
+"""State the kit wrote before is missing or unreadable (e.g. a truncated registry.db)."""
+EXIT_CANNOT_WRITE = 7
+"""The kit cannot write its state (disk full, read-only): nothing was half-written."""
 
 app = typer.Typer(help="MLOps kit: pipelines, quality gates and a model registry of record.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -288,24 +292,48 @@ def registry_lineage(version: int = typer.Argument(..., help="Version number."),
 
 
 def _change_status(version: int, status: str, reason: str, actor: str | None, backend: str,
-                   as_json: bool) -> None:
+                   as_json: bool, unarchive: bool = False) -> None:
+    from mlops_kit.deploy.endpoints import EndpointBusyError
     from mlops_kit.registry.base import ApprovalStatus, RegistryError
 
     opened = _backend(backend)
     if not reason.strip():
         _fail_bad_input("--reason must say why")
+    who = actor or opened.actor
     try:
+        current = opened.registry.get(version)
+        if current.archived_at and status == "Approved":
+            if not unarchive:
+                _fail_bad_input(f"version {version} was archived at {current.archived_at} "
+                                f"(retention): approving it would deploy a version taken out "
+                                f"of use; pass --unarchive to bring it back and approve it")
+            opened.registry.unarchive(version, actor=who, reason=f"unarchived to approve: "
+                                                                 f"{reason}")
         updated, changed = opened.registry.set_status(
-            version, ApprovalStatus(status), actor=actor or opened.actor, reason=reason)
+            version, ApprovalStatus(status), actor=who, reason=reason)
     except RegistryError as exc:
         _fail_bad_input(str(exc))
-    outcomes = opened.emit_status_change(updated, reason) if changed else []
+    try:
+        if changed:
+            outcomes = opened.emit_status_change(updated, reason)
+        elif opened.resend_status_change is not None:
+            outcomes = opened.resend_status_change(updated)
+        else:
+            outcomes = []
+    except EndpointBusyError as exc:
+        err.print(f"version {version} is {updated.status}; its deployment waits: {exc}. It is "
+                  f"kept and delivered by the next `mlops` command (or run `mlops status`)",
+                  highlight=False)
+        raise typer.Exit(EXIT_BUSY)
     result = {"version": version, "status": str(updated.status), "changed": changed,
               "deployments": [o.to_dict() for o in outcomes]}
     if as_json:
         _emit_json(result)
         return
-    if not changed:
+    if not changed and outcomes:
+        console.print(f"version {version} is already {updated.status} but never deployed: "
+                      f"its approval is delivered again")
+    elif not changed:
         console.print(f"version {version} is already {updated.status}: nothing to do")
     else:
         console.print(f"version {version} is now [bold]{updated.status}[/] ({reason})")
@@ -318,9 +346,16 @@ def registry_approve(version: int = typer.Argument(..., help="Version number."),
                      reason: str = typer.Option(..., "--reason", help="Why (kept in the audit)."),
                      actor: Optional[str] = typer.Option(None, "--actor",
                                                          help="Who; default $MLOPS_OWNER."),
+                     unarchive: bool = typer.Option(False, "--unarchive",
+                                                    help="Approve a version retention archived "
+                                                         "(brought back first, recorded)."),
                      as_json: bool = JsonOption, backend: str = BackendOption) -> None:
-    """Approve a version; the deployment controller promotes it (champion + warm N-1, N-2)."""
-    _change_status(version, "Approved", reason, actor, backend, as_json)
+    """Approve a version; the deployment controller promotes it (champion + warm N-1, N-2).
+
+    Re-approving an approved version that never deployed delivers its approval again.
+    Exit 0: done; 2: bad input (unknown or archived version); 5: endpoint busy (the
+    deployment is kept and delivered later); 6: registry damaged; 7: cannot write."""
+    _change_status(version, "Approved", reason, actor, backend, as_json, unarchive)
 
 
 @registry_app.command("reject")
@@ -358,6 +393,62 @@ def registry_prune(dry_run: bool = typer.Option(False, "--dry-run", help="Only l
         console.print("nothing to archive")
     for decision in decisions:
         console.print(f"{verb} version {decision.version}: {decision.reason}")
+
+
+@registry_app.command("check")
+def registry_check(as_json: bool = JsonOption) -> None:
+    """Check the local registry: SQLite's integrity check, its identity, backups, pending events.
+
+    Exit 0: healthy (or no registry yet); 6: damaged (the message says how to restore)."""
+    from mlops_kit.homes.local import local_registry_only
+
+    report = local_registry_only().check()
+    if as_json:
+        _emit_json(report)
+    elif report["ok"]:
+        state = (f"{report['versions']} version(s), {report['pending_events']} pending event(s)"
+                 if report["exists"] else "no registry yet")
+        console.print(f"[bold green]ok[/]: {report['database']}: {state}; "
+                      f"{len(report['backups'])} backup(s)", highlight=False)
+    else:
+        err.print(f"[bold red]damaged:[/] {report['problem']}", highlight=False)
+    raise typer.Exit(EXIT_OK if report["ok"] else EXIT_DAMAGED_STATE)
+
+
+@registry_app.command("restore")
+def registry_restore(source: Optional[Path] = typer.Option(None, "--from",
+                                                           help="A backup file; default: the "
+                                                                "newest that passes the check."),
+                     force: bool = typer.Option(False, "--force",
+                                                help="Replace a registry that is not damaged."),
+                     as_json: bool = JsonOption) -> None:
+    """Put the registry's last good backup back (taken after every change); the damaged file
+    is kept beside it. Exit 0: restored; 2: the registry is healthy (use --force) or the
+    backup is unusable; 6: no usable backup."""
+    from mlops_kit.homes.local import local_registry_only
+    from mlops_kit.ports import DamagedStateError
+
+    registry = local_registry_only()
+    if registry.check()["ok"] and not force:
+        _fail_bad_input(f"{registry.db_path} passes its check: nothing to restore (--force "
+                        f"replaces it anyway)")
+    if source is not None and not source.is_file():
+        _fail_bad_input(f"--from {source}: no such file")
+    try:
+        result = registry.restore(source)
+    except DamagedStateError as exc:
+        err.print(f"[bold red]cannot restore:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_DAMAGED_STATE)
+    after = registry.check()
+    result["versions"] = after.get("versions")
+    if as_json:
+        _emit_json(result)
+    else:
+        console.print(f"[bold green]restored[/] {registry.db_path} from {result['restored_from']}"
+                      f" ({result['versions']} version(s))"
+                      + (f"; the damaged file is kept as {result['moved_aside']}"
+                         if result["moved_aside"] else ""), highlight=False)
+    raise typer.Exit(EXIT_OK)
 
 
 @app.command("status")
@@ -759,4 +850,37 @@ _register_serving()
 
 
 def main() -> None:
-    app()
+    """Every command's errors end as a message and an exit code, never a raw traceback
+    (MLOPS_DEBUG=1 shows it)."""
+    import sqlite3
+
+    from mlops_kit.ports import DamagedStateError, StateWriteError, is_write_failure
+
+    try:
+        app()
+    except DamagedStateError as exc:
+        _fatal(str(exc), EXIT_DAMAGED_STATE, exc)
+    except StateWriteError as exc:
+        _fatal(f"{exc}; nothing was half-written: free space or make it writable, then run "
+               f"the command again", EXIT_CANNOT_WRITE, exc)
+    except OSError as exc:
+        if is_write_failure(exc):
+            _fatal(f"cannot write {exc.filename or 'state'}: {exc.strerror}; free space or make "
+                   f"it writable, then run the command again", EXIT_CANNOT_WRITE, exc)
+        _fatal(f"{type(exc).__name__}: {exc}", 1, exc)
+    except sqlite3.DatabaseError as exc:
+        _fatal(f"a database of this home cannot be read ({exc}); `mlops registry check` "
+               f"checks the registry", EXIT_DAMAGED_STATE, exc)
+    except KeyboardInterrupt:
+        raise SystemExit(130)
+    except Exception as exc:
+        _fatal(f"unexpected {type(exc).__name__}: {exc} (MLOPS_DEBUG=1 shows where)", 1, exc)
+
+
+def _fatal(message: str, code: int, exc: BaseException) -> None:
+    if os.environ.get("MLOPS_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(code)

@@ -31,3 +31,6 @@ class Backend:
     """Held while changing traffic by hand: locally the event lock the controllers take, so a
     manual shift cannot interleave with an alarm-driven one (in AWS the rollback claim in the
     ledger and the cooldown guard the automatic path)."""
+    resend_status_change: Callable[[ModelVersion], list[Any]] | None = None
+    """Re-approving an approved version: deliver its approval again if it never deployed
+    (None where the home cannot lose one: SageMaker emits the event with the change)."""

@@ -3,26 +3,57 @@ one machine (built in `mlops_kit.local.control_plane`), as the CLI's backend."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from mlops_kit.config import LocalSettings
+from mlops_kit.core.approvals import undeployed_approval
 from mlops_kit.homes import Backend
 from mlops_kit.registry.base import ModelVersion
 
 
 def backend(settings: LocalSettings | None = None) -> Backend:
-    from mlops_kit.deploy.events import model_package_event
+    from mlops_kit.deploy.events import DETAIL_TYPE
     from mlops_kit.deploy.local_endpoint import LocalEndpoints
-    from mlops_kit.local.control_plane import (local_registry, publish, rollback_controller,
-                                               single_writer)
+    from mlops_kit.local.control_plane import (deliver_pending, local_registry,
+                                               rollback_controller, single_writer)
 
     settings = settings or LocalSettings.from_env()
+    registry = local_registry(settings)
+    # What an earlier command left undelivered (killed between an approval and its deployment)
+    # is delivered before this one reads or changes anything.
+    deliver_pending(settings, registry=registry, blocking=False)
+
+    def of_version(version: ModelVersion):
+        return lambda pending: (pending.detail_type == DETAIL_TYPE and pending.event.get(
+            "detail", {}).get("ModelPackageVersion") == version.version)
 
     def emit(version: ModelVersion, reason: str) -> list[Any]:
-        # What SageMaker does on an approval, locally: the same event to the same controller.
-        return publish(settings, model_package_event(version.model_group, version.version,
-                                                     str(version.status), reason=reason))
+        # The status change already holds its event (one transaction): deliver it now.
+        return deliver_pending(settings, registry=registry, mine=of_version(version))
 
-    return Backend("local", local_registry(settings), LocalEndpoints(settings.home),
+    def resend(version: ModelVersion) -> list[Any]:
+        """Re-approving an approved version that never deployed (its event dead-lettered, or
+        a home from before the outbox): its approval event again, same change time, so the
+        deployment controller treats it as that approval."""
+        promoted = {d.version for d in registry.deployments(settings.endpoint_name)
+                    if d.kind == "promote"}
+        if not undeployed_approval(version, promoted,
+                                   registry.blocked_versions(settings.endpoint_name)):
+            return []
+        changed_at = datetime.fromisoformat(version.status_changed_at.replace("Z", "+00:00"))
+        registry.enqueue_status_event(version, version.status_reason or "approved", changed_at)
+        return deliver_pending(settings, registry=registry, mine=of_version(version))
+
+    return Backend("local", registry, LocalEndpoints(settings.home),
                    settings.endpoint_name, settings.owner, emit,
-                   lambda: rollback_controller(settings), lambda: single_writer(settings))
+                   lambda: rollback_controller(settings), lambda: single_writer(settings),
+                   resend_status_change=resend)
+
+
+def local_registry_only(settings: LocalSettings | None = None):
+    """The home's registry without delivering anything (for `mlops registry check|restore`,
+    which must work on a damaged home)."""
+    from mlops_kit.local.control_plane import local_registry
+
+    return local_registry(settings or LocalSettings.from_env())

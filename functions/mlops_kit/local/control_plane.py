@@ -1,10 +1,15 @@
-"""The local stand-in for EventBridge: events are appended to $MLOPS_HOME/events/ and handed
-to the same controllers the Lambdas run, with local adapters."""
+"""The local stand-in for EventBridge: events are kept in the registry's outbox (an approval's
+in the same transaction as the status change, as SageMaker emits the event with the change),
+delivered to the same controllers the Lambdas run, with local adapters, and marked delivered
+once their controller has acted. Delivery is at least once (a process killed between acting and
+marking redelivers); the controllers are idempotent, so the effect is once. Every command that
+opens the local home first delivers what is pending (`deliver_pending`)."""
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,14 +19,24 @@ from typing import Any, Callable, Iterator, Mapping
 from mlops_kit.config import LocalSettings
 from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
 from mlops_kit.deploy.events import DETAIL_TYPE as MODEL_PACKAGE_STATE_CHANGE
+from mlops_kit.deploy.events import model_package_event
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
 from mlops_kit.deploy.rollback import RollbackController
 from mlops_kit.monitoring.alarm_events import ALARM_DETAIL_TYPE
-from mlops_kit.registry.local import LocalRegistry
+from mlops_kit.registry.base import ModelVersion
+from mlops_kit.registry.local import LocalRegistry, OutboxEvent
+
+log = logging.getLogger(__name__)
+
+
+def status_event(version: ModelVersion, reason: str, changed_at: datetime) -> dict[str, Any]:
+    """What SageMaker emits on a status change, locally: the same event, same controller."""
+    return model_package_event(version.model_group, version.version, str(version.status),
+                               reason=reason, changed_at=changed_at)
 
 
 def local_registry(settings: LocalSettings) -> LocalRegistry:
-    return LocalRegistry(settings.home, settings.model_group)
+    return LocalRegistry(settings.home, settings.model_group, status_event=status_event)
 
 
 def deployment_controller(settings: LocalSettings) -> DeploymentController:
@@ -78,35 +93,107 @@ def rollback_controller(settings: LocalSettings) -> RollbackController:
 
 
 @contextmanager
-def single_writer(settings: LocalSettings) -> Iterator[None]:
+def single_writer(settings: LocalSettings, *, blocking: bool = True) -> Iterator[bool]:
     """One event handled at a time on this machine: the local twin of the Lambdas' reserved
-    concurrency of 1, so two alarms at once cannot both shift traffic."""
+    concurrency of 1, so two alarms at once cannot both shift traffic. Yields False when
+    `blocking` is off and another process holds it."""
     lock = settings.home / "events" / ".lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def publish(settings: LocalSettings, event: Mapping[str, Any]) -> list[Any]:
-    """Record the event, then deliver it to every rule it matches (as EventBridge would)."""
-    log = event_log(settings)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with single_writer(settings):
-        with open(log, "a") as handle:
+    """Keep the event, then deliver it (and anything older still pending) to every rule it
+    matches, as EventBridge would; returns what its controllers did. An error of this event's
+    controller propagates (after the attempt is counted: the event stays pending)."""
+    registry = local_registry(settings)
+    kept = registry.enqueue(event)
+    return deliver_pending(settings, registry=registry,
+                           mine=lambda pending: pending.seq == kept.seq)
+
+
+def deliver_pending(settings: LocalSettings, *, registry: LocalRegistry | None = None,
+                    blocking: bool = True,
+                    mine: Callable[[OutboxEvent], bool] | None = None) -> list[Any]:
+    """Deliver every pending event, oldest first, each marked once its controller acted.
+
+    Returns the outcomes of the events `mine` selects (of all, when None); an error of one of
+    those propagates, any other is logged. An event whose controller raises stays pending
+    (counted); after `MAX_DELIVERY_ATTEMPTS` it is dead-lettered and on-call notified. With
+    `blocking` off, a delivery running in another process is left to do the work."""
+    registry = registry or local_registry(settings)
+    if not registry.db_path.exists() and registry.marker() is None:
+        return []  # a new home: nothing was ever kept
+    outcomes: list[Any] = []
+    with single_writer(settings, blocking=blocking) as held:
+        if not held:
+            return outcomes
+        for pending in registry.pending_events():
+            selected = mine is None or mine(pending)
+            try:
+                results = _dispatch(settings, pending)
+            except Exception as exc:
+                failed = registry.mark_attempt_failed(pending.seq, f"{type(exc).__name__}: {exc}")
+                if failed.delivered_at is not None:
+                    _dead_letter(settings, failed)
+                if selected and mine is not None:
+                    raise
+                log.warning("event %s not delivered (attempt %d): %s", pending.event_id,
+                            failed.attempts, exc)
+                continue
+            registry.mark_delivered(pending.seq, {"outcomes": [_as_dict(r) for r in results]})
+            if selected:
+                outcomes.extend(results)
+    return outcomes
+
+
+def _dispatch(settings: LocalSettings, pending: OutboxEvent) -> list[Any]:
+    event = pending.event
+    _append_log(settings, event)
+    if event.get("detail-type") == MODEL_PACKAGE_STATE_CHANGE:
+        return [deployment_controller(settings).handle_event(event)]
+    if event.get("detail-type") == ALARM_DETAIL_TYPE or "alarmData" in event:
+        # Both shapes the rollback Lambda receives: EventBridge, and an alarm's own action.
+        return [rollback_controller(settings).handle_event(event)]
+    return []
+
+
+def _append_log(settings: LocalSettings, event: Mapping[str, Any]) -> None:
+    """Every delivery, in order (a redelivery appears again, as in a consumer's log). A log
+    only: the outbox is the record, so a full disk here does not stop the delivery."""
+    log_path = event_log(settings)
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as handle:
             handle.write(json.dumps(event, sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        outcomes: list[Any] = []
-        if event.get("detail-type") == MODEL_PACKAGE_STATE_CHANGE:
-            outcomes.append(deployment_controller(settings).handle_event(event))
-        elif event.get("detail-type") == ALARM_DETAIL_TYPE or "alarmData" in event:
-            # Both shapes the rollback Lambda receives: EventBridge, and an alarm's own action.
-            outcomes.append(rollback_controller(settings).handle_event(event))
-        return outcomes
+    except OSError as exc:
+        log.warning("event log %s not written: %s", log_path, exc)
+
+
+def _dead_letter(settings: LocalSettings, failed: OutboxEvent) -> None:
+    """The local FailedEvents queue: kept in the outbox as failed, and on-call told."""
+    try:
+        LocalNotifier(settings.home).notify(
+            f"[{settings.endpoint_name}] ALERT: event not delivered after {failed.attempts} "
+            f"attempts", {"event_id": failed.event_id, "detail_type": failed.detail_type,
+                          "error": failed.last_error})
+    except OSError as exc:
+        log.warning("could not notify the dead-lettered event %s: %s", failed.event_id, exc)
+
+
+def _as_dict(result: Any) -> Any:
+    return result.to_dict() if hasattr(result, "to_dict") else result
 
 
 def event_log(settings: LocalSettings) -> Path:

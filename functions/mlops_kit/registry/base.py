@@ -234,6 +234,10 @@ class ModelRegistry(ABC):
         """Mark a version archived (kept for the record, hidden from default listings)."""
         raise NotImplementedError(f"{type(self).__name__} cannot archive versions")
 
+    def unarchive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
+        """Bring an archived version back (recorded as a transition)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot unarchive versions")
+
     def ever_approved(self, version: int) -> bool:
         return any(t.to_status == ApprovalStatus.APPROVED for t in self.transitions(version))
 

@@ -568,6 +568,20 @@ class SageMakerRegistry(ModelRegistry):
                                  properties=props)
         return replace(current, archived_at=now), True
 
+    def unarchive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
+        """Undo `archive` (ledger first, it is the record; then the package's metadata)."""
+        current = self.get(version)
+        if not current.archived_at:
+            return current, False
+        arn = current.lineage.get("model_package_arn") or self.model_package_arn(version)
+        if not self.ledger.unarchive(version, {
+                "from_status": "Archived", "to_status": str(current.status), "actor": actor,
+                "reason": reason, "at": utc_now(), "details": {"model_package_arn": arn}}):
+            return self.get(version), False
+        self._call("update_model_package", ModelPackageArn=arn,
+                   CustomerMetadataPropertiesToRemove=[KEY_ARCHIVED_AT])
+        return replace(current, archived_at=""), True
+
     def ever_approved(self, version: int) -> bool:
         """Approved at some point: by the audit trail, or now (an approval made outside the
         kit is not in the trail)."""

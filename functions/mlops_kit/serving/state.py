@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_kit.core.rotation import VariantWeight
+from mlops_kit.ports import DamagedStateError
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,20 @@ def state_path(home: str | Path, endpoint_name: str) -> Path:
 
 
 def load_state(home: str | Path, endpoint_name: str) -> EndpointState | None:
+    """The endpoint's state (None: not deployed). A file that cannot be read is
+    DamagedStateError, never "not deployed": that would let a deployment start from nothing."""
     path = state_path(home, endpoint_name)
     try:
         return EndpointState.from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
         return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DamagedStateError(
+            f"the endpoint state {path} is damaged ({type(exc).__name__}: {exc}); nothing was "
+            f"changed",
+            recovery="the lineup it held is the endpoint's last deployment record (`mlops "
+                     "registry lineage N`); move the file aside and approve the champion "
+                     "again, or restore the file from a copy") from exc
 
 
 def save_state(home: str | Path, state: EndpointState) -> Path:
