@@ -245,3 +245,17 @@ def test_every_change_leaves_a_restorable_backup(serving_v1):
     (status,) = copy.execute("SELECT status FROM model_versions WHERE version = 2").fetchone()
     copy.close()
     assert status == "Approved" and len(registry.backups()) <= 3
+
+
+def test_a_damaged_endpoint_state_is_exit_6_naming_the_file_never_not_deployed(serving_v1):
+    settings, registry = serving_v1
+    state = settings.home / "endpoints" / f"{ENDPOINT}.json"
+    state.write_text(state.read_text()[:40])  # torn by something outside the kit
+    for command in (("status",), ("rollback", "--reason", "alarm"),
+                    ("registry", "approve", "2", "--reason", "x")):
+        result = mlops(settings.home, *command)
+        assert result.returncode == EXIT_DAMAGED_STATE, (command, result.stderr)
+        assert str(state) in result.stderr and "damaged" in result.stderr
+    assert registry.get(2).status == "Approved"  # kept: its event waits in the outbox
+    assert [e.detail_type for e in registry.pending_events()] == [
+        "SageMaker Model Package State Change"]
