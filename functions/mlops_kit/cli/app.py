@@ -458,7 +458,9 @@ def status_command(endpoint: Optional[str] = EndpointOption, as_json: bool = Jso
     from mlops_kit.registry.service import status
 
     opened = _backend(backend)
-    report = status(opened.registry, opened.endpoints, endpoint or opened.endpoint_name)
+    name = endpoint or opened.endpoint_name
+    report = status(opened.registry, opened.endpoints, name,
+                    alarms=opened.alarm_states(name), cooldown=opened.cooldown)
     if as_json:
         _emit_json(report)
     else:

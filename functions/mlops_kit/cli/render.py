@@ -104,7 +104,11 @@ def deployment_outcome(outcome) -> str:
     return f"deployment {outcome.action}: {outcome.reason}"
 
 
-def status_panel(report: dict[str, Any]) -> Table:
+def status_panel(report: dict[str, Any]):
+    """The endpoint's variants, then the story: alarms, last rollback, cooldown, next step."""
+    from rich.console import Group
+    from rich.text import Text
+
     table = Table(title=f"Endpoint {report['endpoint']}: {report['status']}"
                         + (f" (config {report['config_name']})" if report["config_name"] else ""))
     for column in ("variant", "version", "weight", "instances", "approval", "AUPR", "role"):
@@ -114,11 +118,34 @@ def status_panel(report: dict[str, Any]) -> Table:
         aupr = f"{v['aupr']:.4f}" if v["aupr"] is not None else "-"
         table.add_row(v["variant_name"], str(v["version"]), f"{v['weight']:g}",
                       str(v["instance_count"]), v["approval_status"], aupr, role)
-    if not report["exists"]:
-        table.caption = "not deployed yet: approve a version (`mlops registry approve N --reason ...`)"
-    elif report["champion_since"]:
+    if report["exists"] and report["champion_since"]:
         table.caption = f"champion v{report['champion']} since {report['champion_since']}"
-    return table
+    lines: list[Text] = []
+    alarms = report.get("alarms") or []
+    if alarms:
+        prefix = f"{report['endpoint']}-"
+        by_state: dict[str, list[str]] = {}
+        for alarm in alarms:
+            by_state.setdefault(alarm["state"], []).append(alarm["name"].removeprefix(prefix))
+        order = ("ALARM", "MISSING", "INSUFFICIENT_DATA", "OK")
+        parts = [f"{state} {', '.join(by_state[state])}"
+                 for state in sorted(by_state, key=lambda s: order.index(s) if s in order else 9)]
+        lines.append(Text.assemble(("alarms  ", "bold"), " · ".join(parts)))
+    rollback = report.get("last_rollback")
+    if rollback:
+        how = f"by alarm {rollback['alarm']}" if rollback["automatic"] else \
+            f"by {rollback['actor']}"
+        lines.append(Text.assemble(
+            ("last rollback  ", "bold"), f"{rollback['at']}: v{rollback['from_version']} → "
+            f"v{rollback['to_version']} {how}: {rollback['reason']}"))
+    cooldown = report.get("cooldown")
+    if cooldown:
+        lines.append(Text.assemble(("cooldown  ", "bold"), (
+            f"active until {cooldown['until']}" if cooldown["active"]
+            else f"over since {cooldown['until']}")))
+    for step in report.get("next_steps") or []:
+        lines.append(Text.assemble(("next  ", "bold yellow"), step))
+    return Group(table, *lines)
 
 
 def lineage_tree(walk: dict[str, Any]):

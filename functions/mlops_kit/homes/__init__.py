@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable
 
 from mlops_kit.deploy.endpoints import EndpointAdapter
@@ -31,6 +32,10 @@ class Backend:
     """Held while changing traffic by hand: locally the event lock the controllers take, so a
     manual shift cannot interleave with an alarm-driven one (in AWS the rollback claim in the
     ledger and the cooldown guard the automatic path)."""
+    alarm_states: Callable[[str], list[dict[str, Any]]] = lambda endpoint: []
+    """The kit's alarms of an endpoint: name, state, since, whether it rolls back."""
+    cooldown: timedelta | None = None
+    """The rollback controller's cooldown after a rollback."""
     resend_status_change: Callable[[ModelVersion], list[Any]] | None = None
     """Re-approving an approved version: deliver its approval again if it never deployed
     (None where the home cannot lose one: SageMaker emits the event with the change)."""

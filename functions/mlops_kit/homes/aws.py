@@ -166,4 +166,26 @@ def backend(environ: Mapping[str, str] | None = None, clients: Clients = None) -
 
     return Backend("aws", registry(rollback.model_group, rollback.ledger_table, clients),
                    endpoints(clients), rollback.endpoint_name, local.owner, emit,
-                   lambda: rollback_controller(rollback, clients))
+                   lambda: rollback_controller(rollback, clients),
+                   alarm_states=lambda endpoint: alarm_states(endpoint, clients),
+                   cooldown=timedelta(minutes=rollback.cooldown_minutes))
+
+
+def alarm_states(endpoint_name: str, clients: Clients = None) -> list[dict[str, Any]]:
+    """The kit's CloudWatch alarms of an endpoint (one DescribeAlarms call)."""
+    from mlops_kit.aws.clients import default_client
+    from mlops_kit.core.alarms import load_definitions
+
+    definitions = {d.alarm_name(endpoint_name): d for d in load_definitions()}
+    found = {}
+    cloudwatch = _client(clients, "cloudwatch") or default_client("cloudwatch")
+    pages = cloudwatch.get_paginator("describe_alarms").paginate(
+        AlarmNames=list(definitions))
+    for page in pages:
+        for alarm in page.get("MetricAlarms", []):
+            found[alarm["AlarmName"]] = alarm
+    return [{"name": name, "rollback": definition.rollback,
+             "state": found.get(name, {}).get("StateValue", "MISSING"),
+             "since": (found[name]["StateUpdatedTimestamp"].isoformat()
+                       if name in found and found[name].get("StateUpdatedTimestamp") else None)}
+            for name, definition in definitions.items()]

@@ -48,7 +48,23 @@ def backend(settings: LocalSettings | None = None) -> Backend:
     return Backend("local", registry, LocalEndpoints(settings.home),
                    settings.endpoint_name, settings.owner, emit,
                    lambda: rollback_controller(settings), lambda: single_writer(settings),
+                   alarm_states=lambda endpoint: local_alarm_states(settings, endpoint),
+                   cooldown=rollback_controller(settings).settings.cooldown,
                    resend_status_change=resend)
+
+
+def local_alarm_states(settings: LocalSettings, endpoint_name: str) -> list[dict[str, Any]]:
+    """The local evaluator's alarm states (what `mlops monitor` last decided)."""
+    from mlops_kit.core.alarms import load_definitions
+    from mlops_kit.monitoring.evaluator import LocalAlarmEvaluator
+
+    definitions = load_definitions()
+    states = LocalAlarmEvaluator(settings.home, endpoint_name, definitions).states()
+    return [{"name": d.alarm_name(endpoint_name), "rollback": d.rollback,
+             "state": states.get(d.alarm_name(endpoint_name), {}).get("state",
+                                                                     "INSUFFICIENT_DATA"),
+             "since": states.get(d.alarm_name(endpoint_name), {}).get("since")}
+            for d in definitions]
 
 
 def local_registry_only(settings: LocalSettings | None = None):

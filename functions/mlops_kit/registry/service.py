@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping, Sequence
 
 from mlops_kit.core.retention import (ArchiveDecision, RetentionCandidate, RetentionPolicy,
                                       select_for_archive)
 from mlops_kit.core.rotation import serving_champion
 from mlops_kit.deploy.endpoints import EndpointAdapter
-from mlops_kit.registry.base import ModelRegistry
+from mlops_kit.registry.base import DeploymentRecord, ModelRegistry
 
 
 def _parse_time(value: str) -> datetime:
@@ -64,9 +64,12 @@ def lineage(registry: ModelRegistry, version: int) -> dict[str, Any]:
     }
 
 
-def status(registry: ModelRegistry, endpoints: EndpointAdapter, endpoint_name: str
-           ) -> dict[str, Any]:
-    """What serves now, since when, and each variant's version and weight."""
+def status(registry: ModelRegistry, endpoints: EndpointAdapter, endpoint_name: str, *,
+           alarms: Sequence[Mapping[str, Any]] = (), cooldown: timedelta | None = None,
+           now: datetime | None = None) -> dict[str, Any]:
+    """What serves now, since when, each variant's version and weight; and the story on-call
+    needs: the kit's alarms and their states, the last change of the traffic with its reason
+    and evidence, whether the rollback cooldown holds, and the next step."""
     view = endpoints.describe(endpoint_name)
     history = registry.deployments(endpoint_name)
     latest = history[-1] if history else None
@@ -99,4 +102,44 @@ def status(registry: ModelRegistry, endpoints: EndpointAdapter, endpoint_name: s
         "last_deployment": latest.to_dict() if latest else None,
         "versions": [{"version": v.version, "status": str(v.status),
                       "archived": bool(v.archived_at)} for v in registry.list_versions()],
+        **story(history, alarms, cooldown, now or datetime.now(timezone.utc),
+                exists=view is not None),
     }
+
+
+def story(history: Sequence[DeploymentRecord], alarms: Sequence[Mapping[str, Any]],
+          cooldown: timedelta | None, now: datetime, *, exists: bool) -> dict[str, Any]:
+    """The last rollback (who or which alarm, why, evidence), the cooldown it started, the
+    alarms and what to do next."""
+    rollback = next((r for r in reversed(history) if r.kind == "rollback"), None)
+    last = {"rollback": None, "cooldown": None}
+    steps: list[str] = []
+    if rollback is not None:
+        alarm = rollback.actor.removeprefix("alarm:") if rollback.actor.startswith("alarm:") else ""
+        last["rollback"] = {
+            "at": rollback.at, "from_version": rollback.previous_version,
+            "to_version": rollback.version, "automatic": bool(alarm), "alarm": alarm,
+            "actor": rollback.actor, "reason": rollback.reason,
+            "evidence": rollback.evidence, "deployment_id": rollback.deployment_id}
+        if cooldown is not None:
+            until = _parse_time(rollback.at) + cooldown
+            last["cooldown"] = {"until": until.isoformat(timespec="seconds"),
+                                "active": now < until, "minutes": cooldown.total_seconds() / 60}
+    firing = [a for a in alarms if a.get("state") == "ALARM"]
+    if not exists:
+        steps.append("not deployed: approve a version (`mlops registry approve N --reason ...`)")
+    for alarm in firing:
+        steps.append(f"alarm {alarm['name']} is in ALARM since {alarm.get('since') or '?'}"
+                     + ("" if alarm.get("rollback", True) else " (operational: notify only)"))
+    head = history[-1] if history else None
+    if rollback is not None and head is rollback:
+        steps.append(f"v{rollback.previous_version} was rolled back ({rollback.reason}): find the "
+                     f"cause (`mlops registry lineage {rollback.previous_version}`), then approve "
+                     f"a fixed version, or `mlops rollforward --to {rollback.previous_version} "
+                     f"--reason ...` once it is fixed")
+    cooling = last["cooldown"]
+    if cooling and cooling["active"]:
+        steps.append(f"automatic rollback is paused until {cooling['until']} (cooldown after "
+                     f"the last rollback); `mlops rollback --reason ...` works now")
+    return {"alarms": [dict(a) for a in alarms], "last_rollback": last["rollback"],
+            "cooldown": cooling, "next_steps": steps}
