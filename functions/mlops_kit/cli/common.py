@@ -1,0 +1,68 @@
+"""What every `mlops` command shares: exit codes, consoles, options, the backend opener."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_GATE_FAILED = 3
+EXIT_NO_CHANGE = 4
+EXIT_BUSY = 5
+EXIT_DAMAGED_STATE = 6
+"""State the kit wrote before is missing or unreadable (e.g. a truncated registry.db)."""
+EXIT_CANNOT_WRITE = 7
+"""The kit cannot write its state (disk full, read-only): nothing was half-written."""
+
+# Tables are wide; when output goes to a file or pipe, do not squeeze them into 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+JsonOption = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+
+
+def _fail_bad_input(cause: str, details: list[str] | None = None) -> None:
+    err.print(f"[bold red]error:[/] {cause}", highlight=False)
+    for detail in details or []:
+        err.print(f"  - {detail}", highlight=False, markup=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    """Repeated --param NAME=VALUE options; exit 2 naming a malformed one."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            _fail_bad_input(f"--param expects NAME=VALUE, got '{item}'")
+        overrides[name.strip()] = value.strip()
+    return overrides
+
+
+def _emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+
+
+BackendOption = typer.Option("local", "--backend",
+                             help="local ($MLOPS_HOME) or aws (boto3, standard credential chain).")
+EndpointOption = typer.Option(None, "--endpoint", help="Endpoint name; default $MLOPS_ENDPOINT.")
+
+
+def _backend(name: str):
+    from mlops_kit.cli.backends import BackendError, open_backend
+
+    try:
+        return open_backend(name)
+    except BackendError as exc:
+        _fail_bad_input(str(exc))
+
+
+def opened_actor() -> str:
+    from mlops_kit.config import LocalSettings
+
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in LocalSettings.from_env().owner)
