@@ -4,7 +4,9 @@ stamped with the time it describes.
 
 Only its own schedule's recent runs are acted on (`mlops_kit.core.schedules`): any other event
 publishes nothing. Corrupt or partial capture lines are skipped and counted (CaptureSkipped),
-never fatal. Settings and IAM: `mlops_kit.contract.FUNCTIONS["drift_monitor"]`.
+never fatal. Whether capture keeps up with the traffic: CaptureRecords for the endpoint and
+UncapturedInvocations (the interval's SageMaker invocations when the capture held none; the
+notify-only capture-stopped alarm). Settings and IAM: `mlops_kit.contract.FUNCTIONS["drift_monitor"]`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops_kit.contract import DriftMonitorSettings, function
 from mlops_kit.core.schedules import NotThisSchedule, scheduled_run_time
-from mlops_kit.monitoring.drift_monitor import (ChampionBaseline, DecodedCapture, compute_metrics,
+from mlops_kit.monitoring.drift_monitor import (ChampionBaseline, DecodedCapture,
+                                                capture_health_metrics, compute_metrics,
                                                 decode_capture, parse_capture_lines)
 
 CONTRACT = function("drift_monitor")
@@ -85,13 +88,45 @@ def monitor(now: datetime) -> dict[str, Any]:
     data += champion_service_metrics(deps["cloudwatch"], ENDPOINT, champion.variant_name,
                                      now - SCHEDULE - SERVICE_METRICS_LAG,
                                      now - SERVICE_METRICS_LAG)
+    invocations = endpoint_invocations(deps["cloudwatch"], ENDPOINT,
+                                       [v.variant_name for v in view.variants],
+                                       now - SCHEDULE - SERVICE_METRICS_LAG,
+                                       now - SERVICE_METRICS_LAG)
+    data += capture_health_metrics(by_variant, invocations, endpoint_name=ENDPOINT, at=now)
     labelled = _performance(deps, baseline, now)
     data += labelled
     deps["sink"].put(data)
     return {"status": "published", "champion": champion.version, "metrics": len(data),
             "records": {k: v.records for k, v in by_variant.items()},
             "skipped": {k: v.skipped for k, v in by_variant.items()},
-            "skipped_reasons": {k: v.skipped_reasons for k, v in by_variant.items() if v.skipped}}
+            "skipped_reasons": {k: v.skipped_reasons for k, v in by_variant.items() if v.skipped},
+            "invocations": invocations}
+
+
+def endpoint_invocations(cloudwatch: Any, endpoint_name: str, variant_names: list[str],
+                         start: datetime, end: datetime) -> float:
+    """Sum of SageMaker's Invocations over every variant for the minutes in [start, end),
+    floored to the minute as `champion_service_metrics` does (adjacent runs never share or
+    skip a minute). A minute without traffic has no datapoint: 0."""
+    start, end = (t.replace(second=0, microsecond=0) for t in (start, end))
+    if end <= start or not variant_names:
+        return 0.0
+    queries = [{"Id": f"i{i}", "ReturnData": True, "MetricStat": {
+        "Metric": {"Namespace": "AWS/SageMaker", "MetricName": "Invocations",
+                   "Dimensions": [{"Name": "EndpointName", "Value": endpoint_name},
+                                  {"Name": "VariantName", "Value": name}]},
+        "Period": 60, "Stat": "Sum"}} for i, name in enumerate(variant_names)]
+    total, kwargs = 0.0, {}
+    while True:
+        response = cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=start,
+                                              EndTime=end, **kwargs)
+        for result in response.get("MetricDataResults", []):
+            total += sum(float(v) for at, v in zip(result.get("Timestamps", []),
+                                                    result.get("Values", []))
+                         if start <= at < end)
+        if not response.get("NextToken"):
+            return total
+        kwargs = {"NextToken": response["NextToken"]}
 
 
 def _performance(deps: dict[str, Any], baseline: ChampionBaseline, now: datetime) -> list:

@@ -14,8 +14,10 @@ Standard library only: infra imports this module, and every Lambda bundle carrie
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 # -- resources a grant can name (infra maps each to ARNs of the stage) --------------------
@@ -388,7 +390,8 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
             CodePath("read data capture and ground truth of the window", (
                 Access(("s3:ListBucket",), CAPTURE_BUCKET),
                 Access(("s3:GetObject",), CAPTURE_OBJECTS))),
-            CodePath("read the champion's SageMaker 5XX and latency", (
+            CodePath("read SageMaker's per-minute metrics (the champion's 5XX and latency, "
+                     "every variant's invocations)", (
                 Access(("cloudwatch:GetMetricData",), ANY),)),
         ),
         metrics=(
@@ -399,6 +402,8 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
             Metric(MONITORING_NAMESPACE, "AUPR", ("EndpointName",)),
             Metric(MONITORING_NAMESPACE, "CaptureRecords", ("EndpointName", "VariantName")),
             Metric(MONITORING_NAMESPACE, "CaptureSkipped", ("EndpointName", "VariantName")),
+            Metric(MONITORING_NAMESPACE, "CaptureRecords", ("EndpointName",)),
+            Metric(MONITORING_NAMESPACE, "UncapturedInvocations", ("EndpointName",)),
             Metric(MONITORING_NAMESPACE, "ChampionInvocation5XXErrors", ("EndpointName",)),
             Metric(MONITORING_NAMESPACE, "ChampionModelLatency", ("EndpointName",))),
         settings_type=DriftMonitorSettings),
@@ -467,11 +472,28 @@ def approval_event_pattern(model_group: str) -> dict[str, Any]:
                                {"UpdatedModelPackageFields": [{"exists": False}]}]}}
 
 
-def alarm_event_pattern(endpoint_name: str) -> dict[str, Any]:
-    """The rollback controller's rule: the kit's alarms of this endpoint going into ALARM
-    (every kit alarm is named `<endpoint>-<id>`, `core.alarms.AlarmDefinition.alarm_name`)."""
+ALARM_DEFINITIONS = Path(__file__).parent / "core" / "alarm_definitions.json"
+
+
+def _rollback_alarm_ids() -> tuple[str, ...]:
+    """The rollback alarms' ids, read from the definition file with the standard library only
+    (`core.alarms.rollback_alarm_ids` reads the same file typed; a test holds them equal)."""
+    alarms = json.loads(ALARM_DEFINITIONS.read_text())["alarms"]
+    return tuple(a["id"] for a in alarms if a["rollback"])
+
+
+def alarm_event_pattern(endpoint_name: str,
+                        rollback_alarm_ids: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The rollback controller's rule: the kit's rollback alarms of this endpoint going into
+    ALARM, by name (`<endpoint>-<id>`, `core.alarms.AlarmDefinition.alarm_name`). The kit's
+    notify-only alarms (`rollback: false`: data capture stopped, ...) share the name prefix and
+    are not matched: a broken disk or bucket policy is not a bad model. `rollback_alarm_ids`
+    defaults to the definition file's (`core.alarms.rollback_alarm_ids`)."""
+    if rollback_alarm_ids is None:
+        rollback_alarm_ids = _rollback_alarm_ids()
     return {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
-            "detail": {"alarmName": [{"prefix": f"{endpoint_name}-"}],
+            "detail": {"alarmName": [f"{endpoint_name}-{ident}"
+                                     for ident in sorted(rollback_alarm_ids)],
                        "state": {"value": ["ALARM"]}}}
 
 

@@ -8,7 +8,9 @@ local evaluator uses): period, evaluation periods and datapoints to alarm come f
 
 Alarms whose dimensions carry "{champion}" would watch one variant by name, which changes with
 every promotion and rollback; none does (the monitor republishes the champion's SageMaker
-metrics at endpoint level), and one that did would be skipped here.
+metrics at endpoint level), and one that did would be skipped here, as is one that exists only
+in the local home (`homes`). A notify-only alarm (`rollback: false`, e.g. capture-stopped)
+notifies `notification_topic` when it goes into ALARM; the rollback rule does not match it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from pathlib import Path
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mlops_kit.core.alarms import (COMPARISONS, MISSING_TREATMENTS, AlarmDefinition,
-                                   fit_to_schedule, load_specs)
+                                   fit_to_schedule, in_home, load_specs)
 
 
 def _cdk_member(enum, name: str):
@@ -35,13 +39,16 @@ _MISSING = {name: _cdk_member(cw.TreatMissingData, name) for name in MISSING_TRE
 
 class Monitoring(Construct):
     def __init__(self, scope: Construct, id: str, *, endpoint_name: str,
-                 definitions_path: Path, schedule_minutes: int) -> None:
+                 definitions_path: Path, schedule_minutes: int,
+                 notification_topic: sns.ITopic | None = None) -> None:
+        """`notification_topic`: where the notify-only alarms go (None: no alarm action)."""
         super().__init__(scope, id)
         self.endpoint_name = endpoint_name
         self.definitions: tuple[AlarmDefinition, ...] = fit_to_schedule(
-            load_specs(definitions_path), schedule_minutes)
+            in_home(load_specs(definitions_path), "aws"), schedule_minutes)
         self.alarms: dict[str, cw.Alarm] = {}
         self.skipped: list[str] = []
+        notify = cw_actions.SnsAction(notification_topic) if notification_topic else None
         for d in self.definitions:
             if d.variant_scoped:
                 self.skipped.append(d.id)
@@ -59,6 +66,8 @@ class Monitoring(Construct):
                 evaluation_periods=d.evaluation_periods,
                 datapoints_to_alarm=d.datapoints_to_alarm,
                 treat_missing_data=_MISSING[d.treat_missing_data])
+            if not d.rollback and notify is not None:
+                self.alarms[d.id].add_alarm_action(notify)
 
         search = lambda q, stat, label: cw.MathExpression(  # noqa: E731
             expression=f"SEARCH('{q}', '{stat}', 300)", label=label, using_metrics={},

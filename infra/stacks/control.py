@@ -28,7 +28,8 @@ class ControlStack(Stack):
             serving_role=self.serving.role)
         self.monitoring = Monitoring(self, "Monitoring", endpoint_name=cfg.endpoint_name,
                                      definitions_path=alarm_definitions,
-                                     schedule_minutes=cfg.drift_schedule_minutes)
+                                     schedule_minutes=cfg.drift_schedule_minutes,
+                                     notification_topic=stateful.notifications.topic)
         CfnOutput(self, "EndpointName", value=cfg.endpoint_name, description="MLOPS_ENDPOINT")
         CfnOutput(self, "SageMakerExecutionRoleArn", value=self.serving.role.role_arn,
                   description="SAGEMAKER_EXECUTION_ROLE_ARN")

@@ -192,3 +192,42 @@ def test_the_champions_sagemaker_metrics_are_republished_at_endpoint_level(make_
     errors = [d for d in data if d.name == "ChampionInvocation5XXErrors"]
     assert [d.value for d in errors] == [7.0]  # the champion's, not v1's
     assert errors[0].dimensions == {"EndpointName": ENDPOINT}
+
+
+def test_the_drift_monitor_publishes_captured_records_and_invocations_without_capture(
+        world, monkeypatch, make_client):
+    """SageMaker's capture can stop silently (bucket policy, KMS): the monitor publishes what
+    the capture held for the interval and the invocations SageMaker counted without any."""
+    registry, endpoints, documents, now = world
+    cloudwatch = make_client("cloudwatch")
+    run = now.replace(second=0, microsecond=0) + timedelta(minutes=4)
+    minutes = [run - timedelta(minutes=13 - i) for i in range(10)]  # [run - 13, run - 3)
+    cloudwatch.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+        "MetricName": "Invocations", "Value": 30.0, "Timestamp": at, "Unit": "None",
+        "Dimensions": [{"Name": "EndpointName", "Value": ENDPOINT},
+                       {"Name": "VariantName", "Value": "v1"}]} for at in minutes])
+    handler = load(monkeypatch, "drift_monitor")
+
+    def published(at: datetime) -> dict:
+        sink = Sink()
+        handler._deps.clear()
+        handler._deps.update(registry=registry, endpoints=endpoints, documents=documents,
+                             sink=sink, cloudwatch=cloudwatch)
+        summary = handler.monitor(at)
+        assert summary["status"] == "published", summary
+        return {d.name: d.value for d in sink if d.dimensions == {"EndpointName": ENDPOINT}}
+
+    healthy = published(run)  # the capture of `world` was written within the window
+    assert healthy["CaptureRecords"] == 401 and healthy["UncapturedInvocations"] == 0
+    # An hour on, the same traffic but nothing captured: every invocation went uncaptured.
+    later = run + timedelta(hours=1)
+    cloudwatch.put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
+        "MetricName": "Invocations", "Value": 30.0, "Timestamp": at + timedelta(hours=1),
+        "Unit": "None", "Dimensions": [{"Name": "EndpointName", "Value": ENDPOINT},
+                                       {"Name": "VariantName", "Value": "v1"}]}
+        for at in minutes])
+    stopped = published(later)
+    assert stopped["CaptureRecords"] == 0 and stopped["UncapturedInvocations"] == 300
+    # No traffic, no capture: nothing is missing.
+    quiet = published(later + timedelta(hours=1))
+    assert quiet["CaptureRecords"] == 0 and quiet["UncapturedInvocations"] == 0

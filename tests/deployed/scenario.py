@@ -213,8 +213,10 @@ class Scenario:
         s3_backends[ACCOUNT]["aws"].buckets[bucket].keys[key].last_modified = landed_at
 
     def sagemaker_metrics(self, variant: str, start: datetime, minutes: int, *,
-                          errors: float, latency_us: float) -> None:
-        """What SageMaker itself publishes per minute for a variant."""
+                          errors: float, latency_us: float,
+                          invocations: float | None = None) -> None:
+        """What SageMaker itself publishes per minute for a variant (Invocations too, when
+        given: it publishes none for a minute without traffic)."""
         data = []
         for minute in range(minutes):
             at = start + timedelta(minutes=minute)
@@ -224,6 +226,9 @@ class Scenario:
                       "Value": errors, "Unit": "Count"},
                      {"MetricName": "ModelLatency", "Dimensions": dims, "Timestamp": at,
                       "Value": latency_us, "Unit": "Microseconds"}]
+            if invocations is not None:
+                data.append({"MetricName": "Invocations", "Dimensions": dims, "Timestamp": at,
+                             "Value": invocations, "Unit": "None"})
         for i in range(0, len(data), 500):
             self.admin("cloudwatch").put_metric_data(Namespace="AWS/SageMaker",
                                                      MetricData=data[i:i + 500])

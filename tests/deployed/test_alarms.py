@@ -1,4 +1,4 @@
-"""Every alarm that feeds rollback, evaluated with CloudWatch's semantics (`core.alarms.replay`:
+"""Every alarm that feeds rollback (and the notify-only capture-stopped alarm), evaluated with CloudWatch's semantics (`core.alarms.replay`:
 period, evaluation periods, datapoints to alarm, missing-data treatment, only what is visible
 at each minute) over the datapoints the drift monitor actually emits, timestamps included, on
 the schedule the template sets: a simulated incident reaches ALARM, its state-change event
@@ -28,6 +28,11 @@ INCIDENT_FROM = 3
 
 def rollback_alarm_ids() -> set[str]:
     return {spec.id for spec in load_specs() if spec.rollback}
+
+
+def stage_alarm_ids() -> set[str]:
+    """Every alarm of the definition file that the stage deploys (the AWS home's)."""
+    return {spec.id for spec in load_specs() if "aws" in spec.homes}
 
 
 def test_every_rollback_alarm_is_simulated_here(stage):
@@ -78,26 +83,40 @@ class Traffic:
         latency = 450_000.0 if self.broken("champion-latency", run) else 4_000.0
         return errors, latency
 
+    def captured(self, run: int) -> bool:
+        """SageMaker's capture stops silently (a bucket policy or KMS key refusing it) while
+        the endpoint keeps answering: no capture object lands."""
+        return not self.broken("capture-stopped", run)
+
 
 def simulate(sc: Scenario, incident: str | None) -> tuple[list, datetime, datetime]:
     """RUNS drift-monitor runs on the template's schedule; returns what they emitted (with the
     time each run's datapoints became visible), the first and the last run's time."""
-    lifecycle_without_rollback(sc)  # v2 champion, v1 warm and probed
     schedule = timedelta(minutes=schedule_minutes(sc.stage))
     first = now_minute() - RUNS * schedule
+    # v2 serves the simulated traffic, so it was promoted before it: the controller stamps its
+    # records with the real clock, which is past the simulated runs, and an alarm older than
+    # the champion's promotion is not rolled back (core/rollback_policy.py superseded_reason).
+    promoted_at = (first - schedule).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr("mlops_kit.deploy.controller.now", lambda: promoted_at)
+        lifecycle_without_rollback(sc)  # v2 champion, v1 warm and probed
     traffic = Traffic(incident)
     emitted = []
     labels_due: dict[str, int] = {}
     for run in range(RUNS):
         at = first + run * schedule
         lines, labels = traffic.capture(run, at - schedule + timedelta(minutes=1))
-        sc.capture("v2", lines, at - timedelta(minutes=1), f"run-{run}")
+        if traffic.captured(run):
+            sc.capture("v2", lines, at - timedelta(minutes=1), f"run-{run}")
         if labels_due:  # the previous window's labels land during this one
             sc.ground_truth(labels_due, at - timedelta(minutes=2), f"run-{run}")
         labels_due = labels
         errors, latency = traffic.sagemaker(run)
-        sc.sagemaker_metrics("v2", at - schedule - timedelta(minutes=5), schedule_minutes(
-            sc.stage) + 5, errors=errors, latency_us=latency)
+        minutes = schedule_minutes(sc.stage)
+        sc.sagemaker_metrics("v2", at - schedule - timedelta(minutes=5), minutes + 5,
+                             errors=errors, latency_us=latency,
+                             invocations=len(lines) / minutes)  # what the capture would hold
         result = sc.drift_run(at)
         assert result["status"] == "published", result
         visible = at + timedelta(minutes=1)  # the run, then EMF extraction from its log
@@ -137,9 +156,36 @@ def test_an_incident_reaches_alarm_and_rolls_back(world, monkeypatch, capsys, in
     assert outcome["action"] == "rolled_back", outcome
 
 
+def test_capture_stopping_while_invocations_continue_notifies_and_never_rolls_back(
+        world, monkeypatch, capsys):
+    sc = Scenario(world, monkeypatch, capsys)
+    emitted, start, end = simulate(sc, "capture-stopped")
+    name, changes = transitions(sc.stage, "capture-stopped", emitted, start, end)
+    alarms = [t for t in changes if t.state == "ALARM"]
+    assert alarms, f"{name} never reached ALARM: {changes}"
+    schedule = timedelta(minutes=schedule_minutes(sc.stage))
+    incident_start = start + INCIDENT_FROM * schedule - schedule
+    assert incident_start <= alarms[0].at <= incident_start + 4 * schedule
+    uncaptured = [d.value for d, _ in emitted if d.name == "UncapturedInvocations"]
+    assert uncaptured[:INCIDENT_FROM] == [0.0] * INCIDENT_FROM
+    assert all(v >= 50 for v in uncaptured[INCIDENT_FROM:]), uncaptured
+    # No rollback alarm moves: the models are fine.
+    for alarm_id in sorted(rollback_alarm_ids()):
+        _, rollback_changes = transitions(sc.stage, alarm_id, emitted, start, end)
+        assert all(t.state != "ALARM" for t in rollback_changes), (alarm_id, rollback_changes)
+    # Notify-only: its state change matches no rule, so it never reaches the rollback
+    # controller (and the controller would ignore it if it did).
+    change = alarm_event(name)
+    change["detail"]["state"]["reason"] = alarms[0].evaluation.reason
+    assert matching_rules(sc.stage, change) == set()
+    assert not AlarmDefinition.from_cloudformation(name, sc.stage.alarms()[name]).variant_scoped
+    outcome = sc.run("rollback_controller", change)
+    assert outcome["action"] == "ignored", outcome
+
+
 def test_healthy_traffic_stays_ok(world, monkeypatch, capsys):
     sc = Scenario(world, monkeypatch, capsys)
     emitted, start, end = simulate(sc, None)
-    for alarm_id in sorted(rollback_alarm_ids()):
+    for alarm_id in sorted(stage_alarm_ids()):
         name, changes = transitions(sc.stage, alarm_id, emitted, start, end)
         assert all(t.state != "ALARM" for t in changes), (name, changes)

@@ -116,8 +116,13 @@ def test_model_approval_rule_targets_deployment_lambda(synthesized):
 def test_alarm_rule_targets_rollback_lambda(synthesized):
     t = synthesized["control"]
     rule = _rule_with(t, "CloudWatch Alarm State Change")
-    assert rule["EventPattern"]["detail"] == {"alarmName": [{"prefix": "fraud-scorer-dev-"}],
-                                              "state": {"value": ["ALARM"]}}
+    # The rollback alarms by name: the kit's notify-only alarms (capture-stopped) share the
+    # name prefix and must not reach the rollback controller.
+    assert rule["EventPattern"]["detail"] == {
+        "alarmName": [f"fraud-scorer-dev-{i}" for i in ("champion-5xx", "champion-latency",
+                                                        "feature-drift", "performance",
+                                                        "prediction-drift")],
+        "state": {"value": ["ALARM"]}}
     (target,) = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [_function_id(t, "rollback_controller"), "Arn"]}
     assert "DeadLetterConfig" in target and "RetryPolicy" in target
@@ -142,28 +147,30 @@ def test_controllers_reserve_no_concurrency_unless_configured(synthesized, tmp_p
 
 
 def test_one_alarm_per_definition_fitted_to_the_stage_schedule(synthesized):
-    from mlops_kit.core.alarms import AlarmDefinition, fit_to_schedule, load_specs
+    from mlops_kit.core.alarms import AlarmDefinition, fit_to_schedule, in_home, load_specs
 
     alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in
               _resources(synthesized["control"], "AWS::CloudWatch::Alarm").values()
               if a["Properties"]["AlarmName"].startswith("fraud-scorer-dev-")}
-    expected = fit_to_schedule(load_specs(), 10)  # dev's driftScheduleMinutes
-    assert len(alarms) == len(expected) == 5  # every definition, no more
+    expected = fit_to_schedule(in_home(load_specs(), "aws"), 10)  # dev's driftScheduleMinutes
+    # Every definition of the AWS home, no more (capture-dropped is the local endpoint's).
+    assert len(alarms) == len(expected) == 6
     # The windows, hand-checked for a 10-minute schedule (core.alarms.AlarmSpec.fit).
     assert {name.removeprefix("fraud-scorer-dev-"): (a["Period"], a["EvaluationPeriods"],
                                                      a["DatapointsToAlarm"])
             for name, a in alarms.items()} == {
         "feature-drift": (600, 4, 2), "prediction-drift": (600, 4, 2),
         "performance": (600, 3, 2), "champion-5xx": (60, 18, 3),
-        "champion-latency": (60, 20, 3)}
+        "champion-latency": (60, 20, 3), "capture-stopped": (600, 3, 2)}
     for d in expected:
         a = alarms[d.alarm_name("fraud-scorer-dev")]
         assert a["Dimensions"] == [{"Name": "EndpointName", "Value": "fraud-scorer-dev"}]
         stat_key = "ExtendedStatistic" if d.statistic.startswith("p") else "Statistic"
         assert a[stat_key] == d.statistic
         # What the deployed-twin tests read back is what core evaluates.
-        back = AlarmDefinition.from_cloudformation(a["AlarmName"], a)
-        assert back == replace(d, dimensions={"EndpointName": "fraud-scorer-dev"})
+        back = AlarmDefinition.from_cloudformation(a["AlarmName"], a, rollback=d.rollback)
+        assert replace(back, homes=d.homes) == replace(
+            d, dimensions={"EndpointName": "fraud-scorer-dev"})
 
 
 def test_alarm_windows_follow_the_schedule_they_are_given():
@@ -183,6 +190,31 @@ def test_alarm_windows_follow_the_schedule_they_are_given():
         == (900, 4)
     assert (alarms["e-champion-5xx"]["Period"], alarms["e-champion-5xx"]["EvaluationPeriods"]) \
         == (60, 15 + 3 + 2 + 3)
+    assert "e-capture-dropped" not in alarms  # the local home's only
+    assert all("AlarmActions" not in a for a in alarms.values())  # no topic given
+
+
+def test_notify_only_alarms_notify_the_topic_and_rollback_alarms_do_not():
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_sns as sns
+    from aws_cdk.assertions import Template
+
+    from .conftest import cdk_app_package
+
+    cdk_app_package()
+    monitoring = importlib.import_module("mlops_infra.constructs.monitoring")
+    stack = Stack(App(), "S")
+    topic = sns.Topic(stack, "Topic")
+    monitoring.Monitoring(stack, "M", endpoint_name="e", schedule_minutes=10,
+                          definitions_path=ROOT / "functions/mlops_kit/core/alarm_definitions.json",
+                          notification_topic=topic)
+    template = Template.from_stack(stack)
+    (topic_id,) = template.find_resources("AWS::SNS::Topic")
+    alarms = {a["Properties"]["AlarmName"]: a["Properties"]
+              for a in template.find_resources("AWS::CloudWatch::Alarm").values()}
+    assert alarms["e-capture-stopped"]["AlarmActions"] == [{"Ref": topic_id}]
+    assert alarms["e-capture-stopped"]["MetricName"] == "UncapturedInvocations"
+    assert [n for n, a in alarms.items() if "AlarmActions" in a] == ["e-capture-stopped"]
     assert alarms["e-champion-5xx"]["TreatMissingData"] == "notBreaching"
     assert alarms["e-performance"]["ComparisonOperator"] == "LessThanThreshold"
 

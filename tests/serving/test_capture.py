@@ -142,3 +142,152 @@ def test_reader_accepts_directories(tmp_path):
     assert (len(records), skipped) == (3, 1)
     assert {r.variant for r in records} == {"v1"} and records[0].path.endswith("x.jsonl")
     assert Path(records[0].path).exists()
+
+
+# -- failures: capture never fails the request ------------------------------------------------
+import contextlib  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str = "256k"):
+    """A small tmpfs at `path` (root only); skipped where mounting is not allowed."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): the capture-failure "
+                    f"tests need a real full / read-only filesystem")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the filesystem of `folder` to the last byte."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (65536, 4096, 1):
+            while True:
+                try:
+                    os.write(fd, b"x" * size)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def write_n(writer: CaptureWriter, n: int, variant: str = "v1") -> None:
+    for _ in range(n):
+        writer.write(variant, CSV_ROW, "text/csv", b"0.1", "text/csv")
+
+
+def test_a_full_disk_drops_and_counts_records_logs_once_per_interval_and_recovers(
+        tmp_path, caplog):
+    timer = Clock(1000.0)
+    with tmpfs(tmp_path / "home" / "capture"):
+        writer = CaptureWriter(tmp_path / "home", "ep", writer_id="w0", timer=timer,
+                               retry_seconds=1.0, log_seconds=60.0)
+        write_n(writer, 3)  # healthy: written
+        filler = fill(tmp_path / "home" / "capture")
+        caplog.set_level(logging.WARNING, "mlops_kit.serving.capture")
+        for _ in range(200):  # every record fails or is dropped during the back-off
+            write_n(writer, 1)
+            timer.now += 0.05  # 10 s in all: nine retries after the back-off
+        health = writer.health()
+        # The last page of the open file still takes a few lines; every other record is
+        # dropped, none is lost unaccounted for.
+        assert health.failing and health.dropped + health.written == 203
+        assert health.dropped >= 180
+        written, dropped = health.written, health.dropped
+        assert health.cause == "No space left on device"
+        assert str(tmp_path / "home" / "capture" / "ep") in health.path
+        assert "data capture failing: No space left on device" in health.describe()
+        assert f"{dropped} records dropped since" in health.describe()
+        assert len([r for r in caplog.records if "data capture failing" in r.message]) == 1
+        timer.now += 60  # the next interval: logged once more
+        write_n(writer, 5)
+        assert len([r for r in caplog.records if "still failing" in r.message]) == 1
+        # No partial line and no pile of empty files were left behind on the full disk.
+        writer.sync()
+        records, skipped = read_capture(tmp_path / "home" / "capture")
+        assert (len(records), skipped) == (written, 0)
+        assert len(list((tmp_path / "home" / "capture").rglob("*.jsonl"))) == 1
+        # Space freed: within the back-off nothing is tried, then writing resumes by itself.
+        filler.unlink()
+        write_n(writer, 1)
+        assert writer.health().failing and writer.health().dropped == dropped + 6
+        timer.now += 1.0
+        write_n(writer, 4)
+        health = writer.health()
+        assert not health.failing and health.dropped == dropped + 6
+        assert health.written == written + 4
+        assert any("data capture resumed" in r.message for r in caplog.records)
+        writer.close()
+        records, skipped = read_capture(tmp_path / "home" / "capture")
+        assert (len(records), skipped) == (written + 4, 0)
+
+
+def test_a_read_only_folder_drops_records_and_the_sync_probe_finds_it_writable_again(tmp_path):
+    timer = Clock(0.0)
+    capture = tmp_path / "home" / "capture"
+    with tmpfs(capture):
+        subprocess.run(["mount", "-o", "remount,ro", str(capture)], check=True)
+        writer = CaptureWriter(tmp_path / "home", "ep", writer_id="w1", timer=timer)
+        write_n(writer, 10)
+        health = writer.health()
+        assert health.failing and health.dropped == 10 and health.written == 0
+        assert health.cause == "Read-only file system"
+        # The health file sits outside the capture folder and says the same.
+        writer.sync()
+        document = json.loads((tmp_path / "home" / "health" / "capture" / "ep" / "w1.json")
+                              .read_text())
+        assert document["failing"] and document["dropped"] == 10
+        assert document["cause"] == "Read-only file system"
+        subprocess.run(["mount", "-o", "remount,rw", str(capture)], check=True)
+        writer.sync()  # still backing off: no probe yet
+        assert writer.health().failing
+        timer.now += 1.0
+        writer.sync()  # no traffic needed: the probe clears the failure
+        assert not writer.health().failing
+        assert not any(p.name.startswith(".probe") for p in capture.rglob("*"))
+        write_n(writer, 2)
+        writer.close()
+        document = json.loads((tmp_path / "home" / "health" / "capture" / "ep" / "w1.json")
+                              .read_text())
+        assert not document["failing"] and document["dropped"] == 10 and document["written"] == 2
+        assert read_capture(capture)[0].__len__() == 2
+
+
+def test_a_failing_fdatasync_in_the_sync_thread_counts_the_unsynced_records(tmp_path,
+                                                                             monkeypatch):
+    import mlops_kit.serving.capture as capture_module
+
+    writer = CaptureWriter(tmp_path, "ep", writer_id="w2", timer=Clock(0.0))
+    write_n(writer, 4)
+
+    def failing(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(capture_module.os, "fdatasync", failing)
+    writer.sync()  # must not raise: the sync thread keeps running
+    health = writer.health()
+    assert health.failing and health.dropped == 4 and health.cause == "Input/output error"
+    monkeypatch.undo()
+    writer._retry_at = 0.0
+    write_n(writer, 1)  # the broken file is retired, a new one opened
+    assert not writer.health().failing
+    writer.close()
+    assert len(read_capture(tmp_path / "capture")[0]) == 5
+
+
+def test_the_health_file_is_written_only_once_something_failed(tmp_path):
+    writer = CaptureWriter(tmp_path, "ep", writer_id="w3")
+    write_n(writer, 3)
+    writer.close()
+    assert not (tmp_path / "health").exists()

@@ -20,7 +20,14 @@ MIN = timedelta(minutes=1)
 
 def test_definitions_cover_the_issue_and_name_alarms_by_endpoint():
     assert set(DEFS) == {"feature-drift", "prediction-drift", "performance", "champion-5xx",
-                         "champion-latency"}
+                         "champion-latency", "capture-stopped", "capture-dropped"}
+    # The capture alarms are notify-only (a broken disk or bucket policy is not a bad model),
+    # each in the home whose monitor publishes its metric.
+    assert {d.id for d in DEFS.values() if not d.rollback} == {"capture-stopped",
+                                                               "capture-dropped"}
+    assert DEFS["capture-stopped"].homes == ("aws",)
+    assert DEFS["capture-dropped"].homes == ("local",)
+    assert all(d.homes == ("aws", "local") for d in DEFS.values() if d.rollback)
     assert DEFS["feature-drift"].alarm_name("prod-ep") == "prod-ep-feature-drift"
     # Every alarm is endpoint-level: a promotion or rollback never needs an alarm change.
     for d in DEFS.values():
@@ -37,7 +44,8 @@ def test_settings_fitted_to_a_ten_minute_schedule():
     # yet; per minute: 10 (schedule) + 3 (lag) + 2 (publish delay) + N minutes.
     assert fitted == {"feature-drift": (600, 4, 2), "prediction-drift": (600, 4, 2),
                       "performance": (600, 3, 2), "champion-5xx": (60, 18, 3),
-                      "champion-latency": (60, 20, 3)}
+                      "champion-latency": (60, 20, 3), "capture-stopped": (600, 3, 2),
+                      "capture-dropped": (600, 2, 1)}
     assert {d.id: d.period_seconds for d in DEFS.values()} == {
         k: v[0] for k, v in fitted.items()}  # load_definitions() defaults to 10 minutes
 
@@ -63,7 +71,8 @@ def test_fitting_follows_the_schedule_and_refuses_what_cloudwatch_would():
 
 GOOD_BAD = {"feature-drift": (0.05, 0.6), "prediction-drift": (0.02, 0.5),
             "performance": (0.8, 0.1), "champion-5xx": (0.0, 20.0),
-            "champion-latency": (20_000.0, 250_000.0)}
+            "champion-latency": (20_000.0, 250_000.0),
+            "capture-stopped": (0.0, 400.0), "capture-dropped": (0.0, 12.0)}
 
 
 def publish(spec, schedule: int, bad, *, runs_from: datetime, runs: int,
@@ -408,3 +417,13 @@ def test_torn_metric_line_is_skipped(tmp_path):
     with open(store.path, "a") as handle:
         handle.write('{"_aws": {"Timest')
     assert [d.value for d in store.read()] == [1.0]
+
+
+def test_the_rollback_rule_names_the_rollback_alarms_only():
+    from mlops_kit import contract
+    from mlops_kit.core.alarms import rollback_alarm_ids
+
+    assert contract._rollback_alarm_ids() == rollback_alarm_ids()  # stdlib reader == typed one
+    names = contract.alarm_event_pattern("ep")["detail"]["alarmName"]
+    assert names == sorted(f"ep-{i}" for i in rollback_alarm_ids())
+    assert "ep-capture-stopped" not in names and "ep-capture-dropped" not in names

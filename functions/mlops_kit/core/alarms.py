@@ -37,6 +37,10 @@ MISSING_TREATMENTS = ("missing", "notBreaching", "breaching", "ignore")
 STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 _PERCENTILE = re.compile(r"^p(100(\.0+)?|\d{1,2}(\.\d+)?)$")
+HOMES = ("aws", "local")
+"""Where an alarm exists: the stage's CloudWatch alarms (infra) and the local monitor's. Most
+alarms exist in both; one whose metric only one home can publish (the local endpoint's dropped
+capture records, SageMaker's invocations without capture) names that home alone."""
 CADENCES = ("per_run", "per_minute")
 """per_run: one datapoint per monitor run, stamped with the run's time (PSI, AUPR).
 per_minute: one datapoint per minute, the minutes of one schedule interval republished by
@@ -84,6 +88,14 @@ def _check_rule(ident: str, comparison: str, treatment: str, statistic: str, m: 
         raise ValueError(f"alarm {ident}: datapoints_to_alarm must be 1..{n_name}")
 
 
+def _check_homes(ident: str, homes: Any) -> tuple[str, ...]:
+    found = tuple(homes) if isinstance(homes, (list, tuple)) else ()
+    if not found or any(h not in HOMES for h in found):
+        raise ValueError(f"alarm {ident}: homes must be a non-empty list of {HOMES}, "
+                         f"not {homes!r}")
+    return found
+
+
 # -- concrete CloudWatch alarms ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -107,11 +119,15 @@ class AlarmDefinition:
     dimensions: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     rollback: bool = True
+    """A rollback alarm: its ALARM goes to the rollback controller. Otherwise notify-only
+    (SNS, on-call), matched by no rollback rule (`contract.alarm_event_pattern`)."""
     evaluate_low_sample_count_percentile: str = "evaluate"
+    homes: tuple[str, ...] = HOMES
 
     def __post_init__(self) -> None:
         _check_rule(self.id, self.comparison, self.treat_missing_data, self.statistic,
                     self.datapoints_to_alarm, self.evaluation_periods, "evaluation_periods")
+        object.__setattr__(self, "homes", _check_homes(self.id, self.homes))
         if not self.period_seconds > 0:
             raise ValueError(f"alarm {self.id}: period_seconds must be positive")
         if self.evaluate_low_sample_count_percentile not in ("evaluate", "ignore"):
@@ -200,10 +216,12 @@ class AlarmSpec:
     evaluation_datapoints: int
     treat_missing_data: str
     rollback: bool
+    homes: tuple[str, ...] = HOMES
 
     def __post_init__(self) -> None:
         if self.cadence not in CADENCES:
             raise ValueError(f"alarm {self.id}: cadence must be one of {CADENCES}")
+        object.__setattr__(self, "homes", _check_homes(self.id, self.homes))
         _check_rule(self.id, self.comparison, self.treat_missing_data, self.statistic,
                     self.datapoints_to_alarm, self.evaluation_datapoints,
                     "evaluation_datapoints")
@@ -260,7 +278,19 @@ class AlarmSpec:
             period_seconds=period, evaluation_periods=evaluation_periods, datapoints_to_alarm=m,
             comparison=self.comparison, threshold=self.threshold,
             treat_missing_data=self.treat_missing_data, dimensions=dict(self.dimensions),
-            description=self.description, rollback=self.rollback)
+            description=self.description, rollback=self.rollback, homes=self.homes)
+
+
+def in_home(definitions: Iterable[Any], home: str) -> tuple[Any, ...]:
+    """The specs or definitions that exist in `home` ("aws" or "local")."""
+    if home not in HOMES:
+        raise ValueError(f"unknown home {home!r} (one of {HOMES})")
+    return tuple(d for d in definitions if home in d.homes)
+
+
+def rollback_alarm_ids(path: str | Path = DEFINITIONS_FILE) -> tuple[str, ...]:
+    """The ids of the alarms whose ALARM goes to the rollback controller."""
+    return tuple(s.id for s in load_specs(path) if s.rollback)
 
 
 def load_specs(path: str | Path = DEFINITIONS_FILE) -> tuple[AlarmSpec, ...]:

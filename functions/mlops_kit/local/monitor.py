@@ -1,6 +1,15 @@
 """The monitoring loop on one machine: the drift monitor's maths over the local endpoint's
 capture files, the same metrics (EMF, local store), the same alarm definitions evaluated
-locally, and the resulting alarm events delivered to the same rollback controller."""
+locally, and the resulting alarm events delivered to the same rollback controller.
+
+It also publishes `CaptureRecordsDropped` (capture records the endpoint's workers could not
+write, from their health files under $MLOPS_HOME/health/capture/) every tick; its alarm
+(capture-dropped) is notify-only: on ALARM it notifies on-call (the local topic,
+$MLOPS_HOME/notifications.jsonl), the rollback controller ignores it.
+
+Every state write is atomic (`monitoring.metrics.write_atomically` / `append_lines`): on a
+full or read-only disk a tick raises `mlops_kit.ports.StateWriteError` naming the path, and
+what was there before stands."""
 
 from __future__ import annotations
 
@@ -12,17 +21,22 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mlops_kit.config import LocalSettings
-from mlops_kit.core.alarms import DEFAULT_SCHEDULE_MINUTES, AlarmDefinition, load_definitions
+from mlops_kit.core.alarms import (DEFAULT_SCHEDULE_MINUTES, AlarmDefinition, in_home,
+                                   load_definitions)
 from mlops_kit.core.rotation import serving_champion
 from mlops_kit.deploy.endpoints import EndpointBusyError
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
-from mlops_kit.local.control_plane import LocalProbeResults, local_registry, publish
+from mlops_kit.local.control_plane import (LocalNotifier, LocalProbeResults, local_registry,
+                                           publish)
 from mlops_kit.monitoring.drift_monitor import (ChampionBaseline, DecodedCapture, compute_metrics,
                                                 decode_capture, parse_capture_lines)
 from mlops_kit.monitoring.evaluator import LocalAlarmEvaluator
-from mlops_kit.monitoring.metrics import LocalMetricStore, MetricDatum
+from mlops_kit.monitoring.metrics import (CAPTURE_RECORDS_DROPPED, LocalMetricStore, MetricDatum,
+                                          write_atomically)
 from mlops_kit.monitoring.probe import (Invoke, ProbeResult, baseline_rows, probe_metrics,
                                         probe_variants)
+from mlops_kit.ports import StateWriteError
+from mlops_kit.serving.capture import capture_health_dir
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +51,10 @@ class TickResult:
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per variant: why capture records were skipped (torn line, wrong schema, ...)."""
+    capture_dropped: int = 0
+    """Capture records the endpoint's workers dropped since the last tick."""
+    capture_failing: list[str] = field(default_factory=list)
+    """Why, for each writer whose capture is failing now."""
 
     def value(self, name: str, **dimensions: str) -> float | None:
         for datum in self.metrics:
@@ -92,6 +110,58 @@ class LabelTail(_Tail):
         return labels
 
 
+class CaptureHealthTail:
+    """Capture records the endpoint's writers dropped since the last read, from the health
+    file each CaptureWriter keeps (a cumulative count per writer). What was counted is kept in
+    the monitor's state file, so `mlops monitor --once` runs count each drop once too."""
+
+    def __init__(self, home: Path, state_path: Path):
+        self.home = home
+        self.state_path = state_path
+        self.seen: dict[str, int] | None = None
+        self._counted: dict[str, int] = {}
+
+    def _load(self) -> dict[str, int]:
+        if self.seen is None:
+            try:
+                document = json.loads(self.state_path.read_text())
+                self.seen = {str(k): int(v) for k, v in
+                             document.get("capture_dropped_seen", {}).items()}
+            except FileNotFoundError:
+                self.seen = {}
+            except (ValueError, TypeError, AttributeError):
+                log.warning("%s is unreadable: dropped capture counts start over",
+                            self.state_path)
+                self.seen = {}
+        return self.seen
+
+    def read_new(self, endpoint_name: str) -> tuple[int, list[str]]:
+        """(records dropped since the last `commit`, the reason of each writer failing now)."""
+        seen = self._load()
+        counted = dict(seen)
+        dropped, failing = 0, []
+        for path in sorted(capture_health_dir(self.home, endpoint_name).glob("*.json")):
+            try:
+                document = json.loads(path.read_text())
+                total = int(document.get("dropped", 0))
+            except (OSError, ValueError, TypeError, AttributeError):
+                continue  # being replaced, or not a writer's file
+            before = seen.get(path.stem, 0)
+            dropped += total - before if total >= before else total  # a reused writer id
+            counted[path.stem] = total
+            if document.get("failing"):
+                failing.append(str(document.get("reason") or document.get("cause")))
+        self._counted = counted
+        return dropped, failing
+
+    def commit(self) -> None:
+        """Remember what `read_new` counted (once the metric is stored)."""
+        if self._counted != self._load():
+            write_atomically(self.state_path, json.dumps(
+                {"capture_dropped_seen": self._counted}, indent=2, sort_keys=True))
+            self.seen = dict(self._counted)
+
+
 SCORE_MEMORY = 500_000
 """Champion scores kept by inferenceId, waiting for their labels (oldest dropped first)."""
 
@@ -110,13 +180,17 @@ class LocalMonitor:
         self.store = LocalMetricStore(settings.home)
         self.tail = CaptureTail(settings.home / "capture")
         self.labels = LabelTail(settings.home / "ground-truth")
+        self.capture_health = CaptureHealthTail(
+            settings.home, settings.home / "monitor" / f"{self.endpoint}.json")
         self.scores_by_id: dict[str, float] = {}
         self.pending: list[dict[str, Any]] = []
         self.evaluator = LocalAlarmEvaluator(settings.home, self.endpoint,
-                                             definitions or load_definitions(
-                                                 schedule_minutes=schedule_minutes),
+                                             definitions or in_home(load_definitions(
+                                                 schedule_minutes=schedule_minutes), "local"),
                                              champion_variant=self._champion_variant,
                                              time_scale=time_scale)
+        self.notify_only = {d.alarm_name(self.endpoint) for d in self.evaluator.definitions
+                            if not d.rollback}
 
     def _champion_variant(self) -> str:
         view = self.endpoints.describe(self.endpoint)
@@ -165,7 +239,14 @@ class LocalMonitor:
                                        else self.labels.read_new(self.endpoint))
             if aupr is not None and not any(d.name == "AUPR" for d in data):
                 data.append(MetricDatum("AUPR", aupr, {"EndpointName": self.endpoint}, now))
-            self.store.put(data)
+        dropped, failing = self.capture_health.read_new(self.endpoint)
+        if failing or dropped:
+            log.warning("endpoint %s: %d capture records dropped since the last tick%s",
+                        self.endpoint, dropped, f" ({'; '.join(failing)})" if failing else "")
+        data.append(MetricDatum(CAPTURE_RECORDS_DROPPED, float(dropped),
+                                {"EndpointName": self.endpoint}, now, "Count"))
+        self.store.put(data)
+        self.capture_health.commit()
         events = self.evaluator.evaluate(now)
         outcomes = []
         # An alarm the controller could not act on yet (endpoint busy) is delivered again on
@@ -176,7 +257,26 @@ class LocalMonitor:
                 outcomes.extend(publish(self.settings, event))
             except EndpointBusyError:
                 self.pending.append(event)
-        return TickResult(now, data, events, outcomes, records, skipped, reasons)
+        for event in events:
+            self._notify(event, failing)
+        return TickResult(now, data, events, outcomes, records, skipped, reasons, dropped,
+                          failing)
+
+    def _notify(self, event: dict[str, Any], why: list[str]) -> None:
+        """A notify-only alarm going into ALARM: on-call hears of it (CloudWatch's SNS alarm
+        action in AWS); the rollback controller ignores it."""
+        detail = event.get("detail", {})
+        name, state = detail.get("alarmName"), detail.get("state", {}).get("value")
+        if name not in self.notify_only or state != "ALARM":
+            return
+        notifier = LocalNotifier(self.settings.home)
+        message = {"alarm": name, "state": state, "endpoint": self.endpoint,
+                   "reason": detail.get("state", {}).get("reason", ""),
+                   "at": event.get("time"), "capture": why}
+        try:
+            notifier.notify(f"ALARM: {name}", message)
+        except OSError as exc:
+            raise StateWriteError(notifier.path, exc) from exc
 
     def _labelled_aupr(self, labels: dict[str, int]) -> float | None:
         """AUPR of the champion on the labels that arrived since the last tick, joined to the
@@ -195,9 +295,6 @@ class LocalMonitor:
         results = probe_variants(invoke, [v.variant_name for v in view.variants], body)
         self.store.put(probe_metrics(results, self.endpoint, now))
         path = LocalProbeResults(self.settings.home).path(self.endpoint)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"at": now.isoformat(), "variants": {
+        write_atomically(path, json.dumps({"at": now.isoformat(), "variants": {
             r.variant_name: r.to_dict() for r in results}}, indent=2, sort_keys=True))
-        tmp.replace(path)
         return results

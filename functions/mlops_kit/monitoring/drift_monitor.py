@@ -8,6 +8,13 @@ Metrics (namespace MLOpsKit/Monitoring):
   PredictionPSI   EndpointName, VariantName            per variant (dashboards)
   AUPR            EndpointName                         once labels arrive (joined on inferenceId)
   CaptureRecords, CaptureSkipped   EndpointName, VariantName
+  CaptureRecords  EndpointName                         every variant's, for the interval
+  UncapturedInvocations  EndpointName                  AWS only: the interval's invocations
+                                                       when the capture held none (alarmed:
+                                                       capture-stopped, notify-only)
+  CaptureRecordsDropped  EndpointName                  local only: records the endpoint's
+                                                       workers could not write (alarmed:
+                                                       capture-dropped, notify-only)
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import numpy as np
 
 from mlops_kit.core import drift
 from mlops_kit.monitoring.ground_truth import MIN_LABELLED_ROWS, labelled_aupr  # noqa: F401
-from mlops_kit.monitoring.metrics import MetricDatum
+from mlops_kit.monitoring.metrics import CAPTURE_RECORDS, UNCAPTURED_INVOCATIONS, MetricDatum
 
 MIN_ROWS_FOR_DRIFT = 200
 """Below this, PSI over 10 bins is sampling noise (same-distribution samples of 20 rows give a
@@ -227,3 +234,21 @@ def compute_metrics(baseline: ChampionBaseline, by_variant: Mapping[str, Decoded
 def _labelled_aupr(decoded: DecodedCapture, labels: Mapping[str, int]) -> float | None:
     return labelled_aupr(labels, {i: s for i, s in zip(decoded.inference_ids, decoded.scores)
                                   if i is not None})
+
+
+def capture_health_metrics(by_variant: Mapping[str, DecodedCapture], invocations: float | None,
+                           *, endpoint_name: str, at: datetime) -> list[MetricDatum]:
+    """Whether the endpoint's capture keeps up with its traffic, per monitor run:
+    CaptureRecords (every variant's records found for the interval) and, when the interval's
+    invocations are known (SageMaker's Invocations, every variant), UncapturedInvocations:
+    those invocations if the capture held no record at all, else 0. SageMaker's managed
+    capture never fails a request, but it stops silently (a bucket policy or KMS key that
+    refuses it): that is invocations without capture."""
+    dims = {"EndpointName": endpoint_name}
+    captured = float(sum(d.records for d in by_variant.values()))
+    data = [MetricDatum(CAPTURE_RECORDS, captured, dims, at, "Count")]
+    if invocations is not None:
+        data.append(MetricDatum(UNCAPTURED_INVOCATIONS,
+                                float(invocations) if captured == 0 else 0.0, dims, at,
+                                "Count"))
+    return data

@@ -5,8 +5,6 @@ the same "CloudWatch Alarm State Change" events on a transition."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from mlops_kit.core.alarms import AlarmDefinition, Datapoint, alarm_state
 from mlops_kit.monitoring.alarm_events import alarm_state_change_event
-from mlops_kit.monitoring.metrics import LocalMetricStore
+from mlops_kit.monitoring.metrics import LocalMetricStore, write_atomically
 
 
 @dataclass(frozen=True)
@@ -47,11 +45,8 @@ class LocalAlarmEvaluator:
             return {}
 
     def _save(self, states: dict[str, dict[str, Any]]) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.state_path.parent, prefix=".alarms.")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(states, handle, indent=2, sort_keys=True)
-        os.replace(tmp, self.state_path)
+        """Atomically (StateWriteError, the previous states intact, if it cannot be written)."""
+        write_atomically(self.state_path, json.dumps(states, indent=2, sort_keys=True))
 
     def evaluate(self, now: datetime) -> list[dict[str, Any]]:
         """Evaluate every alarm at `now`; returns the state-change events to publish.

@@ -3,18 +3,96 @@
 In AWS, Powertools Metrics prints EMF to the function's log and CloudWatch turns it into
 metrics. Locally the same EMF documents are appended to $MLOPS_HOME/metrics/metrics.jsonl,
 which the local alarm evaluator reads.
+
+Local state is written so that a full or read-only disk leaves nothing half-written:
+`write_atomically` (a temp file in the same folder, fsync, os.replace) and `append_lines` (one
+locked O_APPEND write, fsync, cut back to the previous end if it fails) raise
+`mlops_kit.ports.StateWriteError` naming the path and the cause; the previous content stands.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
+from mlops_kit.ports import StateWriteError
+
 NAMESPACE = "MLOpsKit/Monitoring"
+CAPTURE_RECORDS_DROPPED = "CaptureRecordsDropped"
+"""EndpointName: capture records the local endpoint's workers could not write in the interval
+(the local monitor, from the writers' health files; alarm capture-dropped)."""
+CAPTURE_RECORDS = "CaptureRecords"
+"""EndpointName (all variants) and EndpointName, VariantName: capture records the monitor
+found for the interval."""
+UNCAPTURED_INVOCATIONS = "UncapturedInvocations"
+"""EndpointName: the endpoint's invocations in the interval (AWS/SageMaker Invocations, every
+variant) when the capture held no record for it, else 0 (the AWS drift monitor; alarm
+capture-stopped)."""
+
+
+def write_atomically(path: str | Path, data: bytes | str) -> None:
+    """Replace `path` with `data`: readers see the old content or the new, never part of it.
+    StateWriteError (the old content intact, no temp file left) when it cannot be written."""
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise StateWriteError(path, exc) from exc
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def append_lines(path: str | Path, data: bytes | str) -> None:
+    """Append complete lines to a .jsonl file, durably, without ever leaving a torn line: one
+    write under an exclusive lock, fsync'ed; if it fails the file is cut back to where it
+    ended (StateWriteError). A torn last line left by a crash gets its newline first, so the
+    next line is never glued to it."""
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    if not raw:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StateWriteError(path, exc) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        end = os.fstat(fd).st_size
+        if end and os.pread(fd, 1, end - 1) != b"\n":
+            raw = b"\n" + raw
+        try:
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, end)
+            except OSError:
+                pass
+            raise StateWriteError(path, exc) from exc
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def epoch_millis(at: datetime) -> int:
@@ -66,14 +144,11 @@ class LocalMetricStore:
         self.path = Path(home) / "metrics" / "metrics.jsonl"
 
     def put(self, data: Sequence[MetricDatum]) -> None:
+        """Append the datapoints, all or none (StateWriteError when the disk refuses)."""
         if not data:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines = "".join(json.dumps(d.to_emf(), sort_keys=True) + "\n" for d in data)
-        with open(self.path, "a") as handle:
-            handle.write(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_lines(self.path, "".join(json.dumps(d.to_emf(), sort_keys=True) + "\n"
+                                        for d in data))
 
     def read(self) -> list[MetricDatum]:
         try:

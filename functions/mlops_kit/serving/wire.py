@@ -4,8 +4,12 @@ Routes (`EndpointApp`):
   POST /endpoints/{name}/invocations   score, answering as SageMaker's InvokeEndpoint does
   POST /invocations                    score, answering as the model container does
   GET  /ping                           200 once the models are loaded ("Degraded" naming any
-                                       variant that failed to load, or a newer state that was
-                                       not applied), else 503
+                                       variant that failed to load, a newer state that was
+                                       not applied, or data capture failing), else 503
+
+Data capture is an observer: a record that cannot be written (full disk, read-only folder) is
+dropped and counted by the CaptureWriter, the request is still answered 200, and /ping says
+"Degraded" with the cause under "capture" until writing works again.
 
 The two invocation paths differ only when the handlers refuse a request. The container answers
 the handler's status (400, 406, 415; 500 for any other exception) with its message; SageMaker's
@@ -106,12 +110,19 @@ class EndpointApp:
         # A newer state that was not applied (a promotion or rollback that did not take effect):
         # the old generation still answers (200), but it is not what the control plane wants.
         unapplied = self.router.unapplied
-        answer = {"status": "Degraded" if table.unavailable or unapplied else "Healthy",
+        # Data capture failing (disk full, read-only): the models serve, so 200, but Degraded
+        # with the cause, as for a variant that did not load.
+        capture = self.capture.health() if self.capture is not None else None
+        capture_failing = capture is not None and capture.failing
+        degraded = bool(table.unavailable) or unapplied is not None or capture_failing
+        answer = {"status": "Degraded" if degraded else "Healthy",
                   "endpoint": self.endpoint_name, "generation": table.generation,
                   "variants": weights, "unavailable": table.unavailable}
         if unapplied is not None:
             answer["wanted_generation"] = unapplied.generation
             answer["not_applied"] = unapplied.as_dict()
+        if capture is not None and (capture.failing or capture.dropped):
+            answer["capture"] = capture.to_dict()
         return 200, JSON_TYPE, json.dumps(answer).encode(), b""
 
     def invoke(self, headers: dict[bytes, bytes], body: bytes, *,
@@ -149,9 +160,12 @@ class EndpointApp:
         capture = self.capture
         if capture is not None and capture.sampled():
             inference_id = headers.get(b"x-amzn-sagemaker-inference-id")
-            capture.write(invocation.variant.variant_name, body, content_type, invocation.body,
-                          invocation.content_type,
-                          inference_id.decode("utf-8", "replace") if inference_id else None)
+            try:  # `write` drops and counts what it cannot write; this guards anything else
+                capture.write(invocation.variant.variant_name, body, content_type,
+                              invocation.body, invocation.content_type,
+                              inference_id.decode("utf-8", "replace") if inference_id else None)
+            except Exception as exc:  # capture never fails the request it observes
+                capture.note_failure(exc)
         return (200, invocation.content_type.encode(), invocation.body,
                 invocation.variant.invoked_header)
 
