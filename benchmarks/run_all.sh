@@ -18,6 +18,7 @@ mkdir -p "$OUT"
 
 if [[ -n "${BENCH_QUICK:-}" ]]; then
   SERVING=(--seconds 1 --batch-rows 20000)
+  SERVING_HTTP=(--seconds 1 --rounds 1)
   DRIFT=(--rows 100000 --reference 20000 --repeat 1)
   ROLLBACK=(--rows 5000 --repeat 5)
   COLD=(--repeat 2)
@@ -25,7 +26,7 @@ if [[ -n "${BENCH_QUICK:-}" ]]; then
   SYNTH=(--repeat 1 --stages dev)
   : "${BENCH_PEERS_ARGS:=--rows 100000 --reference 20000 --repeat 1}"
 else
-  SERVING=() DRIFT=() ROLLBACK=() COLD=() PIPELINE=() SYNTH=()
+  SERVING=() SERVING_HTTP=() DRIFT=() ROLLBACK=() COLD=() PIPELINE=() SYNTH=()
 fi
 # Arguments for the drift-vs-peers benchmark (the lead's script), e.g. a smaller size.
 read -r -a PEERS <<< "${BENCH_PEERS_ARGS:-}"
@@ -40,6 +41,7 @@ run() {
 }
 
 run serving     "$PY" benchmarks/serving/bench_endpoint.py "${SERVING[@]}"
+run serving_http "$PY" benchmarks/serving/bench_http.py "${SERVING_HTTP[@]}"
 run drift       "$PY" benchmarks/drift/bench_drift.py "${DRIFT[@]}"
 if [[ -x .venv-bench/bin/python && -f benchmarks/drift/bench_drift_peers.py ]]; then
   run drift_peers .venv-bench/bin/python benchmarks/drift/bench_drift_peers.py "${PEERS[@]}"

@@ -132,6 +132,11 @@ class RecordingCapture:
               inference_id=None) -> None:
         self.written.append(input_body)
 
+    def health(self):
+        from mlops_kit.serving.capture import CaptureHealth
+
+        return CaptureHealth(failing=False, dropped=0, written=len(self.written))
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, model_versions):

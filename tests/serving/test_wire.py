@@ -109,3 +109,26 @@ def test_slow_and_idle_connections_expire(connect):
     connect.registry.sweep()
     assert slow_transport.data.startswith(b"HTTP/1.1 408") and slow_transport.closed
     assert idle_transport.closed
+
+
+def test_pipelined_invocations_in_one_read_or_byte_by_byte_score_the_same(connect, sample_rows):
+    lines = [line.encode() for line in sample_rows[0][:3]]
+    stream = b"".join(post(line) for line in lines)
+    whole, whole_transport = connect()
+    whole.data_received(stream)
+    split, split_transport = connect()
+    for i in range(len(stream)):
+        split.data_received(stream[i:i + 1])
+    scores = [part.split(b"\r\n\r\n", 1)[1]
+              for part in whole_transport.data.split(b"HTTP/1.1 ")[1:]]
+    assert len(scores) == 3 and whole_transport.data.count(b"200 OK") == 3
+    assert [s.split(b"\r\n\r\n", 1)[1] for s in split_transport.data.split(b"HTTP/1.1 ")[1:]] \
+        == scores
+    assert not whole_transport.closed and not split_transport.closed
+
+
+def test_a_repeated_content_type_is_refused_before_scoring(connect, sample_rows):
+    protocol, transport = connect()
+    protocol.data_received(post(sample_rows[0][0].encode(), b"Content-Type: application/json"))
+    assert transport.data.startswith(b"HTTP/1.1 400") and transport.closed
+    assert "content-type" in json.loads(transport.data.split(b"\r\n\r\n", 1)[1])["Message"]

@@ -4,12 +4,31 @@ limits (head 64 KiB: 431; body above `max_body_bytes`, SageMaker's 6 MB: 413) an
 framing every answer shares (`x-amzn-RequestId`, `Date`, SageMaker's JSON error shape).
 What is answered lives in `mlops_kit.serving.wire.EndpointApp`.
 
-Why not http.server, or uvicorn: the request path is a one-row model call of ~60 µs, so the
-HTTP layer must cost about as much, not ten times more. This parser handles what the SageMaker
-runtime contract needs and nothing else: keep-alive and pipelining, Content-Length and chunked
-bodies, `Expect: 100-continue`, HTTP/1.0 clients; it answers malformed requests with 400,
-oversized headers with 431 and bodies above `max_body_bytes` (SageMaker's 6 MB) with 413,
-and it never blocks: scoring runs inline in `data_received` (it is CPU-bound and short).
+Parsing is llhttp (Node's parser, through `httptools`, as uvicorn uses it), fed from an asyncio
+Protocol: it frames requests (Content-Length, chunked), and refuses what would let a proxy and
+this server read different requests from the same bytes: a duplicate Content-Length, both
+Content-Length and Transfer-Encoding, malformed chunk sizes (`0x10`, `+1`, `1_0`, ` 1`, `-1`),
+bare LF line ends, obsolete line folding. On top of it, this module keeps:
+
+- the head limit, counted on the wire: the bytes from the request line to the empty line,
+  whether they come in one read, byte by byte or split anywhere (a head of exactly 64 KiB is
+  served, one byte more is 431). llhttp does not limit heads (Node counts them itself);
+- the body limit: a Content-Length above `max_body_bytes` is 413 before any of the body is
+  read; a chunked body is 413 as soon as its running total passes the limit. Body bytes are
+  appended in place as llhttp hands them over (never re-parsed), so a large upload costs O(n)
+  and each read is a bounded step of the event loop: other clients of the worker are not
+  stalled. A chunked body's framing (sizes, extensions, trailers) may take about twice the
+  limit on the wire (413 past that);
+- repeated header fields (RFC 9110 section 5.3): a field the endpoint reads as one value
+  (`REFUSED_WHEN_REPEATED`: Host, Content-Type, Expect, and every `X-Amzn-SageMaker-*`) sent
+  twice is 400, since either copy could be the one a proxy in front acted on; any other field
+  is joined with ", " in arrival order, as RFC 9110 allows for list-valued fields (Accept);
+- 501 for a Transfer-Encoding other than `chunked`, 505 for a version other than HTTP/1.0 or
+  1.1; every other parse error is 400 with llhttp's reason (an unknown method included: llhttp
+  cannot tell one from a garbled request line, and uvicorn and Node answer 400 too).
+
+Scoring runs inline, in the llhttp callback that completes a request (it is CPU-bound and
+short); the answers a read produces go out in one write.
 """
 
 from __future__ import annotations
@@ -21,6 +40,8 @@ import logging
 import os
 import time
 from typing import Callable
+
+import httptools
 
 log = logging.getLogger(__name__)
 
@@ -107,23 +128,67 @@ class ConnectionRegistry:
             connection.abort()
 
 
+REFUSED_WHEN_REPEATED = frozenset({b"host", b"content-type", b"content-length",
+                                   b"transfer-encoding", b"expect"})
+"""Header fields (lower-case) that are refused with 400 when repeated; so is every field named
+`x-amzn-sagemaker-*` (target variant, custom attributes, inference id, ...). Content-Length and
+Transfer-Encoding are llhttp's own refusals (request smuggling); Host is RFC 9112's MUST."""
+SAGEMAKER_FIELD_PREFIX = b"x-amzn-sagemaker-"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+ERROR_CODES = {400: "BadRequest", 408: "RequestTimeout", 413: "PayloadTooLarge",
+               431: "HeaderTooLarge", 501: "NotImplemented", 505: "VersionNotSupported"}
+
+READ_SLACK_BYTES = 1024 * 1024
+"""More than one read holds (asyncio reads 256 KiB at most)."""
+
+_IDLE, _HEAD, _BODY = 0, 1, 2  # where the parser is: between requests, in a head, in a body
+
+
+class _Refused(Exception):
+    """Raised in a parser callback: answer `status` with `message` and close."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Closing(Exception):
+    """Raised in a parser callback after an answer that closes the connection: parse no further."""
+
+
 class HttpProtocol(asyncio.Protocol):
-    __slots__ = ("_handle", "_registry", "_transport", "_head", "_request", "_parts", "_need",
-                 "_got", "_close_after", "_max_body", "last_active", "_continue_sent")
+    __slots__ = ("_handle", "_registry", "_transport", "_parser", "_max_body", "_max_raw_body",
+                 "_state", "_target", "_headers", "_body", "_body_size", "_head_size",
+                 "_head_raw", "_head_tail", "_raw_body", "_keep_alive", "_http10", "_method",
+                 "_expect_continue", "_out", "_close_after", "_closed", "last_active")
 
     def __init__(self, handle: Callable[[bytes, bytes, dict, bytes], Response],
                  registry: ConnectionRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
         self._handle = handle
         self._registry = registry
         self._transport: asyncio.Transport | None = None
-        self._head = b""          # bytes of an incomplete request head (or chunked request)
-        self._request = None      # parsed head waiting for a Content-Length body
-        self._parts: list[bytes] = []
-        self._need = 0
-        self._got = 0
-        self._close_after = False
+        self._parser = httptools.HttpRequestParser(self)
         self._max_body = max_body_bytes
-        self._continue_sent = False
+        # Bytes on the wire a chunked body (framing, extensions, trailers) may take in all; a
+        # read can hold the end of the request before as well: one read of slack.
+        self._max_raw_body = 2 * max_body_bytes + MAX_HEAD_BYTES + READ_SLACK_BYTES
+        self._state = _IDLE
+        self._target = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._body: bytes | bytearray = b""
+        self._body_size = 0
+        self._head_size = 0       # the head's size from what llhttp reported (a lower bound)
+        self._head_raw = 0        # the head's bytes counted on the wire (a lower bound)
+        self._head_tail = b""     # the last 3 bytes of an incomplete head: "\r\n\r\n" may straddle
+        self._raw_body = 0
+        self._keep_alive = True
+        self._http10 = False
+        self._method = b""
+        self._expect_continue = False
+        self._out: list[bytes] = []
+        self._close_after = False
+        self._closed = False
         self.last_active = time.monotonic()
 
     # -- asyncio callbacks ---------------------------------------------------------------------
@@ -148,204 +213,213 @@ class HttpProtocol(asyncio.Protocol):
             self._transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        if self._closed or not data:  # after an answer that closes, the rest is not read
+            return
         self.last_active = time.monotonic()
-        out: list[bytes] = []
+        state = self._state
         try:
-            self._receive(data, out)
-        except Exception:  # never let one bad request kill the worker
-            log.exception("unexpected error while handling a request")
-            out.append(self._format(*error_response(500, "InternalFailure",
-                                                    "internal error while handling the request"),
-                                    keep_alive=False))
-            self._close_after = True
+            if state != _BODY:
+                self._head_end(data, state)
+            self._parser.feed_data(data)
+            state = self._state
+            if state == _HEAD:  # a head goes on in the next read
+                self._head_tail = data[-3:] if len(data) >= 3 else (self._head_tail + data)[-3:]
+            elif state == _BODY:
+                raw = self._raw_body = self._raw_body + len(data)
+                if raw > self._max_raw_body:
+                    raise _Refused(413, f"the body's chunked framing exceeds "
+                                        f"{self._max_raw_body} bytes")
+        except httptools.HttpParserCallbackError as exc:
+            self._callback_failed(exc.__context__)
+        except httptools.HttpParserInvalidMethodError:
+            self._refuse(400, "malformed request line or unsupported method")
+        except httptools.HttpParserUpgrade:
+            self._close_after = True  # answered (with Connection: close); nothing is upgraded
+        except httptools.HttpParserError as exc:
+            reason = str(exc)
+            if reason == "Invalid HTTP version":
+                self._refuse(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+            else:
+                self._refuse(400, f"malformed request: {reason}")
+        except _Refused as refused:
+            self._refuse(refused.status, refused.message)
+        out = self._out
+        if self._expect_continue and self._state == _BODY and not self._close_after:
+            self._expect_continue = False  # the client waits for this before sending the body
+            out.append(CONTINUE)
         transport = self._transport
         if transport is None:
+            out.clear()
             return
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
         if self._close_after:
+            self._closed = True
             transport.close()
 
-    # -- parsing -------------------------------------------------------------------------------
-    def _receive(self, data: bytes, out: list[bytes]) -> None:
-        if self._need:
-            self._parts.append(data)
-            self._got += len(data)
-            if self._got < self._need:
-                return
-            data = b"".join(self._parts)
-            self._parts = []
-            need, self._need, self._got = self._need, 0, 0
-            request, self._request = self._request, None
-            self._continue_sent = False
-            if not self._respond(request, data[:need], out):
-                return
-            data = data[need:]
-        elif self._head:
-            data = self._head + data
-            self._head = b""
-        pos = 0
-        size = len(data)
-        while pos < size:
-            while data.startswith(b"\r\n", pos):  # tolerated before a request line
-                pos += 2
-            if pos >= size:
-                break
-            end = data.find(b"\r\n\r\n", pos)
-            if end < 0:
-                if size - pos > MAX_HEAD_BYTES:
-                    self._fail(out, 431, "request head larger than 64 KiB")
-                    return
-                self._head = data[pos:]
-                return
-            request = self._parse_head(data, pos, end, out)
-            if request is None:
-                return
-            headers = request[3]
-            start = end + 4
-            if b"transfer-encoding" in headers:
-                decoded = self._dechunk(data, start, out)
-                if decoded is None:
-                    if self._close_after:
-                        return
-                    if size - start > self._max_body + MAX_HEAD_BYTES:  # chunk framing abuse
-                        self._fail(out, 413, f"payload exceeds the {self._max_body}-byte limit")
-                        return
-                    self._head = data[pos:]
-                    self._maybe_continue(headers)
-                    return
-                body, pos = decoded
+    def _head_end(self, data: bytes, state: int) -> None:
+        """Count the bytes of the head `data` starts in or with, and refuse it past the limit.
+
+        Exact for a head that starts a read or goes on from an earlier one (llhttp wants CRLF
+        line ends, so the first empty line ends the head). A head that starts after another
+        request in the same read is counted from what llhttp reports (`on_url`, `on_header`)
+        and by its later reads: the same figure for canonical heads, a lower bound when it
+        pads whitespace llhttp skips."""
+        if state == _IDLE:
+            start = 0
+            if data[0] in b"\r\n":  # empty lines before a request line are skipped
+                start = len(data) - len(data.lstrip(b"\r\n"))
+            end = data.find(b"\r\n\r\n", start)
+            size = (len(data) if end < 0 else end + 4) - start
+        else:  # _HEAD, continued from an earlier read
+            joined = self._head_tail + data[:3]
+            end = joined.find(b"\r\n\r\n")
+            if end >= 0:
+                end -= len(self._head_tail)
             else:
-                length = request[4]
-                if size - start < length:
-                    self._request = request
-                    self._need = length
-                    self._parts = [data[start:]]
-                    self._got = size - start
-                    self._maybe_continue(headers)
-                    return
-                body = data[start:start + length] if length else b""
-                pos = start + length
-            if not self._respond(request, body, out):
+                end = data.find(b"\r\n\r\n")
+            size = self._head_raw + (len(data) if end < 0 else end + 4)
+        if size > MAX_HEAD_BYTES:
+            raise _Refused(431, "request head larger than 64 KiB")
+        self._head_raw = size
+
+    # -- llhttp callbacks ----------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._state = _HEAD
+        self._target = b""
+        self._headers = {}
+        self._head_size = 0
+        self._raw_body = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._target += url
+        size = self._head_size = self._head_size + len(url)
+        if size > MAX_HEAD_BYTES:
+            raise _Refused(431, "request head larger than 64 KiB")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._state != _HEAD:
+            return  # a chunked body's trailer fields: counted in the body's framing, not kept
+        size = self._head_size = self._head_size + len(name) + len(value) + 4
+        if size > MAX_HEAD_BYTES:
+            raise _Refused(431, "request head larger than 64 KiB")
+        name = name.lower()
+        if value[-1:] in b" \t":  # llhttp drops the whitespace before a value, not after
+            value = value.rstrip(b" \t")
+        headers = self._headers
+        if name in headers:
+            if name in REFUSED_WHEN_REPEATED or name.startswith(SAGEMAKER_FIELD_PREFIX):
+                raise _Refused(400, f"header field {name.decode('latin-1')!r} is repeated")
+            value = headers[name] + b", " + value
+        headers[name] = value
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        method = self._method = parser.get_method()
+        # request line + CRLF, the header lines (each counted with ": " and CRLF), the empty line
+        if self._head_size + len(method) + 14 > MAX_HEAD_BYTES:
+            raise _Refused(431, "request head larger than 64 KiB")
+        version = parser.get_http_version()
+        if version != "1.1":
+            if version != "1.0":
+                raise _Refused(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+            self._http10 = True
+        else:
+            self._http10 = False
+        self._state = _BODY
+        self._head_raw = 0
+        self._head_tail = b""
+        headers = self._headers
+        keep_alive = parser.should_keep_alive()
+        if b"upgrade" in headers or method == b"CONNECT":
+            keep_alive = False  # nothing is upgraded: answer, then close
+        self._keep_alive = keep_alive
+        coding = headers.get(b"transfer-encoding")
+        if coding is not None:
+            if coding.lower() != b"chunked":
+                raise _Refused(501, "only 'Transfer-Encoding: chunked' is supported")
+        else:
+            length = headers.get(b"content-length")
+            if length is None or length == b"0":
+                self._expect_continue = False
                 return
+            if int(length) > self._max_body:  # llhttp checked it is digits
+                raise _Refused(413, f"payload of {int(length)} bytes exceeds the "
+                                    f"{self._max_body}-byte limit")
+        self._expect_continue = (not self._http10
+                                 and headers.get(b"expect", b"").lower() == b"100-continue")
 
-    def _parse_head(self, data: bytes, pos: int, end: int, out: list[bytes]):
-        lines = data[pos:end].split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            if len(parts) == 3 and parts[2].startswith(b"HTTP/"):
-                self._fail(out, 505, "only HTTP/1.x is supported")
-            else:
-                self._fail(out, 400, "malformed request line")
-            return None
-        method, target, version = parts
-        headers: dict[bytes, bytes] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name[-1:] in (b" ", b"\t"):
-                self._fail(out, 400, "malformed header line")
-                return None
-            headers[name.lower()] = value.strip()
-        length = 0
-        if b"transfer-encoding" in headers:
-            if b"content-length" in headers or headers[b"transfer-encoding"].lower() != b"chunked":
-                self._fail(out, 501 if b"content-length" not in headers else 400,
-                           "only 'Transfer-Encoding: chunked' without Content-Length is supported")
-                return None
+    def on_body(self, body: bytes) -> None:
+        size = self._body_size = self._body_size + len(body)
+        if size > self._max_body:
+            raise _Refused(413, f"payload exceeds the {self._max_body}-byte limit")
+        kept = self._body
+        if not kept:  # the usual case: the whole body in one piece, kept as llhttp gave it
+            self._body = body
+        elif type(kept) is bytes:  # more pieces: appended in place (amortised O(1) per byte)
+            self._body = bytearray(kept) + body
         else:
-            raw_length = headers.get(b"content-length")
-            if raw_length is not None:
-                if not raw_length.isdigit():
-                    self._fail(out, 400, "Content-Length is not a number")
-                    return None
-                length = int(raw_length)
-                if length > self._max_body:
-                    self._fail(out, 413, f"payload of {length} bytes exceeds the "
-                                         f"{self._max_body}-byte limit")
-                    return None
-        if version == b"HTTP/1.1":
-            keep_alive = headers.get(b"connection", b"").lower() != b"close"
+            kept += body
+
+    def on_message_complete(self) -> None:
+        self._state = _IDLE
+        self._expect_continue = False
+        body = self._body
+        if type(body) is bytearray:
+            body = bytes(body)
+        self._body = b""
+        self._body_size = 0
+        method = self._method
+        status, content_type, payload, extra = self._handle(method, self._target, self._headers,
+                                                            body)
+        keep_alive = self._keep_alive and not self._registry.draining
+        if not keep_alive:
+            connection = b"Connection: close\r\n"
+        elif self._http10:
+            connection = b"Connection: keep-alive\r\n"
         else:
-            keep_alive = headers.get(b"connection", b"").lower() == b"keep-alive"
-        return method, target, version, headers, length, keep_alive
-
-    def _dechunk(self, data: bytes, pos: int, out: list[bytes]) -> tuple[bytes, int] | None:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            line_end = data.find(b"\r\n", pos)
-            if line_end < 0:
-                return None
-            size_text = data[pos:line_end].split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                self._fail(out, 400, "malformed chunk size")
-                return None
-            total += size
-            if total > self._max_body:
-                self._fail(out, 413, f"payload exceeds the {self._max_body}-byte limit")
-                return None
-            if size == 0:  # then optional trailer fields, then an empty line
-                after = line_end + 2
-                if data.startswith(b"\r\n", after):
-                    return b"".join(chunks), after + 2
-                trailers_end = data.find(b"\r\n\r\n", after)
-                if trailers_end < 0:
-                    return None
-                return b"".join(chunks), trailers_end + 4
-            chunk_end = line_end + 2 + size
-            if len(data) < chunk_end + 2:
-                return None
-            chunks.append(data[line_end + 2:chunk_end])
-            pos = chunk_end + 2
-
-    def _maybe_continue(self, headers: dict[bytes, bytes]) -> None:
-        if not self._continue_sent and headers.get(b"expect", b"").lower() == b"100-continue":
-            self._continue_sent = True
-            if self._transport is not None:
-                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    # -- responding ----------------------------------------------------------------------------
-    def _respond(self, request, body: bytes, out: list[bytes]) -> bool:
-        """Handle one request; False when the connection closes after it."""
-        method, target, _version, headers, _length, keep_alive = request
-        self._continue_sent = False
-        status, content_type, payload, extra = self._handle(method, target, headers, body)
-        if self._registry.draining:
-            keep_alive = False
+            connection = b""
         if method == b"HEAD":
-            out.append(self._format(status, content_type, b"", extra, keep_alive,
-                                    length=len(payload)))
+            self._out.append(self._format(status, content_type, b"", extra, connection,
+                                          length=len(payload)))
         else:
-            out.append(self._format(status, content_type, payload, extra, keep_alive))
+            self._out.append(self._format(status, content_type, payload, extra, connection))
         if not keep_alive:
             self._close_after = True
-            return False
-        return True
+            raise _Closing()  # pipelined requests after this one are not read
 
+    # -- responding ----------------------------------------------------------------------------
     @staticmethod
     def _format(status: int, content_type: bytes, body: bytes, extra: bytes = b"",
-                keep_alive: bool = True, length: int | None = None) -> bytes:
+                connection: bytes = b"", length: int | None = None) -> bytes:
         return (b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n"
                 b"x-amzn-RequestId: %s\r\n%s%s\r\n%s") % (
             REASONS.get(status) or b"%d Error" % status, content_type,
             len(body) if length is None else length, http_date(), new_request_id(), extra,
-            b"" if keep_alive else b"Connection: close\r\n", body)
+            connection, body)
 
-    def _fail(self, out: list[bytes], status: int, message: str) -> None:
-        code = {400: "BadRequest", 413: "PayloadTooLarge", 431: "HeaderTooLarge",
-                501: "NotImplemented", 505: "VersionNotSupported"}.get(status, "BadRequest")
-        out.append(self._format(*error_response(status, code, message), keep_alive=False))
+    def _callback_failed(self, error: BaseException | None) -> None:
+        if isinstance(error, _Closing):
+            return
+        if isinstance(error, _Refused):
+            self._refuse(error.status, error.message)
+            return
+        log.error("unexpected error while handling a request", exc_info=error)
+        self._refuse(500, "internal error while handling the request", "InternalFailure")
+
+    def _refuse(self, status: int, message: str, code: str | None = None) -> None:
+        self._out.append(self._format(*error_response(
+            status, code or ERROR_CODES.get(status, "BadRequest"), message),
+            connection=b"Connection: close\r\n"))
         self._close_after = True
-        self._head = b""
-        self._need = 0
+        self._state = _IDLE
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
         """A request is partly received."""
-        return bool(self._head or self._need)
+        return self._state != _IDLE
 
     def expire(self, now: float, keepalive_seconds: float, request_seconds: float) -> None:
         transport = self._transport
@@ -355,17 +429,22 @@ class HttpProtocol(asyncio.Protocol):
         if self.busy:
             if idle > request_seconds:
                 transport.write(self._format(*error_response(
-                    408, "RequestTimeout", "request not completed in time"), keep_alive=False))
+                    408, "RequestTimeout", "request not completed in time"),
+                    connection=b"Connection: close\r\n"))
+                self._closed = True
                 transport.close()
         elif idle > keepalive_seconds:
+            self._closed = True
             transport.close()
 
     def drain(self) -> None:
         if self._transport is None:
             return
         if not self.busy:  # a busy one closes after its response (the registry is draining)
+            self._closed = True
             self._transport.close()
 
     def abort(self) -> None:
         if self._transport is not None:
+            self._closed = True
             self._transport.abort()

@@ -7,7 +7,8 @@ connections on one worker, this keeps the load even, and a restarting worker can
 connections queued in its own accept backlog. The cost is paid per connection, not per request.
 
 Each worker loads every variant of the endpoint (warm, XGBoost nthread=1), then serves its
-connections on an asyncio loop (`wire.py`) and follows the state file through its
+connections on an asyncio loop (HTTP/1.1 on llhttp in `http.py`, the answers in
+`wire.py`) and follows the state file through its
 `ScoringRouter`. A worker that dies is restarted (with back-off if it keeps dying).
 
 Shutdown (SIGTERM or SIGINT to the supervisor): the supervisor stops accepting and signals
