@@ -25,6 +25,11 @@ def test_demo_rolls_back_to_the_warm_fallback_with_zero_failed_requests(tmp_path
         [e for e in events if e in order], key=order.index)
     assert 0 < report["detection_seconds"] < 30
     assert report["alarm_to_traffic_seconds"] < 2.0
+    # Stamped where they happen: the alarm's transition, then the weights written, then the
+    # first request answered by v1 (two clocks mapped onto one axis: 50 ms of slack).
+    assert 0 < report["alarm_to_flip_seconds"] <= report["alarm_to_traffic_seconds"] + 0.05
+    times = {e["what"]: e["at_seconds"] for e in report["timeline"]}
+    assert times["drift starts"] < times["alarm"] < times["automatic rollback"] < times["verified"]
     picture = tmp_path / "demo" / "lifecycle.png"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The rollback is in the registry with its evidence, and v2 is blocked from re-promotion.

@@ -198,7 +198,7 @@ def demo_summary(result) -> Table:
         return "-" if value is None else f"{value:.3f} s"
 
     table.caption = (f"detection (drift → alarm): {seconds(result.detection_seconds)}; "
-                     f"alarm → weights changed: {seconds(result.alarm_to_flip_seconds)}; "
+                     f"alarm → weights written: {seconds(result.alarm_to_flip_seconds)}; "
                      f"alarm → first request on v1: {seconds(result.alarm_to_traffic_seconds)}; "
                      f"{len(result.traffic.rows):,} requests, {result.failed_requests} failed; "
                      f"picture: {result.picture}")

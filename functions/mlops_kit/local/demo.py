@@ -28,6 +28,9 @@ from typing import Any, Callable
 
 from mlops_kit.config import LocalSettings
 
+DRAWN_ALARMS = ("feature-drift", "prediction-drift")
+"""The alarms the demo's drift moves, drawn with their thresholds."""
+
 ALARM_PERIOD_SECONDS = 300
 """The virtual seconds one demo tick stands for: a 5-minute drift-monitor schedule, so the
 per-run alarms get 300 s periods, each compressed into one tick."""
@@ -35,13 +38,22 @@ per-run alarms get 300 s periods, each compressed into one tick."""
 
 @dataclass
 class Timeline:
+    """What happened when, in seconds since the demo started. Each event is stamped where it
+    happens: a step when it ends, an alarm at its transition, a rollback when its weights were
+    written (not when the demo got to report them)."""
     started: float = field(default_factory=time.perf_counter)
+    wall_started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     events: list[tuple[float, str, str]] = field(default_factory=list)
 
-    def mark(self, what: str, detail: str = "") -> float:
-        at = time.perf_counter() - self.started
+    def mark(self, what: str, detail: str = "", at: float | None = None) -> float:
+        at = time.perf_counter() - self.started if at is None else at
         self.events.append((at, what, detail))
+        self.events.sort(key=lambda event: event[0])
         return at
+
+    def relative(self, moment: datetime) -> float:
+        """A wall-clock moment (an alarm's transition, a record's time) on this timeline."""
+        return (moment - self.wall_started).total_seconds()
 
     def at(self, what: str) -> float | None:
         return next((t for t, w, _ in self.events if w == what), None)
@@ -156,8 +168,8 @@ class Demo:
         self.traffic = TrafficLog()
         self.points: list[dict[str, Any]] = []
 
-    def _step(self, what: str, detail: str = "") -> float:
-        at = self.timeline.mark(what, detail)
+    def _step(self, what: str, detail: str = "", at: float | None = None) -> float:
+        at = self.timeline.mark(what, detail, at)
         self.report(f"[{at:6.1f}s] {what}" + (f": {detail}" if detail else ""))
         return at
 
@@ -286,7 +298,7 @@ class Demo:
         for sender in senders:
             sender.start()
         self._step("live traffic", "two clients, CSV rows, every request captured")
-        alarm_at = flip = None
+        alarm_at = shifted_at = flip = None
         try:
             for tick in range(40):
                 time.sleep(self.period)
@@ -294,26 +306,35 @@ class Demo:
                     source["rows"] = drifted
                     self._step("drift starts", "covariate shift: bigger velocity, riskier IPs, "
                                                "more online traffic")
-                result = monitor.tick(datetime.now(timezone.utc))
-                state = monitor.evaluator.states().get(
-                    f"{self.settings.endpoint_name}-feature-drift", {}).get("state", "?")
-                self.points.append({"at": time.perf_counter() - self.timeline.started,
-                                    "feature_psi_max": result.value("FeaturePSIMax"),
-                                    "prediction_psi": _endpoint_value(result, "PredictionPSI"),
-                                    "alarm": state})
+                ticked = datetime.now(timezone.utc)
+                result = monitor.tick(ticked)
+                states = monitor.evaluator.states()
+                self.points.append({
+                    "at": self.timeline.relative(ticked),
+                    "feature_psi_max": result.value("FeaturePSIMax"),
+                    "prediction_psi": _endpoint_value(result, "PredictionPSI"),
+                    "alarms": {alarm: states.get(f"{self.settings.endpoint_name}-{alarm}", {})
+                               .get("state", "INSUFFICIENT_DATA") for alarm in DRAWN_ALARMS}})
                 for event in result.events:
                     detail = event["detail"]
                     if detail["state"]["value"] == "ALARM":
+                        # The evaluator's transition happened at the tick's time, before the
+                        # rollback controller got the event.
                         at = self._step("alarm", f"{detail['alarmName']}: "
-                                                       f"{detail['state']['reason']}")
+                                                 f"{detail['state']['reason']}",
+                                        at=self.timeline.relative(ticked))
                         alarm_at = at if alarm_at is None else alarm_at
                 for outcome in result.outcomes:
                     if getattr(outcome, "action", "") == "rolled_back":
                         flip = outcome
-                        self._step("automatic rollback",
-                                   f"v{outcome.from_version} → v{outcome.to_version} in "
-                                   f"{outcome.details['seconds_to_shift'] * 1000:.1f} ms "
-                                   f"(weights only, same fleet)")
+                        shifted = datetime.fromisoformat(
+                            outcome.details["shifted_at"].replace("Z", "+00:00"))
+                        shifted_at = self._step(
+                            "automatic rollback",
+                            f"v{outcome.from_version} → v{outcome.to_version}: weights "
+                            f"written {outcome.details['seconds_to_shift'] * 1000:.1f} ms "
+                            f"after the controller got the alarm (same fleet)",
+                            at=self.timeline.relative(shifted))
                 if flip is not None:
                     break
             time.sleep(2.0)  # traffic keeps flowing on the fallback: the picture shows it
@@ -331,57 +352,122 @@ class Demo:
         drift_at = self.timeline.at("drift starts")
         first_on_v1 = next((t for t, v, ok in self.traffic.rows
                             if alarm_at is not None and t >= alarm_at and v == "v1" and ok), None)
-        picture = self._draw(drift_at, alarm_at)
+        picture = self._draw()
         return DemoResult(
             self.timeline, self.traffic, self.points,
             detection_seconds=(alarm_at - drift_at) if alarm_at and drift_at else None,
-            alarm_to_flip_seconds=flip.details["seconds_to_shift"] if flip else None,
+            alarm_to_flip_seconds=(shifted_at - alarm_at) if shifted_at and alarm_at else None,
             alarm_to_traffic_seconds=(first_on_v1 - alarm_at) if first_on_v1 and alarm_at
             else None,
             verified_on=verified,
             failed_requests=sum(1 for _, _, ok in self.traffic.rows if not ok),
             picture=picture, home=self.settings.home)
 
-    def _draw(self, drift_at: float | None, alarm_at: float | None) -> Path:
+    def _draw(self) -> Path:
+        """One time axis for the whole run: the lifecycle's phases, traffic per variant, the
+        drift metrics with their alarms' thresholds, and the alarm states; every event line
+        labelled where it happened."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from mlops_kit.core.alarms import load_definitions
+
+        thresholds = {d.id: d.threshold for d in load_definitions()}
         path = self.settings.home / "lifecycle.png"
-        fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+        fig = plt.figure(figsize=(11, 10.5))
+        grid = fig.add_gridspec(4, 1, height_ratios=[1.0, 2.2, 2.2, 1.3])
+        lane = fig.add_subplot(grid[0])
+        traffic = fig.add_subplot(grid[1])
+        drift = fig.add_subplot(grid[2], sharex=traffic)
+        alarms = fig.add_subplot(grid[3], sharex=traffic)
+        events = self.timeline.events
+        end = max([t for t, _, _ in events] + [t for t, _, _ in self.traffic.rows] + [1.0])
+
+        # The phases: each step's mark is its end, so a phase runs from the previous mark.
+        previous = 0.0
+        colours = {"data": "#9e9e9e", "pipeline": "#5b8def", "approve": "#43a047",
+                   "endpoint up": "#8e24aa"}
+        for at, what, _ in events:
+            kind = next((k for k in colours if what.startswith(k)), None)
+            if kind is not None:
+                lane.broken_barh([(previous, max(at - previous, 0.05))], (0.1, 0.8),
+                                 color=colours[kind])
+                lane.text(previous + (at - previous) / 2, 0.5, what, ha="center", va="center",
+                          fontsize=7, color="white" if at - previous > 3 else "black",
+                          rotation=0 if at - previous > 6 else 90)
+            if what in ("data", "serving") or kind is not None:
+                previous = at
+        live = self.timeline.at("live traffic") or 0.0
+        lane.broken_barh([(live, end - live)], (0.1, 0.8), color="#ffb74d")
+        lane.text(live + (end - live) / 2, 0.5, "live", ha="center", va="center", fontsize=7)
+        lane.set(yticks=[], ylim=(0, 1), xlim=(0, end * 1.01),
+                 xlabel="seconds since the demo started",
+                 title="The whole run: each phase ends at its mark (the live part, orange, is "
+                       "drawn below at full scale)")
+
+        # Traffic in whole buckets only: a last, partial bucket would show a false dip.
         rows = self.traffic.rows
-        start = min((t for t, _, _ in rows), default=0.0)
-        end = max((t for t, _, _ in rows), default=1.0)
         width = 0.5
-        edges = [start + i * width for i in range(int((end - start) / width) + 2)]
-        for variant in sorted({v for _, v, _ in rows if v}):
-            counts = [0] * (len(edges) - 1)
-            for t, v, ok in rows:
-                if v == variant and ok:
-                    counts[min(int((t - start) / width), len(counts) - 1)] += 1
-            axes[0].step(edges[:-1], [c / width for c in counts], where="post",
-                         label=f"{variant}")
-        axes[0].set(ylabel="requests/s", title="Traffic per variant (local endpoint)")
-        axes[0].legend(loc="upper right")
+        if rows:
+            start = min(t for t, _, _ in rows)
+            buckets = int((max(t for t, _, _ in rows) - start) / width)
+            edges = [start + i * width for i in range(buckets + 1)]
+            for variant in sorted({v for _, v, _ in rows if v}):
+                counts = [0] * buckets
+                for t, v, ok in rows:
+                    index = int((t - start) / width)
+                    if v == variant and ok and index < buckets:
+                        counts[index] += 1
+                traffic.stairs([c / width for c in counts], edges, baseline=None,
+                               label=f"{variant} answered",
+                               linewidth=1.5)
+        traffic.set(ylabel="requests/s", title="Traffic per variant (local endpoint, "
+                                               f"{width:g} s buckets)")
+        traffic.legend(loc="center left", fontsize=8, framealpha=0.9)
+
         times = [p["at"] for p in self.points]
-        axes[1].plot(times, [p["feature_psi_max"] or 0 for p in self.points], marker="o",
-                     label="FeaturePSIMax")
-        axes[1].plot(times, [p["prediction_psi"] or 0 for p in self.points], marker=".",
-                     label="PredictionPSI")
-        axes[1].axhline(0.25, color="red", linestyle="--", linewidth=1,
-                        label="feature-drift threshold")
-        axes[1].set(ylabel="PSI", title="Drift of the champion's traffic")
-        axes[1].legend(loc="upper left")
-        axes[2].step(times, [1 if p["alarm"] == "ALARM" else 0 for p in self.points],
-                     where="post", color="red")
-        axes[2].set(ylabel="ALARM", xlabel="seconds since the demo started",
-                    title="feature-drift alarm", yticks=[0, 1], yticklabels=["OK", "ALARM"])
-        for ax in axes:
-            if drift_at:
-                ax.axvline(drift_at, color="orange", linestyle=":", linewidth=1)
-            if alarm_at:
-                ax.axvline(alarm_at, color="red", linestyle=":", linewidth=1)
+        drift.plot(times, [p["feature_psi_max"] for p in self.points], marker="o",
+                   color="tab:blue", label="FeaturePSIMax (feature-drift)")
+        drift.plot(times, [p["prediction_psi"] for p in self.points], marker=".",
+                   color="tab:green", label="PredictionPSI (prediction-drift)")
+        drift.axhline(thresholds["feature-drift"], color="tab:blue", linestyle="--",
+                      linewidth=1, label=f"feature-drift threshold {thresholds['feature-drift']:g}")
+        drift.axhline(thresholds["prediction-drift"], color="tab:green", linestyle="--",
+                      linewidth=1,
+                      label=f"prediction-drift threshold {thresholds['prediction-drift']:g}")
+        drift.set(ylabel="PSI", title="Drift of the champion's traffic (one point per monitor "
+                                      "tick)")
+        drift.legend(loc="upper left", fontsize=8, framealpha=0.9)
+
+        for offset, (alarm, colour) in enumerate(zip(DRAWN_ALARMS, ("tab:blue", "tab:green"))):
+            level = [offset * 1.5 + (1 if p["alarms"][alarm] == "ALARM" else 0)
+                     for p in self.points]
+            # A state holds until the next evaluation: the last one holds to the end.
+            alarms.step(times + [end], level + level[-1:], where="post", color=colour,
+                        label=alarm)
+        alarms.set(yticks=[0, 1, 1.5, 2.5],
+                   yticklabels=["OK", "ALARM", "OK", "ALARM"], ylim=(-0.3, 2.8),
+                   title="Alarm states (feature-drift below, prediction-drift above)",
+                   xlabel="seconds since the demo started (live part)",
+                   xlim=(live - 0.5, end + 0.5))
+        alarms.legend(loc="center left", fontsize=8, framealpha=0.9)
+
+        marks = [(self.timeline.at("drift starts"), "drift starts", "orange"),
+                 (self.timeline.at("alarm"), "alarm", "red"),
+                 (self.timeline.at("automatic rollback"), "rollback (weights written)",
+                  "black")]
+        for at, label, colour in marks:
+            if at is None:
+                continue
+            for ax in (lane, traffic, drift, alarms):
+                ax.axvline(at, color=colour, linestyle=":", linewidth=1)
+            side = "right" if label == "alarm" else "left"
+            traffic.annotate(label, (at, 1.0), xycoords=("data", "axes fraction"),
+                             xytext=(-3 if side == "right" else 3, -4),
+                             textcoords="offset points", rotation=90, ha=side, va="top",
+                             fontsize=8, color=colour)
         fig.tight_layout()
         tmp = path.with_suffix(".tmp.png")
         fig.savefig(tmp, dpi=100)
