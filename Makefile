@@ -5,6 +5,7 @@ VENV ?= .venv
 UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+RUN_STAMP := $(VENV)/.runtime-$(shell cat requirements-runtime.lock pyproject.toml | sha256sum | cut -c1-16)
 
 BENCH_VENV ?= .venv-bench
 BENCH_BIN := $(BENCH_VENV)/bin
@@ -20,10 +21,20 @@ $(STAMP): requirements.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+## What `make run` needs and no more: the runtime lock (the same pins as the dev lock, without
+## pytest, moto, the CDK). `make test` and `make synth` add the rest to the same venv.
+$(RUN_STAMP): requirements-runtime.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements-runtime.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	rm -f $(VENV)/.runtime-*
+	touch $@
+
 setup: $(STAMP)
 
 ## The main job on the local default: the whole lifecycle, with automatic rollback.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/mlops demo
 
 test: $(STAMP)
@@ -59,6 +70,8 @@ bench: $(STAMP) $(BENCH_STAMP)
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 -c requirements.lock \
+		-o requirements-runtime.lock
 	$(BIN)/uv pip compile pyproject.toml --extra bench --python-version 3.11 \
 		--override benchmarks/overrides.txt -o requirements-bench.lock
 

@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from mlops_kit.cli import monitoring, operations, serving, traffic
+from mlops_kit.cli import monitoring, operations, serving, tracking, traffic
 from mlops_kit.cli.common import (EXIT_BAD_INPUT, EXIT_BUSY, EXIT_CANNOT_WRITE,  # noqa: F401
                                   EXIT_DAMAGED_STATE, EXIT_GATE_FAILED, EXIT_NO_CHANGE, EXIT_OK,
                                   err)
@@ -24,6 +24,7 @@ traffic.register(app)
 monitoring.register(app)
 operations.register(app)
 serving.register(app)
+tracking.register(app)
 
 
 def main() -> None:
