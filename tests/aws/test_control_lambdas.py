@@ -36,7 +36,22 @@ class Context:
 
 
 def event(name: str) -> dict:
-    return json.loads((EVENTS / name).read_text())
+    loaded = json.loads((EVENTS / name).read_text())
+    return raised_now(loaded) if name.startswith("cloudwatch-alarm") else loaded
+
+
+def raised_now(event: dict) -> dict:
+    """The alarm raised now: an alarm is raised against what serves when it fires, so its state
+    time must come after the promotions the test made (the fixture's 2026-11-20 time predates
+    every record of a fresh history, and the rollback controller refuses an alarm older than
+    the champion it would roll back: core/rollback_policy.py `superseded_reason`)."""
+    from datetime import datetime, timezone
+
+    at = datetime.now(timezone.utc)
+    data = event["detail"] if "detail" in event else event["alarmData"]
+    data["state"]["timestamp"] = at.strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{at.microsecond // 1000:03d}+0000"
+    return event
 
 
 @pytest.fixture()

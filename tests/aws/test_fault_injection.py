@@ -359,9 +359,23 @@ def test_a_promotion_busy_past_the_last_try_surfaces_records_nothing_and_redeliv
 
 
 def alarm(name: str = "feature-drift") -> dict:
-    return json.loads((EVENTS / {
+    return raised_now(json.loads((EVENTS / {
         "feature-drift": "cloudwatch-alarm-state-change.eventbridge.json",
-        "prediction-drift": "cloudwatch-alarm.lambda-action.json"}[name]).read_text())
+        "prediction-drift": "cloudwatch-alarm.lambda-action.json"}[name]).read_text()))
+
+
+def raised_now(event: dict) -> dict:
+    """The alarm raised now: an alarm is raised against what serves when it fires, so its state
+    time must come after the promotions the test made (the fixture's 2026-11-20 time predates
+    every record of a fresh history, and the rollback controller refuses an alarm older than
+    the champion it would roll back: core/rollback_policy.py `superseded_reason`)."""
+    from datetime import datetime, timezone
+
+    at = datetime.now(timezone.utc)
+    data = event["detail"] if "detail" in event else event["alarmData"]
+    data["state"]["timestamp"] = at.strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{at.microsecond // 1000:03d}+0000"
+    return event
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ in the contract with its reason)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from mlops_kit import contract
 from mlops_kit.monitoring.probe import baseline_rows
@@ -66,7 +66,9 @@ def lifecycle(sc: Scenario) -> dict:
     results["drift"] = sc.drift_run(at)
     alarm = alarm_event(f"{sc.endpoint}-feature-drift")
     alarm["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    alarm["detail"]["state"]["timestamp"] = at.isoformat()
+    # The alarm fires once the drift run's datapoint is evaluated, after the promotions above
+    # (`at` is the start of the minute they ran in): raised now.
+    alarm["detail"]["state"]["timestamp"] = datetime.now(timezone.utc).isoformat()
     results["rollback"] = sc.run("rollback_controller", alarm)
     if "stream_scorer" in sc.stage.functions:
         sc.endpoint_answers("x", count=5)

@@ -76,8 +76,13 @@ def write_probes(settings: LocalSettings, verdicts: dict[str, bool]) -> None:
         name: {"ok": ok} for name, ok in verdicts.items()}}))
 
 
-def alarm_event(state_time: str = "2026-11-27T10:00:00.000+0000") -> dict:
-    """A kit-owned alarm (FeaturePSIMax of the endpoint) going OK → ALARM."""
+def alarm_event(state_time: str | None = None) -> dict:
+    """A kit-owned alarm (FeaturePSIMax of the endpoint) going OK → ALARM, raised now unless
+    `state_time` says when: an alarm is raised against what serves when it fires, and the
+    rollback controller refuses one older than the champion's deployment record."""
+    if state_time is None:
+        at = datetime.now(timezone.utc)
+        state_time = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
     fixture = Path(__file__).parent.parent / "fixtures" / "events" / \
         "cloudwatch-alarm-state-change.eventbridge.json"
     event = json.loads(fixture.read_text())

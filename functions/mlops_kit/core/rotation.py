@@ -81,6 +81,50 @@ def lineup_after_promotion(promotions: Sequence[int], new_version: int, *,
     return Lineup((new_version, *previous[:warm_fallbacks]))
 
 
+@dataclass(frozen=True)
+class PromotionPlan:
+    """What an approval deploys: the lineup, and why the approved version is not its champion
+    when it is not ("" when it is)."""
+    lineup: Lineup
+    held_by: int | None = None
+    """The newer version that keeps the traffic (None: the approved version takes it)."""
+    reason: str = ""
+
+
+def plan_promotion(promotions: Sequence[int], new_version: int, *, serving: int | None = None,
+                   excluded: Iterable[int] = (),
+                   warm_fallbacks: int = DEFAULT_WARM_FALLBACKS) -> PromotionPlan:
+    """The lineup an approval of `new_version` deploys, given what the endpoint serves now.
+
+    The champion is the newest approved version: an approval never puts a version above a
+    newer one that serves (`serving`, the endpoint's champion now, not blocked). That one keeps
+    the traffic and the approved version joins the warm fallbacks in the slot the last
+    promotion's N-1 would have had, so two approvals give one lineup whichever lands first:
+    v3 then v4 gives (4, 3, 2) from (2, 1), and so does v4 then v3. The controller calls this
+    again inside every busy retry with the history and endpoint as they are then, so an
+    approval that overlapped another (two Lambda invocations) decides on the other's result.
+    Otherwise it is `lineup_after_promotion`. (A rollback picks among the fallbacks by version,
+    newest first, whatever their order here.)
+
+    `promotions` are the approved versions of the earlier promotions, oldest first.
+    """
+    blocked = set(excluded)
+    if serving is None or serving <= new_version or serving in blocked:
+        return PromotionPlan(lineup_after_promotion(promotions, new_version, excluded=blocked,
+                                                    warm_fallbacks=warm_fallbacks))
+    if not 0 <= warm_fallbacks <= MAX_VARIANTS - 1:
+        raise ValueError(f"warm_fallbacks must be between 0 and {MAX_VARIANTS - 1}")
+    previous = [v for v in promotion_history(promotions)
+                if v not in (serving, new_version) and v not in blocked]
+    fallbacks = ([new_version, *previous][:warm_fallbacks])
+    joined = new_version in fallbacks
+    reason = (f"v{serving} is newer and keeps the traffic: v{new_version} "
+              + ("joins the warm fallbacks (`mlops rollforward --to "
+                 f"{new_version} --reason ...` serves it)" if joined
+                 else "is not deployed (no warm fallback slots)"))
+    return PromotionPlan(Lineup((serving, *sorted(fallbacks, reverse=True))), serving, reason)
+
+
 def promotion_weights(lineup: Lineup, instance_count: int = 1,
                       fallback_instance_count: int | None = None) -> tuple[VariantWeight, ...]:
     """Champion at weight 1, fallbacks at weight 0 but with instances: warm, not cold."""

@@ -4,10 +4,11 @@ previous champions stay warm at weight 0. The same code runs in the Lambda and l
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
-from mlops_kit.core.rotation import (DEFAULT_WARM_FALLBACKS, VariantWeight, lineup_after_promotion,
+from mlops_kit.core.guards import VersionFacts, promotion_refusal
+from mlops_kit.core.rotation import (DEFAULT_WARM_FALLBACKS, VariantWeight, plan_promotion,
                                      promotion_weights, same_serving, serving_champion)
 from mlops_kit.deploy.endpoints import EndpointAdapter, EndpointBusyError, ModelSource
 from mlops_kit.deploy.events import deploy_decision, parse_model_package_event
@@ -101,36 +102,74 @@ class DeploymentController:
         if candidate.status != ApprovalStatus.APPROVED:
             return DeploymentOutcome("ignored", version,
                                      f"version {version} is {candidate.status}: not deployed")
+        refusal = promotion_refusal(VersionFacts(version, str(candidate.status),
+                                                 candidate.archived_at))
+        if refusal:
+            return DeploymentOutcome("ignored", version, refusal)
+        histories = [history]  # the first try decides on the history read above
+
+        def attempt() -> DeploymentOutcome:
+            # Decided again on every try, from the history and the endpoint as they are then:
+            # in AWS another approval's invocation may land while this one waits for the
+            # endpoint (nothing serialises the two), and a lineup computed before the wait
+            # would leave that version out, or put the older approval above it.
+            seen = histories.pop() if histories else self.registry.deployments(endpoint)
+            if any(d.deployment_id == deployment_id for d in seen):
+                return DeploymentOutcome("duplicate", version,
+                                         "this approval was already deployed",
+                                         deployment_id=deployment_id)
+            return self._deploy_once(version, seen, actor=actor, reason=reason,
+                                     deployment_id=deployment_id)
+
+        outcome, attempts = retry_while_busy(attempt, self.settings, self.sleep)
+        return replace(outcome, attempts=attempts) if outcome.action == "deployed" else outcome
+
+    def _deploy_once(self, version: int, history, *, actor: str, reason: str,
+                     deployment_id: str) -> DeploymentOutcome:
+        """One try: decide the lineup on the current facts and deploy it (EndpointBusyError
+        while the endpoint is busy: the caller waits and calls again)."""
+        endpoint = self.settings.endpoint_name
         blocked = self.registry.blocked_versions(endpoint)
         if version in blocked:
             return DeploymentOutcome("ignored", version,
                                      f"version {version} was rolled back or rejected: "
                                      f"roll it forward by hand to serve it again")
-        promotions = [d.version for d in history if d.kind == "promote"]
-        lineup = lineup_after_promotion(promotions, version, excluded=blocked,
-                                        warm_fallbacks=self.settings.warm_fallbacks)
-        target = promotion_weights(lineup, self.settings.instance_count,
-                                   self.settings.fallback_instance_count)
         current = self.endpoints.describe(endpoint)
         previous = serving_champion(current.variants) if current else None
+        # The approved version of each earlier promotion (a promotion that kept a newer
+        # champion records that champion as its version, and the approval in its evidence).
+        promotions = [int(d.evidence.get("approved_version", d.version)) for d in history
+                      if d.kind == "promote"]
+        plan = plan_promotion(promotions, version,
+                              serving=previous.version if previous else None,
+                              excluded=blocked, warm_fallbacks=self.settings.warm_fallbacks)
+        lineup = plan.lineup
+        target = promotion_weights(lineup, self.settings.instance_count,
+                                   self.settings.fallback_instance_count)
+        evidence: dict[str, Any] = {"lineup": list(lineup.versions)}
+        if plan.held_by is not None:
+            evidence.update(approved_version=version, kept_champion=plan.reason)
         record = DeploymentRecord(
             deployment_id=deployment_id, endpoint_name=endpoint, kind="promote",
-            version=version, variants=target, actor=actor, reason=reason, at=now(),
-            previous_version=previous.version if previous else None,
-            evidence={"lineup": list(lineup.versions)})
+            version=lineup.champion, variants=target, actor=actor,  # type: ignore[arg-type]
+            reason=reason, at=now(),
+            previous_version=previous.version if previous else None, evidence=evidence)
+        said = plan.reason or reason
 
         if current is not None and same_serving(current.variants, target):
             latest = history[-1] if history else None
             if latest is None or not same_serving(latest.variants, target):
                 # Deployed before a crash kept the record from being written: write it now.
                 self.registry.record_deployment(record)
-            return DeploymentOutcome("unchanged", version, "the endpoint already serves this",
+            return DeploymentOutcome("unchanged", version,
+                                     "the endpoint already serves this"
+                                     + (f" ({plan.reason})" if plan.reason else ""),
                                      target, deployment_id)
 
         models = {v: self.model_source(self.registry.get(v)) for v in lineup.versions}
-        config_name, attempts = retry_while_busy(
-            lambda: self.endpoints.deploy(endpoint, target, models), self.settings, self.sleep)
+        config_name = self.endpoints.deploy(endpoint, target, models)
         self.registry.record_deployment(record)
-        return DeploymentOutcome("deployed", version, reason, target, deployment_id, attempts,
+        return DeploymentOutcome("deployed", version, said, target, deployment_id, 0,
                                  {"endpoint_config": config_name,
-                                  "previous_version": record.previous_version})
+                                  "previous_version": record.previous_version,
+                                  **({"champion": plan.held_by} if plan.held_by else {})})

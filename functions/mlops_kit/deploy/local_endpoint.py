@@ -4,12 +4,45 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from mlops_kit.core.rotation import MAX_VARIANTS, VariantWeight
 from mlops_kit.deploy.endpoints import EndpointBusyError, EndpointNotFoundError, EndpointView, ModelSource
 from mlops_kit.serving.state import EndpointState, ServedVariant, load_state, now, save_state
+
+
+MODEL_FILE = "xgboost-model"
+"""The file the local router loads from a model directory (`mlops_pipelines.steps.inference.
+MODEL_FILE`, which the serving code imports; repeated here so that the controllers do not
+import the pipeline steps and numpy: tests/deploy checks that the two agree)."""
+
+
+def model_artifact_available(model_uri: str) -> bool:
+    """Whether a version's model artifact is there to be loaded, without any API call.
+
+    A local directory (the local home's `ModelVersion.model_uri`) must exist and hold the model
+    file the router loads; a missing one means that every request not pinned to a variant
+    gets 503 once the local endpoint restarts, and nothing rolls back. An s3:// URI (or any
+    other scheme) is trusted: in AWS a warm variant already holds its model in its container,
+    so a weight change needs no artifact, and checking the object would add an S3 call to the
+    rollback path (which is capped in API calls). So in AWS a deleted model.tar.gz is not
+    caught here; it surfaces when SageMaker next creates instances from it (a scale-out or a
+    new endpoint config), as a failed update.
+    """
+    if "://" in model_uri:
+        return True
+    if not model_uri:
+        return False
+    return (Path(model_uri) / MODEL_FILE).is_file()
+
+
+@dataclass(frozen=True)
+class LocalEndpointView(EndpointView):
+    """The local endpoint as described, plus the model directory each variant serves from
+    (the state file names it): what the rollback controller checks before shifting."""
+    model_uris: Mapping[str, str] = field(default_factory=dict)
 
 
 class LocalEndpoints:
@@ -20,8 +53,9 @@ class LocalEndpoints:
         state = load_state(self.home, endpoint_name)
         if state is None:
             return None
-        return EndpointView(endpoint_name, state.status,
-                            tuple(v.as_weight() for v in state.variants), state.config_name)
+        return LocalEndpointView(endpoint_name, state.status,
+                                 tuple(v.as_weight() for v in state.variants), state.config_name,
+                                 {v.variant_name: v.model_uri for v in state.variants})
 
     def deploy(self, endpoint_name: str, variants: Sequence[VariantWeight],
                models: Mapping[int, ModelSource]) -> str:

@@ -12,13 +12,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from mlops_kit.core.alarms import AlarmDefinition, load_definitions
-from mlops_kit.core.rollback_policy import (DEFAULT_COOLDOWN, RollbackFacts, VariantHealth,
-                                            decide_rollback, last_rollback_time)
+from mlops_kit.core.guards import VersionFacts, rollforward_refusal
+from mlops_kit.core.rollback_policy import (DEFAULT_COOLDOWN, RollbackDecision, RollbackFacts,
+                                            VariantHealth, champion_at, decide_rollback,
+                                            last_rollback_time, unfit_reason)
 from mlops_kit.core.rotation import VariantWeight, serving_champion
 from mlops_kit.deploy.controller import DeploymentSettings, retry_while_busy
 from mlops_kit.deploy.endpoints import EndpointAdapter, EndpointBusyError
+from mlops_kit.deploy.local_endpoint import model_artifact_available
 from mlops_kit.monitoring.alarm_events import AlarmTransition, parse_alarm_event
-from mlops_kit.registry.base import DeploymentRecord, ModelRegistry, RollbackClaim
+from mlops_kit.registry.base import (DeploymentRecord, ModelRegistry, RollbackClaim,
+                                     UnknownVersionError)
 from mlops_kit.serving.state import now as iso_now
 
 logger = logging.getLogger(__name__)
@@ -102,7 +106,14 @@ class RollbackController:
                  definitions: Sequence[AlarmDefinition] | None = None,
                  managed_endpoints: Sequence[str] | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 artifact_available: Callable[[str], bool] = model_artifact_available):
+        """`artifact_available(uri)` says whether a version's model artifact is there to be
+        served; the default checks local model directories and trusts s3:// URIs (no API
+        call: see `model_artifact_available` for what that leaves unchecked in AWS). It is
+        asked about the model directory each variant serves from when the endpoint adapter
+        names it (the local one does; the SageMaker one names none, its warm variants hold
+        their models already), and about a roll-forward target's registered `model_uri`."""
         self.registry = registry
         self.endpoints = endpoints
         self.health = health or NoProbes()
@@ -112,6 +123,7 @@ class RollbackController:
         self.managed_endpoints = set(managed_endpoints or ())
         self.sleep = sleep
         self.clock = clock
+        self.artifact_available = artifact_available
 
     # -- alarms ------------------------------------------------------------------------------
 
@@ -140,7 +152,8 @@ class RollbackController:
                               deployment_id=f"rollback:{alarm.transition_key}",
                               actor=f"alarm:{alarm.alarm_name}",
                               reason=f"{alarm.alarm_name} in ALARM: {alarm.reason}",
-                              evidence=alarm.evidence(), started=started)
+                              evidence=alarm.evidence(), started=started,
+                              alarm_raised_at=alarm.state_time)
         return outcome
 
     # -- manual ------------------------------------------------------------------------------
@@ -165,7 +178,8 @@ class RollbackController:
 
     def _shift(self, endpoint_name: str, *, kind: str, deployment_id: str, actor: str,
                reason: str, evidence: dict[str, Any], started: float,
-               to_version: int | None = None, manual: bool = False) -> RollbackOutcome:
+               to_version: int | None = None, manual: bool = False,
+               alarm_raised_at: datetime | None = None) -> RollbackOutcome:
         history = self.registry.deployments(endpoint_name)
         if any(d.deployment_id == deployment_id for d in history):
             return RollbackOutcome("duplicate", "this alarm transition was already handled",
@@ -179,6 +193,7 @@ class RollbackController:
                                                 probes.get(v.variant_name))
                   for v in view.variants}
         blocked = frozenset(self.registry.blocked_versions(endpoint_name))
+        missing = self._missing_artifacts(view)
         champion = serving_champion(view.variants)
         head = history[-1] if history else None
         unrecorded: tuple[int, RollbackClaim | None] | None = None
@@ -233,17 +248,35 @@ class RollbackController:
                                    endpoint_name, previous, champion.version,
                                    deployment_id, time.perf_counter() - started)
         if manual:
-            decision = self._manual_decision(view.variants, view.status, champion, to_version,
-                                             blocked if kind == "rollback" else frozenset(),
-                                             health)
+            decision = self._manual_decision(
+                view.variants, view.status, champion, to_version,
+                blocked if kind == "rollback" else frozenset(), health, missing,
+                self._rollforward_facts(to_version) if kind == "rollforward" else None)
         else:
+            if alarm_raised_at is not None:
+                # The champion the alarm was raised against, by the history (None: the alarm
+                # is older than every record): kept with the rollback and its notification.
+                about = champion_at(history, alarm_raised_at)
+                evidence = {**evidence, "raised_against": about.version if about else None}
             decision = decide_rollback(
                 RollbackFacts(view.status, view.variants, health, blocked,
-                              last_rollback_time(history), self.clock()),
+                              last_rollback_time(history), self.clock(),
+                              missing_artifacts=missing, alarm_raised_at=alarm_raised_at,
+                              history=tuple(history)),
                 cooldown=self.settings.cooldown, require_probe=self.settings.require_probe)
         decided = time.perf_counter() - started
         if decision.action == "defer":
             raise RollbackDeferred(decision.reason)
+        if decision.action == "superseded":
+            # Not this champion's alarm. While it stays in ALARM it sends no other
+            # transition, so on-call hears of it: if the new champion fails too, nothing
+            # else will roll it back.
+            logger.warning("alarm not rolled back: %s", decision.reason)
+            self._notify(f"[{endpoint_name}] alarm not acted on: the champion changed since",
+                         {"endpoint": endpoint_name, "reason": reason,
+                          "decision": decision.reason, "evidence": evidence})
+            return RollbackOutcome("none", decision.reason, endpoint_name, decision.from_version,
+                                   decided_in_seconds=decided)
         if decision.action == "no_healthy_fallback":
             self._notify(f"[{endpoint_name}] ALERT: alarm fired but no healthy fallback",
                          {"endpoint": endpoint_name, "reason": reason, "decision": decision.reason,
@@ -339,14 +372,31 @@ class RollbackController:
                                {"attempts": attempts, "shifted_at": shifted_at,
                                 "seconds_to_shift": record.evidence["seconds_to_shift"]})
 
-    def _manual_decision(self, variants, status, champion, to_version, blocked, health):
-        from mlops_kit.core.rollback_policy import RollbackDecision
+    def _missing_artifacts(self, view) -> dict[int, str]:
+        """Versions on the endpoint whose model directory is gone (version → URI); only
+        adapters that name the served model directories (the local one) are checked."""
+        uris: Mapping[str, str] = getattr(view, "model_uris", None) or {}
+        return {v.version: uris[v.variant_name] for v in view.variants
+                if v.variant_name in uris and not self.artifact_available(uris[v.variant_name])}
 
+    def _rollforward_facts(self, version: int | None) -> VersionFacts | None:
+        """What the registry says about a roll-forward target (None: it does not know it)."""
+        if version is None:
+            return None
+        try:
+            known = self.registry.get(version)
+        except UnknownVersionError:
+            return None
+        return VersionFacts(version, str(known.status), known.archived_at, known.status_reason,
+                            known.model_uri, self.artifact_available(known.model_uri))
+
+    def _manual_decision(self, variants, status, champion, to_version, blocked, health,
+                         missing, target_facts: VersionFacts | None = None):
         if status != "InService":
             return RollbackDecision("defer", f"endpoint is {status}")
         if to_version is None:
             return decide_rollback(RollbackFacts(status, variants, health, blocked, None,
-                                                 self.clock()),
+                                                 self.clock(), missing_artifacts=missing),
                                    cooldown=timedelta(0), require_probe=False)
         target = next((v for v in variants if v.version == to_version), None)
         if target is None:
@@ -355,10 +405,14 @@ class RollbackController:
                                             f"(warm: {warm}); promote it by approval instead")
         if champion is not None and champion.version == to_version:
             return RollbackDecision("none", f"v{to_version} already takes the traffic")
-        from mlops_kit.core.rollback_policy import unfit_reason
-
+        if target_facts is not None:
+            refused = rollforward_refusal(target_facts)
+            if refused:
+                return RollbackDecision("none", f"v{to_version} cannot take the traffic: "
+                                                f"{refused}")
         why = unfit_reason(target, RollbackFacts(status, variants, health, blocked, None,
-                                                 self.clock()), require_probe=False)
+                                                 self.clock(), missing_artifacts=missing),
+                           require_probe=False)
         if why:
             return RollbackDecision("none", f"v{to_version} cannot take the traffic: {why}")
         weights = {v.variant_name: 1.0 if v.version == to_version else 0.0 for v in variants}
