@@ -117,8 +117,32 @@ def publish(settings: LocalSettings, event: Mapping[str, Any]) -> list[Any]:
     controller propagates (after the attempt is counted: the event stays pending)."""
     registry = local_registry(settings)
     kept = registry.enqueue(event)
-    return deliver_pending(settings, registry=registry,
-                           mine=lambda pending: pending.seq == kept.seq)
+    outcomes = deliver_pending(settings, registry=registry,
+                               mine=lambda pending: pending.seq == kept.seq)
+    if not outcomes:
+        # Another process (or thread) held the lock and delivered this event with its own
+        # pending ones: what its controller did is in the outbox.
+        delivered = registry.outbox_event(kept.seq)
+        if delivered is not None and delivered.outcome:
+            return [RecordedOutcome(o) for o in delivered.outcome.get("outcomes", [])]
+    return outcomes
+
+
+class RecordedOutcome:
+    """A controller's outcome read back from the outbox (its `to_dict()`), with the same
+    attribute access as the outcome objects for the fields it holds."""
+
+    def __init__(self, data: Mapping[str, Any]):
+        self._data = dict(data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._data)
 
 
 def deliver_pending(settings: LocalSettings, *, registry: LocalRegistry | None = None,

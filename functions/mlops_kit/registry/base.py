@@ -274,6 +274,13 @@ class ModelRegistry(ABC):
         return blocked
 
     def lineup(self, endpoint_name: str | None = None) -> Lineup:
-        """Champion, N-1, N-2 as the promotion history gives them."""
-        promotions = [d.version for d in self.deployments(endpoint_name) if d.kind == "promote"]
-        return Lineup(tuple(promotion_history(promotions)))
+        """Every version that served as champion, newest first (champion, N-1, N-2 lead): the
+        lineup the latest promotion deployed (its evidence), then the older champions. An older
+        approval joins the fallbacks without taking the traffic (its record names the champion
+        it kept, the approval in `approved_version`), so the deployed lineup, not the order of
+        the records, says who is N-1."""
+        promotions = [d for d in self.deployments(endpoint_name) if d.kind == "promote"]
+        history = promotion_history([d.version for d in promotions])
+        deployed = [int(v) for v in promotions[-1].evidence.get("lineup", [])] if promotions \
+            else []
+        return Lineup(tuple(deployed + [v for v in history if v not in deployed]))

@@ -540,6 +540,12 @@ class LocalRegistry(ModelRegistry):
                               f"ORDER BY seq").fetchall()
         return [_outbox_event(row) for row in rows]
 
+    def outbox_event(self, seq: int) -> OutboxEvent | None:
+        with self._connect() as db:
+            row = db.execute(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE seq = ?",
+                             (seq,)).fetchone()
+        return _outbox_event(row) if row else None
+
     def outbox(self, limit: int = 50) -> list[OutboxEvent]:
         """The latest events, delivered or not, newest last."""
         with self._connect() as db:

@@ -418,7 +418,6 @@ class SageMakerRegistry(ModelRegistry):
     def _version(self, described: dict[str, Any], item: dict[str, Any] | None) -> ModelVersion:
         """A version from its package, with the ledger's record where there is one."""
         status = described.get("ModelApprovalStatus") or str(ApprovalStatus.PENDING)
-        props = described.get("CustomerMetadataProperties") or {}
         if item and item.get("record"):
             if item.get("status") == status:
                 return self._from_ledger(item, status)
