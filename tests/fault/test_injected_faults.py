@@ -14,8 +14,7 @@ import pytest
 from mlops_kit.local.control_plane import publish
 from mlops_kit.local.monitor import LocalMonitor
 from mlops_kit.ports import StateWriteError
-from mlops_kit.monitoring.drift_monitor import (UNREADABLE_LINE, ChampionBaseline,
-                                                compute_metrics, decode_capture,
+from mlops_kit.monitoring.drift_monitor import (UNREADABLE_LINE, compute_metrics, decode_capture,
                                                 parse_capture_lines)
 from mlops_kit.registry.base import UnknownVersionError
 from mlops_kit.registry.local import LocalRegistry

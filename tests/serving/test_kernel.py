@@ -112,7 +112,6 @@ def test_direct_predictor_takes_any_layout(model):
 def coded_model(tmp_path_factory):
     """A model trained on a frame whose categorical column holds integer codes with gaps, read
     from CSV (so float64, 1.0/2.0/3.0/NaN), the code deciding the label; and that frame."""
-    import pandas as pd
 
     from mlops_pipelines.steps import _io, train
     from mlops_pipelines.steps.schema import DatasetSchema

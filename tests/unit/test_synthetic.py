@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from mlops_kit.data.synthetic import DriftSpec, generate
