@@ -118,6 +118,31 @@ def test_an_alarm_killed_at_any_step_rolls_back_once(serving_v1, target, when):
     assert len(rollbacks) <= 1
 
 
+MANUAL_STEPS = [
+    ("mlops_kit.registry.local:LocalRegistry.enqueue", "after"),
+    ("mlops_kit.registry.local:LocalRegistry.claim_rollback", "after"),
+    ("mlops_kit.deploy.local_endpoint:LocalEndpoints.set_weights", "after"),
+    ("mlops_kit.registry.local:LocalRegistry.record_deployment", "after"),
+]
+
+
+@pytest.mark.parametrize("target,when", MANUAL_STEPS,
+                         ids=[f"{t.split(':')[1]}-{w}" for t, w in MANUAL_STEPS])
+def test_a_manual_rollback_killed_at_any_step_is_completed_once_by_the_next_command(
+        serving_v1, target, when):
+    settings, registry = serving_v1
+    assert mlops(settings.home, "registry", "approve", "2", "--reason", "ship").returncode == 0
+    killed_at(settings.home, target, when, "cli", "rollback", "--reason", "scores look wrong")
+    assert mlops(settings.home, "status", "--json").returncode == EXIT_OK
+    assert weights(settings) == {2: 0.0, 1: 1.0}
+    assert [(d.kind, d.version) for d in registry.deployments(ENDPOINT)] == [
+        ("promote", 1), ("promote", 2), ("rollback", 1)]
+    assert registry.pending_events() == []
+    # A second rollback by hand is a new request: it finds no further fallback to move to.
+    again = mlops(settings.home, "rollback", "--reason", "again")
+    assert again.returncode != EXIT_OK and weights(settings) == {2: 0.0, 1: 1.0}
+
+
 def test_reapproving_an_approved_version_that_never_deployed_deploys_it(serving_v1):
     settings, registry = serving_v1
     # Approved by something that emitted no event (a home from before the outbox).

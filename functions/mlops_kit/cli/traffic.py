@@ -34,16 +34,16 @@ def _traffic_shift(kind: str, endpoint: str | None, to: int | None, reason: str,
     opened = _backend(backend)
     if not reason.strip():
         _fail_bad_input("--reason must say why")
-    controller = opened.rollback_controller()
     name = endpoint or opened.endpoint_name
     try:
-        with opened.serialized():
-            if kind == "rollback":
-                outcome = controller.rollback(name, actor=actor or opened.actor, reason=reason,
-                                              to_version=to)
-            else:
-                outcome = controller.rollforward(name, to, actor=actor or opened.actor,
-                                                 reason=reason)
+        if opened.manual_shift is not None:
+            # Durable first (the local outbox), delivered under the event lock.
+            outcome = opened.manual_shift(kind, name, to, actor=actor or opened.actor,
+                                          reason=reason)
+        else:
+            controller = opened.rollback_controller()
+            with opened.serialized():
+                outcome = _shift_now(controller, kind, name, to, actor or opened.actor, reason)
     except EndpointBusyError as exc:
         err.print(f"[bold red]endpoint busy:[/] {exc}; try again once it is InService")
         raise typer.Exit(EXIT_BUSY)
@@ -79,6 +79,12 @@ def rollforward_command(to: int = typer.Option(..., "--to", help="The warm versi
                         as_json: bool = JsonOption, backend: str = BackendOption) -> None:
     """Send traffic back to a warm version (e.g. after a rollback), and unblock it."""
     _traffic_shift("rollforward", endpoint, to, reason, actor, backend, as_json)
+
+
+def _shift_now(controller, kind: str, name: str, to: int | None, actor: str, reason: str):
+    if kind == "rollback":
+        return controller.rollback(name, actor=actor, reason=reason, to_version=to)
+    return controller.rollforward(name, to, actor=actor, reason=reason)
 
 
 def register(app: typer.Typer) -> None:

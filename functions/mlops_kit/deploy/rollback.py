@@ -159,18 +159,25 @@ class RollbackController:
     # -- manual ------------------------------------------------------------------------------
 
     def rollback(self, endpoint_name: str, *, actor: str, reason: str,
-                 to_version: int | None = None) -> RollbackOutcome:
-        """On-call's rollback: to the newest healthy fallback, or to the named warm version."""
+                 to_version: int | None = None, deployment_id: str | None = None
+                 ) -> RollbackOutcome:
+        """On-call's rollback: to the newest healthy fallback, or to the named warm version.
+
+        `deployment_id` names this request: delivered again under the same id (the local
+        home's outbox, after the process was killed), it completes its own shift instead of
+        rolling back a second time."""
         return self._shift(endpoint_name, kind="rollback",
-                           deployment_id=f"manual-rollback:{endpoint_name}:{iso_now()}",
+                           deployment_id=deployment_id
+                           or f"manual-rollback:{endpoint_name}:{iso_now()}",
                            actor=actor, reason=reason, evidence={"manual": True},
                            to_version=to_version, started=time.perf_counter(), manual=True)
 
     def rollforward(self, endpoint_name: str, to_version: int, *, actor: str,
-                    reason: str) -> RollbackOutcome:
+                    reason: str, deployment_id: str | None = None) -> RollbackOutcome:
         """Send the traffic back to a warm version (e.g. the one rolled back, once fixed)."""
         return self._shift(endpoint_name, kind="rollforward",
-                           deployment_id=f"rollforward:{endpoint_name}:{iso_now()}",
+                           deployment_id=deployment_id
+                           or f"rollforward:{endpoint_name}:{iso_now()}",
                            actor=actor, reason=reason, evidence={"manual": True},
                            to_version=to_version, started=time.perf_counter(), manual=True)
 
@@ -197,7 +204,15 @@ class RollbackController:
         champion = serving_champion(view.variants)
         head = history[-1] if history else None
         unrecorded: tuple[int, RollbackClaim | None] | None = None
-        if not manual and champion is not None and head is not None and not _same_lineup(
+        if manual and champion is not None and head is not None and not _same_lineup(
+                view.variants, head.variants):
+            # A manual shift delivered again: if its own claim names what serves now, this
+            # request shifted the traffic and died before recording it: record it, once.
+            own = self.registry.rollback_claim(endpoint_name, head.deployment_id)
+            if (own is not None and own.claimed_by == deployment_id
+                    and own.to_version == champion.version and own.from_version is not None):
+                unrecorded = (own.from_version, own)
+        elif not manual and champion is not None and head is not None and not _same_lineup(
                 view.variants, head.variants):
             # The endpoint is not what its last record says: something changed it unrecorded.
             unrecorded = self._unrecorded_rollback(endpoint_name, head, view.variants,
@@ -244,7 +259,8 @@ class RollbackController:
                          {"endpoint": endpoint_name, "kind": kind, "from": previous,
                           "to": champion.version, "reason": reason, "evidence": evidence,
                           "at": record.at})
-            return RollbackOutcome("rolled_back", "completed an earlier, unrecorded shift",
+            return RollbackOutcome("rolled_back" if kind == "rollback" else "rolled_forward",
+                                   "completed an earlier, unrecorded shift",
                                    endpoint_name, previous, champion.version,
                                    deployment_id, time.perf_counter() - started)
         if manual:
@@ -320,9 +336,16 @@ class RollbackController:
             # Two alarms released at the same instant both pass the check above, and
             # UpdateEndpointWeightsAndCapacities would accept both: the claim is the first
             # durable write, and only its holder shifts, records and notifies. Manual shifts
-            # are explicit operator actions and do not claim.
+            # are explicit operator actions: they go ahead whoever holds the claim, but write
+            # one when none is live, as the record of what they are about to do (from, to),
+            # so that their redelivery can recognise its own shift.
             # A busy retry claims again, which renews the claim (see claim_stale_after).
-            if not manual:
+            if manual:
+                self.registry.claim_rollback(
+                    endpoint_name, rolled_back_from, deployment_id,
+                    from_version=decision.from_version, to_version=decision.to_version,
+                    stale_after=self.settings.claim_stale_after)
+            else:
                 claim = self.registry.claim_rollback(
                     endpoint_name, rolled_back_from, deployment_id,
                     from_version=decision.from_version, to_version=decision.to_version,

@@ -36,6 +36,9 @@ class Backend:
     """The kit's alarms of an endpoint: name, state, since, whether it rolls back."""
     cooldown: timedelta | None = None
     """The rollback controller's cooldown after a rollback."""
+    manual_shift: Callable[..., Any] | None = None
+    """(kind, endpoint, to_version, actor=, reason=) → the outcome, made durable first (the
+    local outbox); None: the CLI calls the rollback controller directly (AWS)."""
     resend_status_change: Callable[[ModelVersion], list[Any]] | None = None
     """Re-approving an approved version: deliver its approval again if it never deployed
     (None where the home cannot lose one: SageMaker emits the event with the change)."""

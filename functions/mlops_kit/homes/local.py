@@ -16,6 +16,7 @@ def backend(settings: LocalSettings | None = None) -> Backend:
     from mlops_kit.deploy.events import DETAIL_TYPE
     from mlops_kit.deploy.local_endpoint import LocalEndpoints
     from mlops_kit.local.control_plane import (deliver_pending, local_registry,
+                                               manual_shift_event, publish,
                                                rollback_controller, single_writer)
 
     settings = settings or LocalSettings.from_env()
@@ -45,12 +46,24 @@ def backend(settings: LocalSettings | None = None) -> Backend:
         registry.enqueue_status_event(version, version.status_reason or "approved", changed_at)
         return deliver_pending(settings, registry=registry, mine=of_version(version))
 
+    def manual_shift(kind: str, endpoint_name: str, to_version: int | None, *, actor: str,
+                     reason: str) -> Any:
+        outcomes = publish(settings, manual_shift_event(kind, endpoint_name, to_version,
+                                                        actor=actor, reason=reason))
+        if not outcomes:  # delivered by another holder of the lock, and it failed there
+            from mlops_kit.local.control_plane import RecordedOutcome
+
+            return RecordedOutcome({"action": "none", "reason": "the request was not applied "
+                                    "(see `mlops status`)", "from_version": None,
+                                    "to_version": None})
+        return outcomes[0]
+
     return Backend("local", registry, LocalEndpoints(settings.home),
                    settings.endpoint_name, settings.owner, emit,
                    lambda: rollback_controller(settings), lambda: single_writer(settings),
                    alarm_states=lambda endpoint: local_alarm_states(settings, endpoint),
                    cooldown=rollback_controller(settings).settings.cooldown,
-                   resend_status_change=resend)
+                   manual_shift=manual_shift, resend_status_change=resend)
 
 
 def local_alarm_states(settings: LocalSettings, endpoint_name: str) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import os
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
@@ -27,6 +28,10 @@ from mlops_kit.registry.base import ModelVersion
 from mlops_kit.registry.local import LocalRegistry, OutboxEvent
 
 log = logging.getLogger(__name__)
+
+MANUAL_SHIFT = "mlops.manual-traffic-shift"
+"""An operator's `mlops rollback|rollforward`, kept in the outbox like any event: killed
+between its weight change and its record, the next command completes it (under the same id)."""
 
 
 def status_event(version: ModelVersion, reason: str, changed_at: datetime) -> dict[str, Any]:
@@ -166,6 +171,14 @@ def deliver_pending(settings: LocalSettings, *, registry: LocalRegistry | None =
             try:
                 results = _dispatch(settings, pending)
             except Exception as exc:
+                if pending.detail_type == MANUAL_SHIFT:
+                    # The operator saw this error (endpoint busy, ...) and decides again: a
+                    # later, unrelated command must not move the traffic on their behalf.
+                    registry.mark_delivered(pending.seq, {"action": "failed",
+                                                          "reason": f"{type(exc).__name__}: {exc}"})
+                    if selected and mine is not None:
+                        raise
+                    continue
                 failed = registry.mark_attempt_failed(pending.seq, f"{type(exc).__name__}: {exc}")
                 if failed.delivered_at is not None:
                     _dead_letter(settings, failed)
@@ -185,10 +198,32 @@ def _dispatch(settings: LocalSettings, pending: OutboxEvent) -> list[Any]:
     _append_log(settings, event)
     if event.get("detail-type") == MODEL_PACKAGE_STATE_CHANGE:
         return [deployment_controller(settings).handle_event(event)]
+    if event.get("detail-type") == MANUAL_SHIFT:
+        return [manual_shift(settings, event["detail"])]
     if event.get("detail-type") == ALARM_DETAIL_TYPE or "alarmData" in event:
         # Both shapes the rollback Lambda receives: EventBridge, and an alarm's own action.
         return [rollback_controller(settings).handle_event(event)]
     return []
+
+
+def manual_shift_event(kind: str, endpoint_name: str, to_version: int | None, *, actor: str,
+                       reason: str) -> dict[str, Any]:
+    request_id = str(uuid.uuid4())
+    return {"id": request_id, "detail-type": MANUAL_SHIFT, "source": "mlops.cli",
+            "detail": {"kind": kind, "endpoint": endpoint_name, "to_version": to_version,
+                       "actor": actor, "reason": reason,
+                       "deployment_id": f"manual-{kind}:{endpoint_name}:{request_id}"}}
+
+
+def manual_shift(settings: LocalSettings, request: Mapping[str, Any]) -> Any:
+    controller = rollback_controller(settings)
+    if request["kind"] == "rollback":
+        return controller.rollback(request["endpoint"], actor=request["actor"],
+                                   reason=request["reason"], to_version=request["to_version"],
+                                   deployment_id=request["deployment_id"])
+    return controller.rollforward(request["endpoint"], request["to_version"],
+                                  actor=request["actor"], reason=request["reason"],
+                                  deployment_id=request["deployment_id"])
 
 
 def _append_log(settings: LocalSettings, event: Mapping[str, Any]) -> None:
