@@ -26,8 +26,18 @@ class LocalSettings:
         return self.home / "registry.db"
 
     @property
+    def mlflow_db(self) -> Path:
+        """MLflow's tracking store: created once per home, whole (see `pipeline_runner`)."""
+        return self.home / "mlflow.db"
+
+    @property
+    def mlflow_lock(self) -> Path:
+        """The lock file under which the MLflow store and experiments are created."""
+        return self.home / ".mlflow.lock"
+
+    @property
     def mlflow_uri(self) -> str:
-        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        return f"sqlite:///{self.mlflow_db.resolve()}"
 
     @property
     def mlflow_artifact_root(self) -> str:
