@@ -17,6 +17,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -275,8 +276,9 @@ def write_report(evaluation: dict[str, Any], output_dir: Path) -> None:
     _save(fig, output_dir / "score_histogram.png")
 
     rows = "".join(
-        f"<tr class='{'pass' if g['passed'] else 'fail'}'><td>{name}</td><td>{g['json_path']}</td>"
-        f"<td>{g['value']:.5g}</td><td>{g['comparison']} {g['threshold']:.5g}</td>"
+        f"<tr class='{'pass' if g['passed'] else 'fail'}'><td>{escape(name)}</td>"
+        f"<td>{escape(g['json_path'])}</td>"
+        f"<td>{g['value']:.5g}</td><td>{escape(g['comparison'])} {g['threshold']:.5g}</td>"
         f"<td>{'pass' if g['passed'] else 'FAIL'}</td><td>{g['margin']:+.4g}</td></tr>"
         for name, g in evaluation["gates"].items())
     metrics = "".join(f"<tr><td>{k}</td><td>{v:.6g}</td></tr>"
@@ -294,7 +296,7 @@ def write_report(evaluation: dict[str, Any], output_dir: Path) -> None:
 td,th{{border:1px solid #ccc;padding:4px 8px}}tr.fail{{background:#fdd}}tr.pass{{background:#efe}}
 figure{{display:inline-block;margin:0 1em 1em 0}}</style></head><body>
 <h1>Model evaluation</h1><p><b>{verdict}</b></p>
-<h2>Gates</h2><table><tr><th>gate</th><th>value</th><th>measured</th><th>needs</th><th>verdict</th>
+<h2>Gates</h2><table><tr><th>gate</th><th>measured</th><th>value</th><th>needs</th><th>verdict</th>
 <th>margin</th></tr>{rows}</table>
 <h2>Metrics</h2><table>{metrics}</table>
 <p>Test rows: {evaluation['counts']['test_rows']} ({evaluation['counts']['test_positives']} positive).

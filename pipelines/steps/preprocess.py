@@ -31,8 +31,6 @@ def validate(frame, schema: DatasetSchema, *, min_rows: int, min_class_rows: int
     """
     import warnings
 
-    import pandas as pd
-
     with warnings.catch_warnings():
         # pandera warns that typeguard < 3 checks only the first element of generic types;
         # the dev lock pins typeguard 2.13.3 (the CDK's jsii requires it) and the kit's

@@ -80,7 +80,10 @@ def test_registry_show_answers_for_a_row_whose_artifact_is_gone(faulted):
     assert (shown["version"], shown["status"]) == (3, "PendingManualApproval")
     assert [t["to_status"] for t in shown["transitions"]] == ["PendingManualApproval"]
     assert shown["model_uri"] == registry.get(3).model_uri  # the record, as written
-    assert invoke("registry", "show", "1").exit_code == EXIT_OK
+    shown = invoke("registry", "show", "1")
+    assert shown.exit_code == EXIT_OK
+    # Gates as a table (gate, value, needs, verdict), not a JSON dump in a cell.
+    assert "needs" in shown.output and '"gate"' not in shown.output
     missing = invoke("registry", "show", "9", "--json")
     assert missing.exit_code == EXIT_BAD_INPUT
     assert "has no version 9" in missing.output and missing.stdout.strip() == ""

@@ -256,6 +256,11 @@ def test_a_new_home_reads_as_empty_and_creates_nothing(tmp_path):
     assert not home.exists() or not (home / "registry.db").exists()
 
 
+def test_a_rollback_on_an_empty_home_says_what_to_do(tmp_path):
+    result = mlops(tmp_path / "new", "rollback", "--reason", "drill")
+    assert result.returncode == 4 and "approve a version first" in result.stdout.lower()
+
+
 def test_a_healthy_registry_is_not_restored_over_without_force(serving_v1):
     settings, _ = serving_v1
     refused = mlops(settings.home, "registry", "restore")

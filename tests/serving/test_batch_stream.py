@@ -124,9 +124,15 @@ def test_cli_commands_register_and_run(home, sample_rows, tmp_path, monkeypatch)
     stream_in.write_text(json.dumps(objects[0]) + "\n[]\n")
     result = runner.invoke(app, ["stream", "--input", str(stream_in), "--output",
                                  str(tmp_path / "out.jsonl")])
-    assert result.exit_code == 0, result.output
+    # A record that cannot be scored is bad input: exit 2, with the count, the rest scored.
+    assert result.exit_code == 2, result.output
+    assert "1 scored, 1 error record(s)" in result.output
     records = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert records[0]["variant"] == "v3" and "error" in records[1]
+    stream_in.write_text(json.dumps(objects[0]) + "\n")
+    clean = runner.invoke(app, ["stream", "--input", str(stream_in), "--output",
+                                str(tmp_path / "out.jsonl")])
+    assert clean.exit_code == 0, clean.output
     help_text = runner.invoke(app, ["--help"]).output
     assert all(name in help_text for name in ("serve", "batch-score", "stream"))
 

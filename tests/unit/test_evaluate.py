@@ -48,6 +48,9 @@ def test_evaluation_document_and_report(evaluated):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "min_aupr" in html
+    # The gate table's headers name its columns in order, and comparisons are escaped.
+    assert "<th>gate</th><th>measured</th><th>value</th><th>needs</th>" in html
+    assert "<td>&lt;= " in html and "<td><= " not in html
     assert not list(out.glob(".*"))  # no temporary files left
 
 

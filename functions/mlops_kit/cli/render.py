@@ -89,11 +89,34 @@ def version_detail(version, transitions: list) -> Table:
     table.add_column("field")
     table.add_column("value", overflow="fold")
     for key, value in version.to_dict().items():
+        if key == "gates" and isinstance(value, list):
+            table.add_row(key, _gates_table(value))
+            continue
+        if key in ("metrics", "latency") and isinstance(value, dict):
+            table.add_row(key, "\n".join(f"{k}: {v:.6g}" if isinstance(v, (int, float))
+                                         else f"{k}: {v}" for k, v in sorted(value.items())))
+            continue
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, indent=1)
         table.add_row(key, str(text))
     table.add_row("audit trail", "\n".join(
         f"{t.at} {t.from_status or '(new)'} → {t.to_status} by {t.actor}: {t.reason}"
         for t in transitions))
+    return table
+
+
+def _gates_table(gates: list) -> Table:
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("gate", "value", "needs", "verdict", "margin"):
+        table.add_column(column, no_wrap=True)
+    for gate in gates:
+        def number(key):
+            value = gate.get(key)
+            return f"{value:.5g}" if isinstance(value, (int, float)) else str(value or "")
+        table.add_row(str(gate.get("gate", "")), number("value"),
+                      f"{gate.get('comparison', '')} {number('threshold')}".strip(),
+                      "[green]pass[/]" if gate.get("passed") else "[bold red]FAIL[/]",
+                      f"{gate['margin']:+.4g}" if isinstance(gate.get("margin"), (int, float))
+                      else "")
     return table
 
 

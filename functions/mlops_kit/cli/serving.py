@@ -69,7 +69,8 @@ def serve(
     try:
         code = run_server(config)
     except OSError as exc:  # e.g. the port is taken
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_FAILED)
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port "
+              f"(--port 0 picks a free one)", EXIT_FAILED)
     raise typer.Exit(code)
 
 
@@ -119,6 +120,8 @@ def stream(
 
     Writes one JSON line per input line: score, variant and version, or an error record naming
     the problem (the stream goes on). Follows the state file like the endpoint does.
+    Exit 0: every record scored; 2: some records could not be scored (their error records
+    say why; the count is on stderr); 1: another failure.
     """
     from mlops_kit.serving.router import ScoringRouter
     from mlops_kit.serving.stream import score_stream
@@ -154,7 +157,10 @@ def stream(
         if capture is not None:
             capture.close()
         router.close()
-    typer.echo(f"stream: {summary.scored:,} scored, {summary.errors:,} error record(s)", err=True)
+    typer.echo(f"stream: {summary.scored:,} scored, {summary.errors:,} error record(s)"
+               + (" (each names its line and the problem)" if summary.errors else ""), err=True)
+    if summary.errors:
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def register(app: typer.Typer) -> None:

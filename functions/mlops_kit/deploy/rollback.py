@@ -193,7 +193,10 @@ class RollbackController:
                                    endpoint_name, deployment_id=deployment_id)
         view = self.endpoints.describe(endpoint_name)
         if view is None:
-            return RollbackOutcome("none", f"endpoint {endpoint_name} does not exist",
+            return RollbackOutcome("none", f"endpoint {endpoint_name} does not exist: nothing "
+                                           f"serves yet. Approve a version first (`mlops "
+                                           f"registry approve N --reason ...`), or name the "
+                                           f"endpoint (--endpoint, MLOPS_ENDPOINT)",
                                    endpoint_name)
         probes = self.health.probe_results(endpoint_name)
         health = {v.variant_name: VariantHealth(v.variant_name, view.in_service, v.instance_count,
