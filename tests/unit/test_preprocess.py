@@ -296,3 +296,32 @@ def test_adhoc_drift_compares_float_written_codes_with_text_codes():
     report = compare_frames(reference, current, workers=1)
     assert report["features"]["code"]["kind"] == "categorical"
     assert report["features"]["code"]["psi"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_mlops_drift_on_the_sample_data_leaves_out_its_label_and_id(tmp_path):
+    """The label is never a drifting feature, nor the id column: the schema says which they
+    are (the sample data's by default, `--schema` otherwise)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mlops_kit.cli.app import app
+    from mlops_kit.data.synthetic import DriftSpec, generate
+
+    generate(3000, seed=1).to_csv(tmp_path / "ref.csv", index=False)
+    generate(3000, seed=2, drift=DriftSpec("covariate", 1.0)).to_csv(tmp_path / "cur.csv",
+                                                                    index=False)
+    result = CliRunner().invoke(app, ["drift", "--reference", str(tmp_path / "ref.csv"),
+                                      "--current", str(tmp_path / "cur.csv"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert "is_fraud" not in report["features"] and "transaction_id" not in report["features"]
+    assert report["skipped_label"] == ["is_fraud"] and report["skipped_ids"] == ["transaction_id"]
+    assert "amount" in report["features"]
+    (tmp_path / "schema.json").write_text(json.dumps(
+        {"target": "amount", "numeric": ["account_age_days"], "categorical": []}))
+    custom = CliRunner().invoke(app, ["drift", "--reference", str(tmp_path / "ref.csv"),
+                                      "--current", str(tmp_path / "cur.csv"), "--json",
+                                      "--schema", str(tmp_path / "schema.json")])
+    assert json.loads(custom.stdout)["skipped_label"] == ["amount"]
+    assert "is_fraud" in json.loads(custom.stdout)["features"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -17,12 +18,24 @@ def drift_command(reference: Path = typer.Option(..., "--reference", help="CSV o
                   current: Path = typer.Option(..., "--current", help="CSV or Parquet."),
                   bins: int = typer.Option(10, "--bins", min=2),
                   score_column: str = typer.Option("score", "--score-column"),
+                  schema: Optional[Path] = typer.Option(
+                      None, "--schema", help="The data contract (as for `pipeline run`): its "
+                                             "label and id columns are not features. Default: "
+                                             "the sample data's."),
                   as_json: bool = JsonOption) -> None:
-    """Per-feature PSI and KS between two files (and score PSI when a score column exists)."""
+    """Per-feature PSI and KS between two files (and score PSI when a score column exists).
+    The schema's label and id columns are left out, as every scoring path leaves them out."""
     from mlops_kit.monitoring.adhoc import DriftInputError, compare_files
+    from mlops_pipelines.steps.schema import FRAUD_SAMPLE_SCHEMA, DatasetSchema
 
     try:
-        report = compare_files(reference, current, bins=bins, score_column=score_column)
+        contract = DatasetSchema.load(schema) if schema else FRAUD_SAMPLE_SCHEMA
+    except ValueError as exc:
+        _fail_bad_input(str(exc))
+    try:
+        report = compare_files(reference, current, bins=bins, score_column=score_column,
+                               label_columns=(contract.target,),
+                               id_columns=tuple(contract.id_columns))
     except DriftInputError as exc:
         _fail_bad_input(str(exc))
     if as_json:

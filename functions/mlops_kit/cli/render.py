@@ -204,8 +204,15 @@ def drift_table(report: dict[str, Any]) -> Table:
     for name, m in sorted(report["features"].items(), key=lambda kv: -kv[1]["psi"]):
         ks = f"{m['ks']:.4f}" if m.get("ks") is not None else "-"
         table.add_row(name, m["kind"], f"{m['psi']:.4f}", ks, m["level"])
+    notes = []
     if report.get("score_psi") is not None:
-        table.caption = f"score PSI {report['score_psi']:.4f}"
+        notes.append(f"score PSI {report['score_psi']:.4f}")
+    left_out = (report.get("skipped_label", []) + report.get("skipped_ids", [])
+                + report.get("skipped_identifiers", []))
+    if left_out:
+        notes.append(f"not features: {', '.join(left_out)}")
+    if notes:
+        table.caption = "; ".join(notes)
     return table
 
 

@@ -32,13 +32,19 @@ def _read(path: Path):
 
 
 def compare_frames(reference, current, *, bins: int = 10, score_column: str = "score",
-                   workers: int = 2) -> dict[str, Any]:
+                   workers: int = 2, label_columns: tuple[str, ...] = (),
+                   id_columns: tuple[str, ...] = ()) -> dict[str, Any]:
+    """PSI (and KS for numbers) of every shared column that is a feature: the schema's label
+    and id columns are never features (the rule serving, batch and stream follow too), nor is
+    a text column unique on nearly every row."""
     from mlops_pipelines.steps.schema import factorize_categories
 
     started = time.perf_counter()
     shared = [c for c in reference.columns if c in current.columns]
     if not shared:
         raise DriftInputError("the two files share no column")
+    declared = [c for c in shared if c in set(label_columns) | set(id_columns)]
+    shared = [c for c in shared if c not in declared]
     numeric = [c for c in shared if c != score_column and reference[c].dtype.kind in "fiub"
                and current[c].dtype.kind in "fiub"]
     # A text column unique on (nearly) every row is an identifier, not a feature.
@@ -86,6 +92,8 @@ def compare_frames(reference, current, *, bins: int = 10, score_column: str = "s
         "features": {name: results[name] for name in numeric + categorical},
         "max_psi": max((m["psi"] for m in results.values()), default=0.0),
         "skipped_identifiers": identifiers,
+        "skipped_label": [c for c in declared if c in label_columns],
+        "skipped_ids": [c for c in declared if c in id_columns],
         "score_psi": score_psi,
         "seconds": time.perf_counter() - started,
     }
