@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops_kit.core import drift
+from mlops_kit.core import champion_comparison, drift
 from mlops_kit.core.gates import GATES, evaluate_gates, failed_summary
 
 from . import _io
@@ -101,6 +101,27 @@ def expected_calibration_error(labels: np.ndarray, scores: np.ndarray,
         if chunk.size:
             gap += chunk.size * abs(float(scores[chunk].mean()) - float(labels[chunk].mean()))
     return gap / scores.size
+
+
+def calibration_bins(labels: np.ndarray, scores: np.ndarray,
+                     bins: int = CALIBRATION_BINS) -> list[dict[str, float]]:
+    """The equal-count bins of `expected_calibration_error`, each with its rows, positives and a
+    95% Wilson interval of the observed rate (a bin with 3 positives says little)."""
+    order = np.argsort(scores, kind="stable")
+    result = []
+    for chunk in np.array_split(order, bins):
+        if not chunk.size:
+            continue
+        rows, positives = int(chunk.size), int(labels[chunk].sum())
+        rate, z = positives / rows, 1.96
+        centre = (rate + z * z / (2 * rows)) / (1 + z * z / rows)
+        half = (z * np.sqrt(rate * (1 - rate) / rows + z * z / (4 * rows * rows))
+                / (1 + z * z / rows))
+        result.append({"mean_score": float(scores[chunk].mean()), "observed": rate,
+                       "rows": rows, "positives": positives,
+                       "low": float(max(0.0, centre - half)),
+                       "high": float(min(1.0, centre + half))})
+    return result
 
 
 def quality_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -188,19 +209,28 @@ def evaluate(model: LoadedModel, test, train, *, thresholds: dict[str, float],
     score_baseline = drift.numeric_baseline(train_scores, SCORE_BINS)
     metrics["score_psi"] = drift.psi_against_baseline(score_baseline, scores)
     champion_info: dict[str, Any] = {"present": champion is not None}
-    metrics["aupr_regression"] = 0.0
+    metrics["aupr_regression"] = metrics["aupr_regression_upper"] = 0.0
     champion_scores = None
+    comparison = None
     if champion is not None:
         champion_scores = score(champion, test)
         champion_metrics = quality_metrics(labels, champion_scores)
         champion_info["metrics"] = champion_metrics
-        metrics["aupr_regression"] = champion_metrics["aupr"] - metrics["aupr"]
+        comparison = champion_comparison.compare(labels, scores, champion_scores,
+                                                 calibration_bins=CALIBRATION_BINS).to_dict()
+        metrics["champion_aupr"] = champion_metrics["aupr"]
+        metrics["aupr_regression"] = comparison["aupr"]["worsening"]
+        metrics["aupr_regression_lower"] = comparison["aupr"]["lower"]
+        metrics["aupr_regression_upper"] = comparison["aupr"]["upper"]
+        metrics["ece_increase"] = comparison["ece"]["worsening"]
+        metrics["ece_increase_upper"] = comparison["ece"]["upper"]
     std = bootstrap_std(labels, scores)
     evaluation: dict[str, Any] = {
         "version": 1,
         "metrics": metrics,
         "latency": measure_latency(model, test, latency_samples),
         "champion": champion_info,
+        "comparison": comparison,
         "counts": {"test_rows": int(labels.size), "test_positives": int(labels.sum()),
                    "train_rows": int(len(train))},
         "score_baseline": score_baseline,
@@ -248,17 +278,29 @@ def write_report(evaluation: dict[str, Any], output_dir: Path) -> None:
     figures["pr_curve.png"] = "Precision-recall curve"
     _save(fig, output_dir / "pr_curve.png")
 
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    order = np.argsort(scores, kind="stable")
-    chunks = [c for c in np.array_split(order, CALIBRATION_BINS) if c.size]
-    mean_score = [scores[c].mean() for c in chunks]
-    observed = [labels[c].mean() for c in chunks]
-    top = max(max(mean_score), max(observed)) * 1.05
-    ax.plot([0, top], [0, top], color="grey", linewidth=0.8, label="perfect calibration")
-    ax.plot(mean_score, observed, marker="o",
-            label=f"candidate (ECE {evaluation['metrics']['ece']:.4f})")
-    ax.set(xlabel="mean predicted probability (equal-count bins)", ylabel="observed fraud rate",
-           title="Calibration (test split)")
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    bins = calibration_bins(labels, scores)
+    low = min(min(b["mean_score"] for b in bins), min(max(b["low"], 1e-4) for b in bins)) / 1.5
+    high = min(1.0, max(max(b["mean_score"] for b in bins), max(b["high"] for b in bins)) * 1.5)
+    ax.plot([low, high], [low, high], color="grey", linewidth=0.8, label="perfect calibration")
+    ax.errorbar([b["mean_score"] for b in bins], [max(b["observed"], low) for b in bins],
+                yerr=[[max(b["observed"], low) - max(b["low"], low) for b in bins],
+                      [b["high"] - max(b["observed"], low) for b in bins]],
+                marker="o", capsize=3,
+                label=f"candidate (ECE {evaluation['metrics']['ece']:.4f}), 95% interval")
+    for index, b in enumerate(bins):  # alternate sides so neighbouring labels do not collide
+        ax.annotate(f"{b['positives']}/{b['rows']}", (b["mean_score"], max(b["observed"], low)),
+                    textcoords="offset points", xytext=(4, -10 if index % 2 else 6),
+                    fontsize=6.5, color="#444")
+    if any(b["positives"] == 0 for b in bins):
+        ax.text(0.99, 0.02, "bins without a positive are drawn on the bottom edge",
+                transform=ax.transAxes, ha="right", fontsize=7, color="#444")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlim=(low, high), ylim=(low, high),
+           xlabel="mean predicted probability (log; equal-count bins)",
+           ylabel="observed fraud rate (log)",
+           title="Calibration (test split; labels: positives/rows per bin)")
     ax.legend(loc="upper left", fontsize=8)
     figures["calibration.png"] = "Calibration curve"
     _save(fig, output_dir / "calibration.png")
@@ -291,19 +333,55 @@ def write_report(evaluation: dict[str, Any], output_dir: Path) -> None:
         f"<figcaption>{title}</figcaption></figure>" for name, title in figures.items())
     verdict = "all gates passed" if evaluation["gates_passed"] else \
         f"gates failed: {evaluation['gates_failed']}"
+    champion_section = _champion_section(evaluation)
+    positives_warning = _positives_warning(evaluation)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Model evaluation</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px}}tr.fail{{background:#fdd}}tr.pass{{background:#efe}}
+td,th{{border:1px solid #ccc;padding:4px 8px}}.warn{{background:#fed;padding:6px}}
+tr.fail{{background:#fdd}}tr.pass{{background:#efe}}
 figure{{display:inline-block;margin:0 1em 1em 0}}</style></head><body>
-<h1>Model evaluation</h1><p><b>{verdict}</b></p>
+<h1>Model evaluation</h1><p><b>{escape(verdict)}</b></p>{positives_warning}
 <h2>Gates</h2><table><tr><th>gate</th><th>measured</th><th>value</th><th>needs</th><th>verdict</th>
 <th>margin</th></tr>{rows}</table>
+{champion_section}
 <h2>Metrics</h2><table>{metrics}</table>
 <p>Test rows: {evaluation['counts']['test_rows']} ({evaluation['counts']['test_positives']} positive).
 Champion compared: {'yes' if evaluation['champion']['present'] else 'no champion yet'}.</p>
 <h2>Curves</h2>{images}</body></html>
 """
     _atomic_text(output_dir / "report.html", page)
+
+
+def _champion_section(evaluation: dict[str, Any]) -> str:
+    comparison = evaluation.get("comparison")
+    if not comparison:
+        return "<h2>Against the champion</h2><p>No champion yet: nothing to compare.</p>"
+    share = round(comparison["confidence"] * 100)
+    rows = "".join(
+        f"<tr><td>{escape(label)}</td><td>{c['champion']:.4f}</td><td>{c['candidate']:.4f}</td>"
+        f"<td>{c['worsening']:+.4f}</td><td>[{c['lower']:+.4f}, {c['upper']:+.4f}]</td></tr>"
+        for label, c in (("AUPR lost", comparison["aupr"]),
+                         ("calibration error gained", comparison["ece"])))
+    gate = evaluation["gates"].get("max_aupr_regression")
+    decision = "" if gate is None else (
+        f"<p>The no-regression gate decides on the interval's upper bound: the candidate may "
+        f"lose at most {gate['threshold']:.4g} AUPR; the data allow it to lose up to "
+        f"{comparison['aupr']['upper']:.4f} &rarr; <b>{'pass' if gate['passed'] else 'FAIL'}"
+        f"</b>.</p>")
+    return (f"<h2>Against the champion (same test rows)</h2><table><tr><th>figure</th>"
+            f"<th>champion</th><th>candidate</th><th>worse by</th><th>{share}% paired "
+            f"bootstrap interval ({comparison['samples']} resamples)</th></tr>{rows}</table>"
+            f"{decision}")
+
+
+def _positives_warning(evaluation: dict[str, Any]) -> str:
+    gate = evaluation["gates"].get("min_test_positives")
+    if gate is None or gate["passed"]:
+        return ""
+    return (f"<p class='warn'>Only {evaluation['counts']['test_positives']} positive rows in "
+            f"the test split (needs at least {gate['threshold']:.0f}): the AUPR and "
+            f"calibration figures below are noise, not evidence. Use more data or a larger "
+            f"test_fraction.</p>")
 
 
 def _save(fig, path: Path) -> None:
@@ -359,7 +437,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-samples", type=int, default=LATENCY_SAMPLES)
     for gate in GATES:
         parser.add_argument(f"--{gate.name.replace('_', '-')}", dest=gate.name, type=float,
-                            default=gate.default, help=gate.description)
+                            default=gate.default,
+                            help=gate.description.replace("%", "%%"))  # argparse formats help
     return parser.parse_args(argv)
 
 

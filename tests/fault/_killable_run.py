@@ -70,7 +70,8 @@ def main(point: str, data: str, marker: str) -> None:
 
     settings = LocalSettings.from_env()
     pipeline_runner.run_pipeline(settings, LocalRegistry(settings.home, settings.model_group),
-                                 data=Path(data), overrides={"num_round": "60"},
+                                 data=Path(data), overrides={"num_round": "60",
+                                                                 "min_test_positives": "10"},
                                  reporter=Reporter())
     sys.exit(f"run finished without reaching {point}")
 

@@ -36,14 +36,16 @@ def test_evaluation_document_and_report(evaluated):
     out, document = evaluated
     on_disk = json.loads((out / "evaluation.json").read_text())
     assert on_disk == json.loads(json.dumps(document))
-    for key in ("aupr", "roc_auc", "brier", "ece", "score_psi", "aupr_regression"):
+    for key in ("aupr", "roc_auc", "brier", "ece", "score_psi", "aupr_regression",
+                "aupr_regression_upper"):
         assert np.isfinite(on_disk["metrics"][key])
     assert on_disk["latency"]["samples"] == 200
     assert 0 < on_disk["latency"]["p50_ms"] <= on_disk["latency"]["p99_ms"]
-    assert on_disk["champion"] == {"present": False}
+    assert on_disk["champion"] == {"present": False} and on_disk["comparison"] is None
     assert on_disk["binary_classification_metrics"]["pr_auc"]["value"] == on_disk["metrics"]["aupr"]
     assert set(on_disk["gates"]) == {"min_aupr", "max_psi", "max_calibration_error",
-                                     "max_p99_latency_ms", "max_aupr_regression"}
+                                     "max_p99_latency_ms", "max_aupr_regression",
+                                     "min_test_positives"}
     for png in ("pr_curve.png", "calibration.png", "score_histogram.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
@@ -52,6 +54,11 @@ def test_evaluation_document_and_report(evaluated):
     assert "<th>gate</th><th>measured</th><th>value</th><th>needs</th>" in html
     assert "<td>&lt;= " in html and "<td><= " not in html
     assert not list(out.glob(".*"))  # no temporary files left
+    # The small split has too few positives: the gate fails and the report says why.
+    positives = on_disk["counts"]["test_positives"]
+    assert positives < 100 and not on_disk["gates"]["min_test_positives"]["passed"]
+    assert f"Only {positives} positive rows in the test split" in html
+    assert "No champion yet" in html
 
 
 def test_champion_comparison_on_the_same_test_split(trained, prepared, tmp_path, evaluated):
@@ -59,9 +66,26 @@ def test_champion_comparison_on_the_same_test_split(trained, prepared, tmp_path,
                             thresholds={}, champion_location=str(trained[0]),
                             latency_samples=50, report=False)
     assert document["champion"]["present"] is True
-    # The champion is the same model here: no regression, identical AUPR.
+    # The champion is the same model here: no regression, identical AUPR, a zero-width
+    # paired interval (every resample scores both the same).
     assert document["metrics"]["aupr_regression"] == pytest.approx(0.0, abs=1e-12)
+    assert document["metrics"]["aupr_regression_upper"] == pytest.approx(0.0, abs=1e-12)
     assert document["champion"]["metrics"]["aupr"] == pytest.approx(evaluated[1]["metrics"]["aupr"])
+    aupr = document["comparison"]["aupr"]
+    assert aupr["lower"] == pytest.approx(0.0, abs=1e-12) and aupr["upper"] == pytest.approx(0.0, abs=1e-12)
+    assert aupr["champion"] == pytest.approx(document["metrics"]["champion_aupr"])
+
+
+def test_calibration_bins_carry_counts_and_an_interval():
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(0, 0.2, 5000)
+    labels = (rng.random(scores.size) < scores).astype(int)
+    bins = evaluate.calibration_bins(labels, scores)
+    assert len(bins) == evaluate.CALIBRATION_BINS
+    assert sum(b["rows"] for b in bins) == 5000 and sum(b["positives"] for b in bins) == labels.sum()
+    for b in bins:
+        assert 0 <= b["low"] <= b["observed"] <= b["high"] <= 1
+    assert bins[0]["mean_score"] < bins[-1]["mean_score"]
 
 
 def test_model_tarball_is_accepted(trained, prepared, tmp_path):

@@ -7,8 +7,9 @@ from mlops_kit.core.gates import (GATES, GATES_BY_NAME, default_thresholds, eval
 
 
 def evaluation(**metrics):
-    base = {"metrics": {"aupr": 0.6, "score_psi": 0.01, "ece": 0.005, "aupr_regression": 0.0},
-            "latency": {"p99_ms": 1.0}}
+    base = {"metrics": {"aupr": 0.6, "score_psi": 0.01, "ece": 0.005, "aupr_regression": 0.0,
+                        "aupr_regression_upper": 0.01},
+            "latency": {"p99_ms": 1.0}, "counts": {"test_positives": 450}}
     for path, value in metrics.items():
         section, key = path.split("__")
         base[section][key] = value
@@ -27,7 +28,8 @@ def test_defaults_pass_a_good_model():
     ("max_psi", "metrics__score_psi", 0.5),
     ("max_calibration_error", "metrics__ece", 0.2),
     ("max_p99_latency_ms", "latency__p99_ms", 500.0),
-    ("max_aupr_regression", "metrics__aupr_regression", 0.2),
+    ("max_aupr_regression", "metrics__aupr_regression_upper", 0.03),
+    ("min_test_positives", "counts__test_positives", 19),
 ])
 def test_each_gate_fails_alone_and_is_named(gate, path, value):
     verdicts = evaluate_gates(evaluation(**{path: value}))
@@ -67,3 +69,15 @@ def test_json_path_and_defaults():
     assert read_json_path({"a": {"b": 3}}, "a.b") == 3
     assert default_thresholds() == {g.name: g.default for g in GATES}
     assert set(GATES_BY_NAME) == {g.name for g in GATES}
+
+
+def test_regression_gate_decides_on_the_intervals_upper_bound_not_the_point_estimate():
+    # The demo's old v2: a point estimate inside the old 0.05 allowance, an interval that
+    # shows it worse than the champion.
+    worse = evaluation(metrics__aupr_regression=0.036, metrics__aupr_regression_upper=0.05)
+    verdicts = {v.gate: v for v in evaluate_gates(worse)}
+    assert not verdicts["max_aupr_regression"].passed
+    assert verdicts["max_aupr_regression"].json_path == "metrics.aupr_regression_upper"
+    # A candidate no worse on the data (interval reaching only a little below the champion).
+    even = evaluation(metrics__aupr_regression=-0.004, metrics__aupr_regression_upper=0.012)
+    assert {v.gate: v for v in evaluate_gates(even)}["max_aupr_regression"].passed

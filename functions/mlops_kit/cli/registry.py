@@ -45,7 +45,7 @@ def registry_show(version: int = typer.Argument(..., help="Version number."),
     if as_json:
         _emit_json({**found.to_dict(), "transitions": [t.to_dict() for t in trail]})
     else:
-        console.print(render.version_detail(found, trail))
+        console.print(render.version_detail(found, trail, registry.list_versions()))
 
 
 @registry_app.command("lineage")

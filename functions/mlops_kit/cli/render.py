@@ -67,12 +67,13 @@ def metrics_line(evaluation: dict[str, Any]) -> str:
 
 def versions_table(model_group: str, versions: list) -> Table:
     table = Table(title=f"Model group {model_group}")
-    for column in ("version", "status", "created (UTC)", "AUPR", "ECE", "score PSI", "p99 ms",
-                   "training run", "data sha256", "code"):
+    for column in ("v", "status", "created (UTC)", "AUPR", "ΔAUPR vs champion, 90%",
+                   "ECE", "PSI", "p99 ms", "run", "data", "code"):
         table.add_column(column, no_wrap=True)
     for v in versions:
         table.add_row(str(v.version), str(v.status), v.created_at[:19].replace("T", " "),
                       f"{v.metrics.get('aupr', float('nan')):.4f}",
+                      champion_comparison_text(v, versions, compact=True),
                       f"{v.metrics.get('ece', float('nan')):.4f}",
                       f"{v.metrics.get('score_psi', float('nan')):.4f}",
                       f"{v.latency.get('p99_ms', float('nan')):.3f}",
@@ -84,7 +85,29 @@ def versions_table(model_group: str, versions: list) -> Table:
     return table
 
 
-def version_detail(version, transitions: list) -> Table:
+def champion_comparison_text(version, versions: list, compact: bool = False) -> str:
+    """AUPR gained against the champion of the time, on the candidate's test rows, with the
+    paired interval (from the candidate's own evaluation): each version's AUPR alone is on its
+    own test split and does not compare."""
+    metrics = version.metrics
+    if "champion_aupr" not in metrics:
+        return "no champion then"
+    compared = version.lineage.get("champion_compared", "")
+    champion = next((f"v{v.version}" for v in versions if compared and v.model_uri == compared),
+                    "champion")
+    gained = -metrics.get("aupr_regression", float("nan"))
+    if compact:
+        text = f"{gained:+.3f} vs {champion}"
+    else:
+        text = f"{gained:+.4f} vs {champion} ({metrics['champion_aupr']:.4f}), 90%"
+    if "aupr_regression_lower" in metrics and "aupr_regression_upper" in metrics:
+        digits = 3 if compact else 4
+        text += (f" [{-metrics['aupr_regression_upper']:+.{digits}f}, "
+                 f"{-metrics['aupr_regression_lower']:+.{digits}f}]")
+    return text
+
+
+def version_detail(version, transitions: list, versions: list | None = None) -> Table:
     table = Table(title=f"{version.model_group} version {version.version}", show_header=False)
     table.add_column("field")
     table.add_column("value", overflow="fold")
@@ -98,6 +121,7 @@ def version_detail(version, transitions: list) -> Table:
             continue
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, indent=1)
         table.add_row(key, str(text))
+    table.add_row("AUPR vs champion", champion_comparison_text(version, versions or [version]))
     table.add_row("audit trail", "\n".join(
         f"{t.at} {t.from_status or '(new)'} → {t.to_status} by {t.actor}: {t.reason}"
         for t in transitions))
