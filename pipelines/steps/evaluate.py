@@ -209,7 +209,9 @@ def evaluate(model: LoadedModel, test, train, *, thresholds: dict[str, float],
     score_baseline = drift.numeric_baseline(train_scores, SCORE_BINS)
     metrics["score_psi"] = drift.psi_against_baseline(score_baseline, scores)
     champion_info: dict[str, Any] = {"present": champion is not None}
-    metrics["aupr_regression"] = metrics["aupr_regression_upper"] = 0.0
+    # Always present (0 without a champion): the ConditionStep and the registry read them.
+    metrics["aupr_regression"] = metrics["aupr_regression_lower"] = 0.0
+    metrics["aupr_regression_upper"] = 0.0
     champion_scores = None
     comparison = None
     if champion is not None:

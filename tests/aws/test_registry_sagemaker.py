@@ -372,3 +372,37 @@ def test_ledger_schema_and_order(dynamodb):
     items = list(ledger.query_prefix("deployment#"))
     assert [json.loads(i["record"])["n"] for i in items] == list(range(30))
     assert ledger.put_deployment("id-07", "e", {"n": 99}) == {"n": 7}
+
+
+def test_the_pipelines_metric_metadata_reads_back_as_metrics_and_a_champion_comparison(
+        registry, sagemaker):
+    """The keys come from the pipeline definition itself (RegisterModel's metadata); the values
+    are what its Join(JsonGet) renders at run time: numbers as strings."""
+    import json
+    from pathlib import Path
+
+    from mlops_kit.cli.render import champion_comparison_text
+
+    definition = json.loads((Path(__file__).parents[2] / "pipelines" / "definition.json")
+                            .read_text())
+    register = next(step for condition in definition["Steps"] if condition["Type"] == "Condition"
+                    for step in condition["Arguments"]["IfSteps"])
+    keys = [k for k in register["Arguments"]["CustomerMetadataProperties"]
+            if k.startswith("mlops:metric:")]
+    sample = {"aupr": "0.5679", "ece": "0.0019", "score_psi": "0.0006",
+              "aupr_regression": "-0.0302", "aupr_regression_lower": "-0.0466",
+              "aupr_regression_upper": "-0.0104"}
+    assert sorted(k.removeprefix("mlops:metric:") for k in keys) == sorted(sample)
+    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    sagemaker.create_model_package(
+        ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={"Containers": [{"Image": IMAGE_URI, "ModelDataUrl": ARTIFACT}],
+                                "SupportedContentTypes": ["text/csv"],
+                                "SupportedResponseMIMETypes": ["text/csv"]},
+        CustomerMetadataProperties={
+            **{key: sample[key.removeprefix("mlops:metric:")] for key in keys},
+            "mlops:lineage:champion_compared": "s3://bucket/champion/model.tar.gz"})
+    version = registry.get(1)
+    assert version.metrics["aupr"] == 0.5679 and version.metrics["aupr_regression_upper"] == -0.0104
+    assert champion_comparison_text(version, [version], compact=True) == \
+        "+0.030 vs champion [+0.010, +0.047]"

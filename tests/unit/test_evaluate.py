@@ -106,3 +106,35 @@ def test_gate_thresholds_flow_into_verdicts(trained, prepared, tmp_path):
                             thresholds={"min_aupr": 0.999}, latency_samples=20, report=False)
     assert document["gates_passed"] is False
     assert document["gates_failed"].startswith("min_aupr")
+
+
+def _json_gets(node):
+    if isinstance(node, dict):
+        if "Std:JsonGet" in node:
+            yield node["Std:JsonGet"]["Path"]
+        for value in node.values():
+            yield from _json_gets(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _json_gets(value)
+
+
+def test_every_path_the_pipeline_reads_is_in_every_evaluation(evaluated, trained, prepared,
+                                                              tmp_path):
+    """The SageMaker pipeline's ConditionStep and RegisterModel metadata read evaluation.json
+    with JsonGet, which fails the execution on a missing path: each one must exist with and
+    without a champion."""
+    from pathlib import Path
+
+    from mlops_kit.core.gates import read_json_path
+
+    definition = json.loads((Path(__file__).parents[2] / "pipelines" / "definition.json")
+                            .read_text())
+    paths = set(_json_gets(definition))
+    assert {"metrics.aupr_regression_upper", "counts.test_positives", "metrics.aupr"} <= paths
+    with_champion = evaluate.run(trained[0], prepared / "test", prepared / "train", tmp_path,
+                                 thresholds={}, champion_location=str(trained[0]),
+                                 latency_samples=20, report=False)
+    for document in (evaluated[1], with_champion):
+        for path in paths:
+            read_json_path(document, path)

@@ -90,16 +90,16 @@ def champion_comparison_text(version, versions: list, compact: bool = False) -> 
     paired interval (from the candidate's own evaluation): each version's AUPR alone is on its
     own test split and does not compare."""
     metrics = version.metrics
-    if "champion_aupr" not in metrics:
-        return "no champion then"
     compared = version.lineage.get("champion_compared", "")
-    champion = next((f"v{v.version}" for v in versions if compared and v.model_uri == compared),
-                    "champion")
-    gained = -metrics.get("aupr_regression", float("nan"))
+    if not compared or "aupr_regression" not in metrics:
+        return "no champion then"
+    champion = next((f"v{v.version}" for v in versions if v.model_uri == compared), "champion")
+    gained = -metrics["aupr_regression"]
     if compact:
         text = f"{gained:+.3f} vs {champion}"
     else:
-        text = f"{gained:+.4f} vs {champion} ({metrics['champion_aupr']:.4f}), 90%"
+        of = f" ({metrics['champion_aupr']:.4f})" if "champion_aupr" in metrics else ""
+        text = f"{gained:+.4f} vs {champion}{of}, 90%"
     if "aupr_regression_lower" in metrics and "aupr_regression_upper" in metrics:
         digits = 3 if compact else 4
         text += (f" [{-metrics['aupr_regression_upper']:+.{digits}f}, "
