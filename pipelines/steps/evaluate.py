@@ -212,6 +212,7 @@ def evaluate(model: LoadedModel, test, train, *, thresholds: dict[str, float],
     # Always present (0 without a champion): the ConditionStep and the registry read them.
     metrics["aupr_regression"] = metrics["aupr_regression_lower"] = 0.0
     metrics["aupr_regression_upper"] = 0.0
+    metrics["champion_compared"] = float(champion is not None)
     champion_scores = None
     comparison = None
     if champion is not None:

@@ -389,7 +389,7 @@ def test_the_pipelines_metric_metadata_reads_back_as_metrics_and_a_champion_comp
                     for step in condition["Arguments"]["IfSteps"])
     keys = [k for k in register["Arguments"]["CustomerMetadataProperties"]
             if k.startswith("mlops:metric:")]
-    sample = {"aupr": "0.5679", "ece": "0.0019", "score_psi": "0.0006",
+    sample = {"aupr": "0.5679", "ece": "0.0019", "score_psi": "0.0006", "champion_compared": "1.0",
               "aupr_regression": "-0.0302", "aupr_regression_lower": "-0.0466",
               "aupr_regression_upper": "-0.0104"}
     assert sorted(k.removeprefix("mlops:metric:") for k in keys) == sorted(sample)
@@ -399,9 +399,8 @@ def test_the_pipelines_metric_metadata_reads_back_as_metrics_and_a_champion_comp
         InferenceSpecification={"Containers": [{"Image": IMAGE_URI, "ModelDataUrl": ARTIFACT}],
                                 "SupportedContentTypes": ["text/csv"],
                                 "SupportedResponseMIMETypes": ["text/csv"]},
-        CustomerMetadataProperties={
-            **{key: sample[key.removeprefix("mlops:metric:")] for key in keys},
-            "mlops:lineage:champion_compared": "s3://bucket/champion/model.tar.gz"})
+        CustomerMetadataProperties={key: sample[key.removeprefix("mlops:metric:")]
+                                    for key in keys})
     version = registry.get(1)
     assert version.metrics["aupr"] == 0.5679 and version.metrics["aupr_regression_upper"] == -0.0104
     assert champion_comparison_text(version, [version], compact=True) == \

@@ -91,7 +91,7 @@ def champion_comparison_text(version, versions: list, compact: bool = False) -> 
     own test split and does not compare."""
     metrics = version.metrics
     compared = version.lineage.get("champion_compared", "")
-    if not compared or "aupr_regression" not in metrics:
+    if not (compared or metrics.get("champion_compared")) or "aupr_regression" not in metrics:
         return "no champion then"
     champion = next((f"v{v.version}" for v in versions if v.model_uri == compared), "champion")
     gained = -metrics["aupr_regression"]
