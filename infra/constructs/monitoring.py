@@ -1,10 +1,12 @@
 """Monitoring: one CloudWatch alarm per entry of functions/mlops_kit/core/alarm_definitions.json
 and the kit's dashboard.
 
-The definitions are read and fitted to the stage's drift-monitor schedule by
-`mlops_kit.core.alarms` (the same typed reader, names, comparison and missing-data rules the
-local evaluator uses): period, evaluation periods and datapoints to alarm come from
-`AlarmSpec.fit`, so each alarm's window holds the datapoints the monitor publishes.
+The definitions are read, checked against the metric catalogue and fitted to the stage's
+drift-monitor schedule by `mlops_kit.core.alarms` (the same typed reader, names, comparison and
+missing-data rules the local evaluator uses): period, evaluation periods and datapoints to
+alarm come from `AlarmSpec.fit`, so each alarm's window holds the datapoints the monitor
+publishes. Each CloudFormation value is core's own, mapped to the CDK enum member of that name;
+the dashboard names its metrics from `mlops_kit.core.metric_catalogue`.
 
 Alarms whose dimensions carry "{champion}" would watch one variant by name, which changes with
 every promotion and rollback; none does (the monitor republishes the champion's SageMaker
@@ -24,17 +26,13 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlops_kit.core.alarms import (COMPARISONS, MISSING_TREATMENTS, AlarmDefinition,
-                                   fit_to_schedule, in_home, load_specs)
+from mlops_kit.core.alarms import AlarmDefinition, fit_to_schedule, in_home, load_specs
+from mlops_kit.core.metric_catalogue import FEATURE_PSI_MAX, PREDICTION_PSI, PROBE_SUCCESS
 
 
 def _cdk_member(enum, name: str):
     """core's CloudFormation name ("notBreaching") → the CDK enum member (NOT_BREACHING)."""
     return getattr(enum, re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper())
-
-
-_COMPARISON = {name: _cdk_member(cw.ComparisonOperator, name) for name in COMPARISONS}
-_MISSING = {name: _cdk_member(cw.TreatMissingData, name) for name in MISSING_TREATMENTS}
 
 
 class Monitoring(Construct):
@@ -62,10 +60,11 @@ class Monitoring(Construct):
             self.alarms[d.id] = cw.Alarm(
                 self, f"{ident}Alarm", alarm_name=d.alarm_name(endpoint_name),
                 alarm_description=d.description or d.id, metric=metric,
-                threshold=d.threshold, comparison_operator=_COMPARISON[d.comparison],
+                threshold=d.threshold,
+                comparison_operator=_cdk_member(cw.ComparisonOperator, d.comparison),
                 evaluation_periods=d.evaluation_periods,
                 datapoints_to_alarm=d.datapoints_to_alarm,
-                treat_missing_data=_MISSING[d.treat_missing_data])
+                treat_missing_data=_cdk_member(cw.TreatMissingData, d.treat_missing_data))
             if not d.rollback and notify is not None:
                 self.alarms[d.id].add_alarm_action(notify)
 
@@ -79,10 +78,10 @@ class Monitoring(Construct):
                 f'{{AWS/SageMaker,EndpointName,VariantName}} MetricName="Invocations" EndpointName="{ep}"',
                 "Sum", "")]),
             cw.GraphWidget(title="Drift (PSI)", width=12, left=[
-                cw.Metric(namespace="MLOpsKit/Monitoring", metric_name=name,
+                cw.Metric(namespace=m.namespace, metric_name=m.name,
                           dimensions_map={"EndpointName": ep}, statistic="Maximum",
                           period=Duration.minutes(schedule_minutes))  # one run per point
-                for name in ("FeaturePSIMax", "PredictionPSI")]),
+                for m in (FEATURE_PSI_MAX, PREDICTION_PSI)]),
         )
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="Kit alarms", width=12,
@@ -91,6 +90,7 @@ class Monitoring(Construct):
                 search('{MLOpsKit/Control,service} MetricName=~"^(Rollback|Promotion)_"',
                        "Sum", "")]),
             cw.GraphWidget(title="Probes per variant", width=12, left=[search(
-                f'{{MLOpsKit/Monitoring,EndpointName,VariantName}} MetricName="ProbeSuccess" EndpointName="{ep}"',
+                f'{{{PROBE_SUCCESS.namespace},EndpointName,VariantName}} '
+                f'MetricName="{PROBE_SUCCESS.name}" EndpointName="{ep}"',
                 "Minimum", "")]),
         )

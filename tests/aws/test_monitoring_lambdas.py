@@ -231,3 +231,45 @@ def test_the_drift_monitor_publishes_captured_records_and_invocations_without_ca
     # No traffic, no capture: nothing is missing.
     quiet = published(later + timedelta(hours=1))
     assert quiet["CaptureRecords"] == 0 and quiet["UncapturedInvocations"] == 0
+
+
+def test_the_drift_monitor_joins_landed_ground_truth_to_the_champions_scores(
+        world, monkeypatch, make_client):
+    """Labels landed in S3 during the run's interval, joined on inferenceId to the champion's
+    captured scores: the AUPR datapoint is scikit-learn's on exactly those pairs."""
+    from sklearn.metrics import average_precision_score
+
+    from mlops_kit.aws.ground_truth import S3GroundTruth
+
+    registry, endpoints, documents, now = world
+    s3 = make_client("s3")
+    rng = np.random.default_rng(3)
+    y = [int(rng.random() < 0.3) for _ in range(120)]
+    scores = [round(float(np.clip(0.4 * t + rng.normal(0.3, 0.2), 0, 1)), 3) for t in y]
+    lines = []
+    for i, score in enumerate(scores):
+        line = json.loads(capture_line(20.0, "pos", score, now))
+        line["eventMetadata"]["inferenceId"] = f"txn-{i}"
+        lines.append(json.dumps(line))
+    s3.put_object(Bucket=BUCKET, Key=f"capture/{ENDPOINT}/v1/{now:%Y/%m/%d/%H}/b.jsonl",
+                  Body="\n".join(lines) + "\n")
+    s3.put_object(Bucket=BUCKET, Key=f"ground-truth/{ENDPOINT}/{now:%Y/%m/%d/%H}/l.jsonl",
+                  Body="".join(json.dumps({"inferenceId": f"txn-{i}", "label": t}) + "\n"
+                               for i, t in enumerate(y)))
+    monkeypatch.setenv("GROUND_TRUTH_S3_URI", f"s3://{BUCKET}/ground-truth")
+    handler = load(monkeypatch, "drift_monitor")
+    sink = Sink()
+    handler._deps.update(registry=registry, endpoints=endpoints, documents=documents,
+                         sink=sink, ground_truth=S3GroundTruth(s3))
+    assert handler.monitor(now + timedelta(minutes=1))["status"] == "published"
+    (aupr,) = [d for d in sink if d.name == "AUPR"]
+    assert aupr.dimensions == {"EndpointName": ENDPOINT}
+    assert aupr.value == pytest.approx(average_precision_score(y, scores))
+    # Without a GROUND_TRUTH_S3_URI the run has no labels feed: no AUPR.
+    monkeypatch.delenv("GROUND_TRUTH_S3_URI")
+    handler = load(monkeypatch, "drift_monitor")
+    sink = Sink()
+    handler._deps.update(registry=registry, endpoints=endpoints, documents=documents,
+                         sink=sink, ground_truth=S3GroundTruth(s3))
+    handler.monitor(now + timedelta(minutes=1))
+    assert "AUPR" not in {d.name for d in sink}

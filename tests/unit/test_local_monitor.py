@@ -70,18 +70,23 @@ def test_small_windows_publish_no_drift_datapoint():
 def test_labels_arriving_later_are_joined_to_captured_scores(tmp_path):
     from mlops_kit.config import LocalSettings
     from mlops_kit.local.monitor import LocalMonitor
+    from mlops_kit.monitoring.drift_monitor import DecodedCapture
+    from mlops_kit.monitoring.ground_truth import labelled_aupr
 
     monitor = LocalMonitor(LocalSettings(home=tmp_path, model_group="g", use_case="u",
                                          owner="o", endpoint_name="ep"))
-    monitor.scores_by_id = {f"t{i}": (0.9 if i % 10 == 0 else 0.1) for i in range(100)}
+    ids = [f"t{i}" for i in range(100)]
+    scored = DecodedCapture({}, [0.9 if i % 10 == 0 else 0.1 for i in range(100)], ids)
+    monitor.labels.remember("v1", scored)  # a tick's champion capture, before the labels
     truth = tmp_path / "ground-truth" / "ep" / "day1.jsonl"
     truth.parent.mkdir(parents=True)
     truth.write_text("".join(json.dumps({"inferenceId": f"t{i}", "label": int(i % 10 == 0)})
                              + "\n" for i in range(100)) + '{"inferenceId": "t1", "lab')
-    labels = monitor.labels.read_new("ep")
-    assert len(labels) == 100
-    assert monitor._labelled_aupr(labels) == 1.0  # the positives got the high scores
-    assert monitor.labels.read_new("ep") == {}  # each line once; the torn one waits
+    landed = monitor.labels.landed("ep", None, None)
+    assert len(landed.labels) == 100 and landed.skipped == 0  # the torn line waits
+    scores = monitor.labels.scores("ep", None, landed.labels, None, None)
+    assert labelled_aupr(landed.labels, scores) == 1.0  # the positives got the high scores
+    assert monitor.labels.read_new("ep") == {}  # each line once
 
 
 def test_the_local_monitors_alarms_are_fitted_to_its_schedule(tmp_path):

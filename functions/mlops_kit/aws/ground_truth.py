@@ -103,3 +103,26 @@ def champion_scores_by_id(documents: S3Documents, capture_uri: str, endpoint_nam
         scores.update((i, s) for i, s in zip(decoded.inference_ids, decoded.scores)
                       if i is not None and (only_ids is None or i in only_ids))
     return scores
+
+
+class S3Labels:
+    """The drift run's labels feed in AWS (`mlops_kit.monitoring.run.Labels`): the ground
+    truth landed in the run's interval, joined to the champion's scores re-read from its
+    capture over the lookback (the Lambda keeps nothing between runs)."""
+
+    def __init__(self, ground_truth: S3GroundTruth, documents: S3Documents, *,
+                 ground_truth_uri: str, capture_uri: str):
+        self.ground_truth, self.documents = ground_truth, documents
+        self.ground_truth_uri, self.capture_uri = ground_truth_uri, capture_uri
+
+    def remember(self, variant_name: str, decoded: Any) -> None:
+        """Nothing to keep: `scores` reads the lookback's capture again."""
+
+    def landed(self, endpoint_name: str, start: datetime, end: datetime) -> GroundTruth:
+        return self.ground_truth.read(self.ground_truth_uri, endpoint_name, start, end)
+
+    def scores(self, endpoint_name: str, baseline: Any, ids: Collection[str], start: datetime,
+               end: datetime) -> dict[str, float]:
+        return champion_scores_by_id(self.documents, self.capture_uri, endpoint_name,
+                                     baseline.variant_name, baseline.feature_order, start, end,
+                                     only_ids=ids)

@@ -11,48 +11,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+# Categories are counted by the one naming rule (`categories`, bundled with this module).
+# `_MISSING_TEXTS` is imported only for tests/unit/test_preprocess.py's guard of the former
+# copy in pipelines/steps/inference.py; it goes with that guard.
+from mlops_kit.core.categories import _MISSING_TEXTS, category_key  # noqa: F401
+
 PSI_EPSILON = 1e-4
 """Additive smoothing of bin proportions, so an empty bin gives a large but finite PSI."""
 MISSING = "__missing__"
 OTHER = "__other__"
-
-# The category naming rule, a verbatim copy of `category_key` in pipelines/steps/inference.py:
-# that file ships alone into the serving container and this one into the drift monitor's
-# Lambda, so neither can import the other. tests/unit/test_preprocess.py fails if they differ.
-_MISSING_TEXTS = frozenset(("nan", "NaN", "<NA>", "NaT", "None"))
-
-
-def category_key(value: Any) -> str | None:
-    """The category a categorical value names, or None when it is missing.
-
-    Integer codes reach us as 1 (JSON, an int column), 1.0 (a float column: pandas reads an
-    integer column with gaps as float64), "1" (CSV) or "1.0" (CSV written from such a column):
-    all four name the category "1". Otherwise a value names its text, unchanged: real strings
-    ("01", "DE", " 1"), non-integral numbers ("2.5"), booleans ("True"/"False": not "1", though
-    bool is an int). None and NaN (float, numpy, Decimal), pandas' NA and NaT are missing.
-    A category string is already its own key (the rule is idempotent), so lookups may try the
-    raw text first and only call this on a miss.
-    """
-    if type(value) is not str:
-        if value is None:
-            return None
-        if isinstance(value, (float, np.floating)):
-            if value != value:
-                return None
-            # int() and not str(): numpy prints a float32 1e8 as "1e+08", Python prints 1e16
-            # as "1e+16"; the integer's digits are what a client sends for that code.
-            return str(int(value)) if value.is_integer() else str(value)
-        value = str(value)
-        if value in _MISSING_TEXTS:
-            return None
-    if value[-1:] in ("0", "."):  # cheap gate: most category texts end otherwise
-        head, dot, fraction = value.partition(".")
-        if dot and not fraction.strip("0"):
-            digits = head[1:] if head[:1] == "-" else head
-            if digits.isascii() and digits.isdigit():  # [0-9]+, like the float's text
-                return "0" if head == "-0" else head
-    return value
-
 
 def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
     """Interior edges at the 1/bins .. (bins-1)/bins quantiles of the non-missing values."""

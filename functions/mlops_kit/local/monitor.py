@@ -1,6 +1,8 @@
-"""The monitoring loop on one machine: the drift monitor's maths over the local endpoint's
-capture files, the same metrics (EMF, local store), the same alarm definitions evaluated
-locally, and the resulting alarm events delivered to the same rollback controller.
+"""The monitoring loop on one machine: the drift run (`mlops_kit.monitoring.run`, the Lambda's
+own) with the local home's adapters (the champion from the state file and registry.db, the
+endpoint's capture files and the ground-truth files tailed, the metrics in the local store),
+the same alarm definitions evaluated locally, and the resulting alarm events delivered to the
+same rollback controller.
 
 It also publishes `CaptureRecordsDropped` (capture records the endpoint's workers could not
 write, from their health files under $MLOPS_HOME/health/capture/) every tick; its alarm
@@ -16,25 +18,28 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
 from mlops_kit.config import LocalSettings
 from mlops_kit.core.alarms import (DEFAULT_SCHEDULE_MINUTES, AlarmDefinition, in_home,
                                    load_definitions)
+from mlops_kit.core.metric_catalogue import CAPTURE_RECORDS_DROPPED, MetricDatum
 from mlops_kit.core.rotation import serving_champion
 from mlops_kit.deploy.endpoints import EndpointBusyError
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
 from mlops_kit.local.control_plane import (LocalNotifier, LocalProbeResults, local_registry,
                                            publish)
-from mlops_kit.monitoring.drift_monitor import (ChampionBaseline, DecodedCapture, compute_metrics,
-                                                decode_capture, parse_capture_lines)
+from mlops_kit.monitoring.drift_monitor import (ChampionBaseline, DecodedCapture,
+                                                parse_capture_lines)
 from mlops_kit.monitoring.evaluator import LocalAlarmEvaluator
-from mlops_kit.monitoring.metrics import (CAPTURE_RECORDS_DROPPED, LocalMetricStore, MetricDatum,
-                                          write_atomically)
+from mlops_kit.monitoring.ground_truth import GroundTruth
+from mlops_kit.monitoring.metrics import LocalMetricStore, write_atomically
 from mlops_kit.monitoring.probe import (Invoke, ProbeResult, baseline_rows, probe_metrics,
                                         probe_variants)
+from mlops_kit.monitoring.run import (DriftRun, HomeSignals, NotServing, Schedule, Serving,
+                                      Windows)
 from mlops_kit.ports import StateWriteError
 from mlops_kit.serving.capture import capture_health_dir
 
@@ -82,7 +87,8 @@ class _Tail:
 
 
 class CaptureTail(_Tail):
-    """The endpoint's capture files, per variant (the folder under the endpoint names it)."""
+    """The endpoint's capture files, per variant (the folder under the endpoint names it): the
+    drift run's Capture port, tailing (what is new since the last read, whatever the window)."""
 
     def read_new(self, endpoint_name: str) -> dict[str, tuple[list[dict], int]]:
         by_variant: dict[str, tuple[list[dict], int]] = {}
@@ -96,18 +102,74 @@ class CaptureTail(_Tail):
             by_variant[variant] = (previous[0] + records, previous[1] + corrupt)
         return by_variant
 
+    def read(self, endpoint_name: str, variant_names: Sequence[str], start: datetime,
+             end: datetime) -> dict[str, tuple[list[dict], int]]:
+        return self.read_new(endpoint_name)
+
 
 class LabelTail(_Tail):
     """Ground truth as it arrives, appended under $MLOPS_HOME/ground-truth/<endpoint>/ in
     either format `monitoring.ground_truth` reads (SageMaker's or the kit's short one)."""
 
-    def read_new(self, endpoint_name: str) -> dict[str, int]:
-        from mlops_kit.monitoring.ground_truth import parse_labels
-
-        labels: dict[str, int] = {}
+    def read_truth(self, endpoint_name: str) -> GroundTruth:
+        truth = GroundTruth()
         for path in sorted((self.root / endpoint_name).glob("*.jsonl")):
-            labels.update(parse_labels(self.new_text(path))[0])
-        return labels
+            truth.add_lines(self.new_text(path))
+        return truth
+
+    def read_new(self, endpoint_name: str) -> dict[str, int]:
+        return self.read_truth(endpoint_name).labels
+
+
+SCORE_MEMORY = 500_000
+"""Champion scores kept by inferenceId, waiting for their labels (oldest dropped first)."""
+
+
+class LocalLabels:
+    """The drift run's labels feed on one machine: the ground-truth files tailed, joined to
+    the champion's scores the monitor has kept since it started (by inferenceId)."""
+
+    def __init__(self, root: Path):
+        self.tail = LabelTail(root)
+        self.scores_by_id: dict[str, float] = {}
+
+    def remember(self, variant_name: str, decoded: DecodedCapture) -> None:
+        self.scores_by_id.update((i, s) for i, s in zip(decoded.inference_ids, decoded.scores)
+                                 if i)
+        while len(self.scores_by_id) > SCORE_MEMORY:
+            self.scores_by_id.pop(next(iter(self.scores_by_id)))
+
+    def landed(self, endpoint_name: str, start: datetime, end: datetime) -> GroundTruth:
+        return self.tail.read_truth(endpoint_name)
+
+    def read_new(self, endpoint_name: str) -> dict[str, int]:
+        return self.tail.read_new(endpoint_name)
+
+    def scores(self, endpoint_name: str, baseline: ChampionBaseline, ids: Any, start: datetime,
+               end: datetime) -> dict[str, float]:
+        return self.scores_by_id
+
+
+class LocalBaselines:
+    """The champion the local endpoint's state file serves, and its baselines from the
+    registry's lineage (files under $MLOPS_HOME)."""
+
+    def __init__(self, endpoints: LocalEndpoints, registry: Any):
+        self.endpoints, self.registry = endpoints, registry
+
+    def serving(self, endpoint_name: str) -> Serving | NotServing:
+        view = self.endpoints.describe(endpoint_name)
+        if view is None:
+            return NotServing(f"endpoint {endpoint_name} does not exist")
+        champion = serving_champion(view.variants)
+        if champion is None:
+            return NotServing("no variant takes traffic")
+        version = self.registry.get(champion.version)
+        baseline = json.loads(Path(version.lineage["drift_baseline"]).read_text())
+        evaluation = json.loads(Path(version.lineage["evaluation"]).read_text())
+        return Serving(ChampionBaseline.from_documents(champion.version, champion.variant_name,
+                                                       baseline, evaluation),
+                       tuple(v.variant_name for v in view.variants))
 
 
 class CaptureHealthTail:
@@ -154,16 +216,24 @@ class CaptureHealthTail:
         self._counted = counted
         return dropped, failing
 
+    def measure(self, endpoint_name: str, serving: Any, decoded: Any, windows: Windows
+                ) -> HomeSignals:
+        """The drift run's home metrics on one machine: CaptureRecordsDropped, every run
+        (with or without a champion)."""
+        dropped, failing = self.read_new(endpoint_name)
+        if failing or dropped:
+            log.warning("endpoint %s: %d capture records dropped since the last tick%s",
+                        endpoint_name, dropped, f" ({'; '.join(failing)})" if failing else "")
+        datum = CAPTURE_RECORDS_DROPPED.datum(dropped, {"EndpointName": endpoint_name},
+                                              windows.at)
+        return HomeSignals([datum], {"capture_dropped": dropped, "capture_failing": failing})
+
     def commit(self) -> None:
         """Remember what `read_new` counted (once the metric is stored)."""
         if self._counted != self._load():
             write_atomically(self.state_path, json.dumps(
                 {"capture_dropped_seen": self._counted}, indent=2, sort_keys=True))
             self.seen = dict(self._counted)
-
-
-SCORE_MEMORY = 500_000
-"""Champion scores kept by inferenceId, waiting for their labels (oldest dropped first)."""
 
 
 class LocalMonitor:
@@ -178,11 +248,16 @@ class LocalMonitor:
         self.registry = local_registry(settings)
         self.endpoints = LocalEndpoints(settings.home)
         self.store = LocalMetricStore(settings.home)
+        self.baselines = LocalBaselines(self.endpoints, self.registry)
         self.tail = CaptureTail(settings.home / "capture")
-        self.labels = LabelTail(settings.home / "ground-truth")
+        self.labels = LocalLabels(settings.home / "ground-truth")
         self.capture_health = CaptureHealthTail(
             settings.home, settings.home / "monitor" / f"{self.endpoint}.json")
-        self.scores_by_id: dict[str, float] = {}
+        # The tails read what is new since the last tick, so the windows only date the run.
+        interval = timedelta(minutes=schedule_minutes)
+        self.drift_run = DriftRun(self.endpoint, baselines=self.baselines, capture=self.tail,
+                                  sink=self.store, schedule=Schedule(interval, interval),
+                                  labels=self.labels, home=self.capture_health)
         self.pending: list[dict[str, Any]] = []
         self.evaluator = LocalAlarmEvaluator(settings.home, self.endpoint,
                                              definitions or in_home(load_definitions(
@@ -198,55 +273,14 @@ class LocalMonitor:
         return champion.variant_name if champion else ""
 
     def champion_baseline(self) -> ChampionBaseline | None:
-        view = self.endpoints.describe(self.endpoint)
-        champion = serving_champion(view.variants) if view else None
-        if champion is None:
-            return None
-        version = self.registry.get(champion.version)
-        baseline = json.loads(Path(version.lineage["drift_baseline"]).read_text())
-        evaluation = json.loads(Path(version.lineage["evaluation"]).read_text())
-        return ChampionBaseline.from_documents(champion.version, champion.variant_name,
-                                               baseline, evaluation)
+        serving = self.baselines.serving(self.endpoint)
+        return serving.baseline if isinstance(serving, Serving) else None
 
     def tick(self, now: datetime, labels: dict[str, int] | None = None) -> TickResult:
-        """Metrics for the traffic captured since the last tick, then the alarms."""
-        baseline = self.champion_baseline()
-        data: list[MetricDatum] = []
-        records: dict[str, int] = {}
-        skipped: dict[str, int] = {}
-        reasons: dict[str, dict[str, int]] = {}
-        if baseline is not None:
-            decoded: dict[str, DecodedCapture] = {}
-            for variant, (lines, corrupt) in self.tail.read_new(self.endpoint).items():
-                result = decode_capture(lines, baseline.feature_order)
-                result.add_unreadable_lines(corrupt)
-                decoded[variant] = result
-                records[variant], skipped[variant] = result.records, result.skipped
-                if result.skipped_reasons:
-                    reasons[variant] = dict(result.skipped_reasons)
-                    log.warning("endpoint %s variant %s: skipped %d of %d capture records: %s",
-                                self.endpoint, variant, result.skipped, result.records,
-                                result.skipped_reasons)
-            champion = decoded.get(baseline.variant_name)
-            if champion is not None:
-                self.scores_by_id.update((i, s) for i, s in zip(champion.inference_ids,
-                                                                 champion.scores) if i)
-                while len(self.scores_by_id) > SCORE_MEMORY:
-                    self.scores_by_id.pop(next(iter(self.scores_by_id)))
-            data = compute_metrics(baseline, decoded, endpoint_name=self.endpoint, at=now,
-                                   labels=labels)
-            aupr = self._labelled_aupr(labels if labels is not None
-                                       else self.labels.read_new(self.endpoint))
-            if aupr is not None and not any(d.name == "AUPR" for d in data):
-                data.append(MetricDatum("AUPR", aupr, {"EndpointName": self.endpoint}, now))
-        dropped, failing = self.capture_health.read_new(self.endpoint)
-        if failing or dropped:
-            log.warning("endpoint %s: %d capture records dropped since the last tick%s",
-                        self.endpoint, dropped, f" ({'; '.join(failing)})" if failing else "")
-        data.append(MetricDatum(CAPTURE_RECORDS_DROPPED, float(dropped),
-                                {"EndpointName": self.endpoint}, now, "Count"))
-        self.store.put(data)
-        self.capture_health.commit()
+        """Metrics for the traffic captured since the last tick (`labels` given: joined
+        instead of the ground-truth files'), then the alarms."""
+        run = self.drift_run.run(now, labels=labels)
+        failing = run.facts.get("capture_failing", [])
         events = self.evaluator.evaluate(now)
         outcomes = []
         # An alarm the controller could not act on yet (endpoint busy) is delivered again on
@@ -259,8 +293,8 @@ class LocalMonitor:
                 self.pending.append(event)
         for event in events:
             self._notify(event, failing)
-        return TickResult(now, data, events, outcomes, records, skipped, reasons, dropped,
-                          failing)
+        return TickResult(now, run.metrics, events, outcomes, run.records, run.skipped,
+                          run.skipped_reasons, run.facts.get("capture_dropped", 0), failing)
 
     def _notify(self, event: dict[str, Any], why: list[str]) -> None:
         """A notify-only alarm going into ALARM: on-call hears of it (CloudWatch's SNS alarm
@@ -277,13 +311,6 @@ class LocalMonitor:
             notifier.notify(f"ALARM: {name}", message)
         except OSError as exc:
             raise StateWriteError(notifier.path, exc) from exc
-
-    def _labelled_aupr(self, labels: dict[str, int]) -> float | None:
-        """AUPR of the champion on the labels that arrived since the last tick, joined to the
-        scores it gave (by inferenceId)."""
-        from mlops_kit.monitoring.ground_truth import labelled_aupr
-
-        return labelled_aupr(labels, self.scores_by_id)
 
     def probe(self, invoke: Invoke, now: datetime) -> list[ProbeResult]:
         """Invoke every variant, pinned, with baseline rows; record the verdicts."""

@@ -1,20 +1,16 @@
-"""Drift monitor: captured traffic of a time window against the serving champion's baseline,
-published as CloudWatch metrics (EMF). The scheduled Lambda and the local timer run this code.
-
-Metrics (namespace MLOpsKit/Monitoring):
+"""Drift monitor maths: captured traffic decoded, and its drift against the serving champion's
+baseline as datapoints. `mlops_kit.monitoring.run` runs it in both homes (the scheduled Lambda
+and the local timer); the metrics are `mlops_kit.core.metric_catalogue`'s:
   FeaturePSI      EndpointName, VariantName, Feature   per feature, per variant
   FeaturePSIMax   EndpointName                         the champion's worst feature (alarmed)
   PredictionPSI   EndpointName                         the champion's scores vs training (alarmed)
   PredictionPSI   EndpointName, VariantName            per variant (dashboards)
-  AUPR            EndpointName                         once labels arrive (joined on inferenceId)
   CaptureRecords, CaptureSkipped   EndpointName, VariantName
-  CaptureRecords  EndpointName                         every variant's, for the interval
+  CaptureRecords  EndpointName                         every variant's, for the interval (AWS)
   UncapturedInvocations  EndpointName                  AWS only: the interval's invocations
                                                        when the capture held none (alarmed:
                                                        capture-stopped, notify-only)
-  CaptureRecordsDropped  EndpointName                  local only: records the endpoint's
-                                                       workers could not write (alarmed:
-                                                       capture-dropped, notify-only)
+AUPR (labels joined on inferenceId) is the run's; CaptureRecordsDropped the local home's.
 """
 
 from __future__ import annotations
@@ -31,8 +27,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from mlops_kit.core import drift
-from mlops_kit.monitoring.ground_truth import MIN_LABELLED_ROWS, labelled_aupr  # noqa: F401
-from mlops_kit.monitoring.metrics import CAPTURE_RECORDS, UNCAPTURED_INVOCATIONS, MetricDatum
+from mlops_kit.core.metric_catalogue import (CAPTURE_RECORDS, CAPTURE_SKIPPED, FEATURE_PSI,
+                                             FEATURE_PSI_MAX, PREDICTION_PSI,
+                                             UNCAPTURED_INVOCATIONS, MetricDatum)
 
 MIN_ROWS_FOR_DRIFT = 200
 """Below this, PSI over 10 bins is sampling noise (same-distribution samples of 20 rows give a
@@ -196,44 +193,39 @@ def _numeric(values: Sequence[Any]) -> np.ndarray:
 
 
 def compute_metrics(baseline: ChampionBaseline, by_variant: Mapping[str, DecodedCapture], *,
-                    endpoint_name: str, at: datetime,
-                    labels: Mapping[str, int] | None = None) -> list[MetricDatum]:
+                    endpoint_name: str, at: datetime) -> list[MetricDatum]:
+    """Per variant: its capture counts and, from MIN_ROWS_FOR_DRIFT rows on, the PSI of each
+    feature and of the scores; for the champion also the endpoint-level FeaturePSIMax and
+    PredictionPSI the alarms watch."""
     data: list[MetricDatum] = []
     for variant, decoded in by_variant.items():
         dims = {"EndpointName": endpoint_name, "VariantName": variant}
-        data.append(MetricDatum("CaptureRecords", float(decoded.records), dims, at, "Count"))
-        data.append(MetricDatum("CaptureSkipped", float(decoded.skipped), dims, at, "Count"))
+        data.append(CAPTURE_RECORDS.datum(decoded.records, dims, at))
+        data.append(CAPTURE_SKIPPED.datum(decoded.skipped, dims, at))
         if len(decoded.scores) < MIN_ROWS_FOR_DRIFT:
             continue
         worst = 0.0
         for name, entry in baseline.features.items():
-            values = decoded.columns.get(name, [])
-            if entry["kind"] == "numeric":
-                value = drift.psi_against_baseline(entry, _numeric(values))
-            else:
-                # Values are counted by `drift.category_key` (CSV "1" and JSON 1 or 1.0 in one
-                # bin); a blank field is missing, as it is when the endpoint scores it.
-                value = drift.psi_against_baseline(
-                    entry, [None if isinstance(v, str) and not v.strip() else v
-                            for v in values])
+            value = _feature_psi(entry, decoded.columns.get(name, []))
             worst = max(worst, value)
-            data.append(MetricDatum("FeaturePSI", value, {**dims, "Feature": name}, at))
+            data.append(FEATURE_PSI.datum(value, {**dims, "Feature": name}, at))
         prediction_psi = drift.psi_against_baseline(baseline.score_baseline,
                                                     np.asarray(decoded.scores, dtype=np.float64))
-        data.append(MetricDatum("PredictionPSI", prediction_psi, dims, at))
+        data.append(PREDICTION_PSI.datum(prediction_psi, dims, at))
         if variant == baseline.variant_name:
             endpoint_dims = {"EndpointName": endpoint_name}
-            data.append(MetricDatum("FeaturePSIMax", worst, endpoint_dims, at))
-            data.append(MetricDatum("PredictionPSI", prediction_psi, endpoint_dims, at))
-            aupr = _labelled_aupr(decoded, labels or {})
-            if aupr is not None:
-                data.append(MetricDatum("AUPR", aupr, endpoint_dims, at))
+            data.append(FEATURE_PSI_MAX.datum(worst, endpoint_dims, at))
+            data.append(PREDICTION_PSI.datum(prediction_psi, endpoint_dims, at))
     return data
 
 
-def _labelled_aupr(decoded: DecodedCapture, labels: Mapping[str, int]) -> float | None:
-    return labelled_aupr(labels, {i: s for i, s in zip(decoded.inference_ids, decoded.scores)
-                                  if i is not None})
+def _feature_psi(entry: Mapping[str, Any], values: Sequence[Any]) -> float:
+    if entry["kind"] == "numeric":
+        return drift.psi_against_baseline(entry, _numeric(values))
+    # Values are counted by `drift.category_key` (CSV "1" and JSON 1 or 1.0 in one bin); a
+    # blank field is missing, as it is when the endpoint scores it.
+    return drift.psi_against_baseline(
+        entry, [None if isinstance(v, str) and not v.strip() else v for v in values])
 
 
 def capture_health_metrics(by_variant: Mapping[str, DecodedCapture], invocations: float | None,
@@ -246,9 +238,8 @@ def capture_health_metrics(by_variant: Mapping[str, DecodedCapture], invocations
     refuses it): that is invocations without capture."""
     dims = {"EndpointName": endpoint_name}
     captured = float(sum(d.records for d in by_variant.values()))
-    data = [MetricDatum(CAPTURE_RECORDS, captured, dims, at, "Count")]
+    data = [CAPTURE_RECORDS.datum(captured, dims, at)]
     if invocations is not None:
-        data.append(MetricDatum(UNCAPTURED_INVOCATIONS,
-                                float(invocations) if captured == 0 else 0.0, dims, at,
-                                "Count"))
+        data.append(UNCAPTURED_INVOCATIONS.datum(
+            float(invocations) if captured == 0 else 0.0, dims, at))
     return data

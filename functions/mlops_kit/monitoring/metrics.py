@@ -16,24 +16,14 @@ import fcntl
 import json
 import os
 import tempfile
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
+# The record and its names live in the catalogue (core), so adapters build datapoints without
+# importing this module; they stay importable from here.
+from mlops_kit.core.metric_catalogue import NAMESPACE, MetricDatum, epoch_millis  # noqa: F401
 from mlops_kit.ports import StateWriteError
-
-NAMESPACE = "MLOpsKit/Monitoring"
-CAPTURE_RECORDS_DROPPED = "CaptureRecordsDropped"
-"""EndpointName: capture records the local endpoint's workers could not write in the interval
-(the local monitor, from the writers' health files; alarm capture-dropped)."""
-CAPTURE_RECORDS = "CaptureRecords"
-"""EndpointName (all variants) and EndpointName, VariantName: capture records the monitor
-found for the interval."""
-UNCAPTURED_INVOCATIONS = "UncapturedInvocations"
-"""EndpointName: the endpoint's invocations in the interval (AWS/SageMaker Invocations, every
-variant) when the capture held no record for it, else 0 (the AWS drift monitor; alarm
-capture-stopped)."""
 
 
 def write_atomically(path: str | Path, data: bytes | str) -> None:
@@ -95,47 +85,9 @@ def append_lines(path: str | Path, data: bytes | str) -> None:
         os.close(fd)  # releases the lock
 
 
-def epoch_millis(at: datetime) -> int:
-    """EMF's `_aws.Timestamp` of a datum's time (a naive time is taken as UTC)."""
-    return int((at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp() * 1000)
-
-
-@dataclass(frozen=True)
-class MetricDatum:
-    name: str
-    value: float
-    dimensions: Mapping[str, str]
-    timestamp: datetime
-    unit: str = "None"
-    namespace: str = NAMESPACE
-
-    def to_emf(self) -> dict:
-        return {
-            "_aws": {"Timestamp": epoch_millis(self.timestamp),
-                     "CloudWatchMetrics": [{"Namespace": self.namespace,
-                                            "Dimensions": [sorted(self.dimensions)],
-                                            "Metrics": [{"Name": self.name, "Unit": self.unit}]}]},
-            **dict(self.dimensions),
-            self.name: self.value,
-        }
-
-    @classmethod
-    def from_emf(cls, document: Mapping) -> list["MetricDatum"]:
-        meta = document["_aws"]
-        at = datetime.fromtimestamp(meta["Timestamp"] / 1000, tz=timezone.utc)
-        data = []
-        for directive in meta["CloudWatchMetrics"]:
-            names = directive["Dimensions"][0] if directive["Dimensions"] else []
-            dims = {k: str(document[k]) for k in names}
-            for metric in directive["Metrics"]:
-                raw = document[metric["Name"]]  # EMF: one value, or an array of values
-                for value in (raw if isinstance(raw, list) else [raw]):
-                    data.append(cls(metric["Name"], float(value), dims, at,
-                                    metric.get("Unit", "None"), directive["Namespace"]))
-        return data
-
-
 class MetricSink(Protocol):
+    """Where a run's datapoints go: EMF through Powertools (AWS), the local store."""
+
     def put(self, data: Sequence[MetricDatum]) -> None: ...
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
 
-from mlops_kit.monitoring.metrics import MetricDatum
+from mlops_kit.core.metric_catalogue import PROBE_LATENCY, PROBE_SUCCESS, MetricDatum
 
 QUANTILE_PICKS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
@@ -88,6 +88,6 @@ def probe_metrics(results: Sequence[ProbeResult], endpoint_name: str, at: dateti
     data = []
     for result in results:
         dims = {"EndpointName": endpoint_name, "VariantName": result.variant_name}
-        data.append(MetricDatum("ProbeSuccess", 1.0 if result.ok else 0.0, dims, at))
-        data.append(MetricDatum("ProbeLatency", result.latency_ms, dims, at, "Milliseconds"))
+        data.append(PROBE_SUCCESS.datum(1.0 if result.ok else 0.0, dims, at))
+        data.append(PROBE_LATENCY.datum(result.latency_ms, dims, at))
     return data
