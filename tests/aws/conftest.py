@@ -13,6 +13,8 @@ from moto import mock_aws
 
 from mlops_kit.aws.ledger import create_table_request
 
+from builders import Sleeps
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/sagemaker-execution"
@@ -65,13 +67,6 @@ def dynamodb(aws, make_client):
     client = make_client("dynamodb")
     client.create_table(**create_table_request(LEDGER))
     return client
-
-
-class Sleeps(list):
-    """An injectable sleep that records the delays instead of waiting."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 @pytest.fixture()

@@ -11,8 +11,10 @@ from mlops_kit.aws.batch_transform import BatchTransformLauncher, NoChampionErro
 from mlops_kit.aws.models import model_name
 from mlops_kit.core.rotation import VariantWeight
 from mlops_kit.deploy.endpoints import ModelSource
-from mlops_kit.registry.base import DeploymentRecord, RegistrationRequest
+from mlops_kit.registry.base import DeploymentRecord
 from mlops_kit.registry.sagemaker import SageMakerRegistry
+
+from builders import registration
 
 from .conftest import IMAGE_URI, LEDGER, ROLE_ARN
 
@@ -27,11 +29,7 @@ def registry(sagemaker, dynamodb):
     lineage = {"data": {"uri": "s3://d/x.parquet"}, "code": {"version": "git:x"},
                "parameters": {}, "libraries": {}}
     for run in ("run-1", "run-2"):
-        registry.register(RegistrationRequest(
-            model_group="fraud-detector", model_artifact=f"s3://a/{run}/model.tar.gz",
-            training_run_id=run, metrics={"aupr": 0.6}, latency={},
-            gates=[{"gate": "min_aupr", "passed": True}], lineage=lineage, owner="alice",
-            use_case="fraud"))
+        registry.register(registration(run, group="fraud-detector", lineage=lineage))
     return registry
 
 

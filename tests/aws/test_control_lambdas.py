@@ -4,16 +4,15 @@ idempotency on DynamoDB, duplicated and foreign events."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from mlops_kit.registry.base import RegistrationRequest
 from mlops_kit.registry.sagemaker import SageMakerRegistry
+
+from builders import load_handler, raised_now, registration
 
 from .conftest import ACCOUNT, IMAGE_URI, LEDGER, REGION, ROLE_ARN
 
@@ -40,20 +39,6 @@ def event(name: str) -> dict:
     return raised_now(loaded) if name.startswith("cloudwatch-alarm") else loaded
 
 
-def raised_now(event: dict) -> dict:
-    """The alarm raised now: an alarm is raised against what serves when it fires, so its state
-    time must come after the promotions the test made (the fixture's 2026-11-20 time predates
-    every record of a fresh history, and the rollback controller refuses an alarm older than
-    the champion it would roll back: core/rollback_policy.py `superseded_reason`)."""
-    from datetime import datetime, timezone
-
-    at = datetime.now(timezone.utc)
-    data = event["detail"] if "detail" in event else event["alarmData"]
-    data["state"]["timestamp"] = at.strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{at.microsecond // 1000:03d}+0000"
-    return event
-
-
 @pytest.fixture()
 def tables(dynamodb):
     dynamodb.create_table(TableName=IDEMPOTENCY, BillingMode="PAY_PER_REQUEST",
@@ -67,12 +52,7 @@ def registry(sagemaker, tables):
     registry = SageMakerRegistry(GROUP, ledger_table=LEDGER, image_uri=IMAGE_URI,
                                  sagemaker_client=sagemaker, dynamodb_client=tables)
     for run in range(1, 4):
-        registry.register(RegistrationRequest(
-            model_group=GROUP, model_artifact=f"s3://a/run-{run}/model.tar.gz",
-            training_run_id=f"run-{run}", metrics={"aupr": 0.6}, latency={},
-            gates=[{"gate": "min_aupr", "passed": True}],
-            lineage={"data": {}, "code": {}, "parameters": {}, "libraries": {}},
-            owner="alice", use_case="fraud"))
+        registry.register(registration(run, group=GROUP))
     return registry
 
 
@@ -91,12 +71,7 @@ def load(monkeypatch, tables, make_client):
         monkeypatch.setenv(name, value)
 
     def load_module(function: str):
-        name = f"{function}_under_test"
-        spec = importlib.util.spec_from_file_location(
-            name, ROOT / "functions" / function / "handler.py")
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
+        module = load_handler(function, monkeypatch)
         module.persistence.client = make_client("dynamodb")
         return module
     return load_module

@@ -9,8 +9,9 @@ from botocore.stub import ANY
 from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
 from mlops_kit.deploy.events import model_package_event
 from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
-from mlops_kit.registry.base import RegistrationRequest
 from mlops_kit.registry.sagemaker import SageMakerRegistry
+
+from builders import registration
 
 from .conftest import ACCOUNT, IMAGE_URI, LEDGER, REGION, ROLE_ARN, MotoExceptUpdateEndpoint
 
@@ -25,11 +26,7 @@ def registry(sagemaker, dynamodb):
     lineage = {"data": {"uri": "s3://d/x.parquet"}, "code": {"version": "git:x"},
                "parameters": {}, "libraries": {}}
     for run in range(1, 4):
-        registry.register(RegistrationRequest(
-            model_group=GROUP, model_artifact=f"s3://a/run-{run}/model.tar.gz",
-            training_run_id=f"run-{run}", metrics={"aupr": 0.6}, latency={},
-            gates=[{"gate": "min_aupr", "passed": True}], lineage=lineage, owner="alice",
-            use_case="fraud"))
+        registry.register(registration(run, group=GROUP, lineage=lineage))
     return registry
 
 

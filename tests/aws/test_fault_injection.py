@@ -7,7 +7,6 @@ that fails chosen calls before they reach moto."""
 from __future__ import annotations
 
 import copy
-import json
 import threading
 from pathlib import Path
 
@@ -21,22 +20,15 @@ from mlops_kit.deploy.events import model_package_event
 from mlops_kit.deploy.rollback import RollbackController, RollbackDeferred
 from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
 from mlops_kit.monitoring.alarm_events import parse_alarm_event
-from mlops_kit.registry.base import ApprovalStatus, DeploymentRecord, RegistrationRequest
+
+from builders import alarm_event, registration
+from mlops_kit.registry.base import ApprovalStatus, DeploymentRecord
 from mlops_kit.core.rotation import VariantWeight
 from mlops_kit.registry.sagemaker import SageMakerRegistry
 
 from .conftest import ACCOUNT, IMAGE_URI, LEDGER, REGION, ROLE_ARN
 
 GROUP, ENDPOINT = "fraud-scorer", "fraud-scorer-prod"
-
-
-def registration(run: int = 1) -> RegistrationRequest:
-    return RegistrationRequest(
-        model_group=GROUP, model_artifact=f"s3://a/run-{run}/model.tar.gz",
-        training_run_id=f"run-{run}", metrics={"aupr": 0.6}, latency={},
-        gates=[{"gate": "min_aupr", "passed": True}],
-        lineage={"data": {}, "code": {}, "parameters": {}, "libraries": {}},
-        owner="alice", use_case="fraud")
 
 
 def throttled(operation: str) -> ClientError:
@@ -98,7 +90,7 @@ def trail(registry, version=1) -> list[tuple[str, str]]:
 
 def test_throttled_sagemaker_calls_of_an_approval_are_retried_and_applied_once(faulty):
     registry, sm, _, sleeps = faulty
-    registry.register(registration())
+    registry.register(registration(group=GROUP))
     sm.fail("describe_model_package", throttled("DescribeModelPackage"))
     sm.fail("update_model_package", throttled("UpdateModelPackage"), throttled("UpdateModelPackage"))
     version, changed = registry.approve(1, actor="bob", reason="ship")
@@ -110,7 +102,7 @@ def test_throttled_sagemaker_calls_of_an_approval_are_retried_and_applied_once(f
 
 def test_an_approval_throttled_past_the_last_try_surfaces_and_changes_nothing(faulty):
     registry, sm, _, sleeps = faulty
-    registry.register(registration())
+    registry.register(registration(group=GROUP))
     sm.fail("update_model_package", *[throttled("UpdateModelPackage")] * 4)
     with pytest.raises(ClientError, match="Throttling"):
         registry.approve(1, actor="bob", reason="ship")
@@ -152,7 +144,7 @@ def test_a_conditional_failure_is_not_retried_as_if_it_were_throttling(faulty):
 
 def test_a_ledger_write_lost_after_the_package_update_is_completed_by_the_next_call(faulty):
     registry, _, ddb, _ = faulty
-    registry.register(registration())
+    registry.register(registration(group=GROUP))
     ddb.fail("transact_write_items", *[throttled("TransactWriteItems")] * 4)
     with pytest.raises(ClientError, match="Throttling"):
         registry.approve(1, actor="bob", reason="ship it")
@@ -177,7 +169,7 @@ def test_two_writers_of_one_status_leave_sagemaker_and_the_trail_in_agreement(
     """bob approves while carol rejects the same version: both read Pending, both update the
     package, and only one ledger compare-and-swap from Pending can succeed."""
     registry, sm, _, _ = faulty
-    registry.register(registration())
+    registry.register(registration(group=GROUP))
     carol = SageMakerRegistry(GROUP, ledger_table=LEDGER, sagemaker_client=sagemaker,
                               dynamodb_client=dynamodb)
 
@@ -214,7 +206,7 @@ def test_a_package_created_without_its_ledger_record_is_readable_and_the_next_op
     registry, _, ddb, _ = faulty
     ddb.fail("transact_write_items", *[cancelled("ThrottlingError")] * 4)
     with pytest.raises(ClientError):
-        registry.register(registration(1))
+        registry.register(registration(1, group=GROUP))
     # The package exists in SageMaker; the ledger has nothing. list/show still work, from
     # the package's own metadata.
     (listed,) = registry.list_versions()
@@ -223,7 +215,7 @@ def test_a_package_created_without_its_ledger_record_is_readable_and_the_next_op
     approved, changed = registry.approve(1, actor="bob", reason="ship")
     assert changed and package_status(registry) == "Approved"
     assert trail(registry) == [("PendingManualApproval", "Approved")]
-    assert registry.register(registration(2)).version == 2
+    assert registry.register(registration(2, group=GROUP)).version == 2
     assert [v.version for v in registry.list_versions()] == [1, 2]
 
 
@@ -300,7 +292,7 @@ def busy_world(sagemaker, dynamodb, sleeps):
     registry = SageMakerRegistry(GROUP, ledger_table=LEDGER, image_uri=IMAGE_URI,
                                  sagemaker_client=sagemaker, dynamodb_client=dynamodb)
     for run in (1, 2):
-        registry.register(registration(run))
+        registry.register(registration(run, group=GROUP))
     client = BusyEndpoint(sagemaker)
     endpoints = SageMakerEndpoints(client, execution_role_arn=ROLE_ARN, sleep=sleeps)
     deployer = DeploymentController(registry, endpoints, DeploymentSettings(ENDPOINT),
@@ -358,26 +350,6 @@ def test_a_promotion_busy_past_the_last_try_surfaces_records_nothing_and_redeliv
     assert promotions(registry) == [1, 2]
 
 
-def alarm(name: str = "feature-drift") -> dict:
-    return raised_now(json.loads((EVENTS / {
-        "feature-drift": "cloudwatch-alarm-state-change.eventbridge.json",
-        "prediction-drift": "cloudwatch-alarm.lambda-action.json"}[name]).read_text()))
-
-
-def raised_now(event: dict) -> dict:
-    """The alarm raised now: an alarm is raised against what serves when it fires, so its state
-    time must come after the promotions the test made (the fixture's 2026-11-20 time predates
-    every record of a fresh history, and the rollback controller refuses an alarm older than
-    the champion it would roll back: core/rollback_policy.py `superseded_reason`)."""
-    from datetime import datetime, timezone
-
-    at = datetime.now(timezone.utc)
-    data = event["detail"] if "detail" in event else event["alarmData"]
-    data["state"]["timestamp"] = at.strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{at.microsecond // 1000:03d}+0000"
-    return event
-
-
 @pytest.fixture()
 def rolling(busy_world):
     """v2 serving, v1 warm (both approvals deployed through the controller), both probed
@@ -399,7 +371,7 @@ def test_an_updating_endpoint_during_a_rollback_is_retried_with_backoff_then_shi
         rolling):
     registry, client, endpoints, rollback, sleeps = rolling
     client.busy_for["update_endpoint_weights_and_capacities"] = 2
-    outcome = rollback.handle_event(alarm())
+    outcome = rollback.handle_event(alarm_event())
     assert (outcome.action, outcome.from_version, outcome.to_version) == ("rolled_back", 2, 1)
     assert outcome.details["attempts"] == 3 and sleeps == [2.0, 4.0]
     assert client.applied == [("update_endpoint_weights_and_capacities",
@@ -412,7 +384,7 @@ def test_an_updating_endpoint_during_a_rollback_is_retried_with_backoff_then_shi
 def test_a_rollback_busy_past_the_last_try_surfaces_records_nothing_and_redelivery_shifts_once(
         rolling):
     registry, client, endpoints, rollback, sleeps = rolling
-    event = alarm()
+    event = alarm_event()
     client.busy_for["update_endpoint_weights_and_capacities"] = 6
     with pytest.raises(EndpointBusyError, match="in-progress endpoint"):
         rollback.handle_event(event)
@@ -442,17 +414,17 @@ def test_two_alarms_interleaved_between_decide_and_shift_roll_back_once(rolling)
     def describe_then_let_the_other_alarm_in(name):
         calls["n"] += 1
         if calls["n"] == 2:  # the first describe decides; the second is the shift's re-check
-            other.append(rollback.handle_event(alarm("prediction-drift")))
+            other.append(rollback.handle_event(alarm_event("prediction-drift")))
         return real_describe(name)
 
     endpoints.describe = describe_then_let_the_other_alarm_in
     try:
         with pytest.raises(RollbackDeferred):
-            rollback.handle_event(alarm("feature-drift"))
+            rollback.handle_event(alarm_event("feature-drift"))
     finally:
         endpoints.describe = real_describe
     assert [(o.action, o.to_version) for o in other] == [("rolled_back", 1)]
-    again = rollback.handle_event(alarm("feature-drift"))  # the redelivered event
+    again = rollback.handle_event(alarm_event("feature-drift"))  # the redelivered event
     assert again.action == "none" and "cooldown" in again.reason
     assert client.applied == [("update_endpoint_weights_and_capacities",
                                {"v2": 0.0, "v1": 1.0})]
@@ -514,7 +486,7 @@ def test_two_alarms_released_together_after_deciding_roll_back_once(rolling, sag
 
     def deliver(name):
         try:
-            outcomes[name] = rollback.handle_event(alarm(name))
+            outcomes[name] = rollback.handle_event(alarm_event(name))
         except Exception as exc:  # the test asserts nothing escapes
             errors.append(exc)
 
@@ -568,7 +540,7 @@ def test_a_claimer_that_dies_is_finished_by_its_redelivery_and_no_other_alarm(ro
         client.before_update = die  # once: the weight change never reaches the endpoint
     else:
         registry.record_deployment = die
-    event = alarm("feature-drift")
+    event = alarm_event("feature-drift")
     with pytest.raises(Killed):
         rollback.handle_event(event)
     registry.record_deployment = real_record
@@ -577,7 +549,7 @@ def test_a_claimer_that_dies_is_finished_by_its_redelivery_and_no_other_alarm(ro
     assert served(endpoints) == expected and rollbacks(registry) == [] and outbox == []
 
     claimer = f"rollback:{parse_alarm_event(event).transition_key}"
-    other = rollback.handle_event(alarm("prediction-drift"))
+    other = rollback.handle_event(alarm_event("prediction-drift"))
     assert other.action == "none" and other.details["claimed_by"] == claimer
     assert served(endpoints) == expected and rollbacks(registry) == []
 
@@ -626,7 +598,7 @@ def test_a_rollback_busy_past_the_last_try_releases_its_claim_so_the_next_alarm_
     outbox = Outbox()
     rollback = RollbackController(registry, endpoints, health=HealthyProbes(), notifier=outbox,
                                   managed_endpoints=[ENDPOINT], sleep=sleeps)
-    event = alarm("feature-drift")
+    event = alarm_event("feature-drift")
     claimer = f"rollback:{parse_alarm_event(event).transition_key}"
     client.busy_for["update_endpoint_weights_and_capacities"] = 6
     with pytest.raises(EndpointBusyError):
@@ -635,7 +607,7 @@ def test_a_rollback_busy_past_the_last_try_releases_its_claim_so_the_next_alarm_
                                                     "sk": {"S": claim_sk(registry)}})["Item"]
     head = registry.deployments(ENDPOINT)[-1].deployment_id
 
-    other = rollback.handle_event(alarm("prediction-drift"))
+    other = rollback.handle_event(alarm_event("prediction-drift"))
     assert (other.action, other.from_version, other.to_version) == ("rolled_back", 2, 1)
     assert item["claimed_by"]["S"] == claimer and "released_at" in item
     assert registry.rollback_claim(ENDPOINT, head).claimed_by == other.deployment_id
@@ -664,14 +636,14 @@ def test_a_dead_claimers_claim_alerts_when_old_and_is_taken_over_once_stale(roll
 
     client.before_update = die
     registry.release_rollback = die  # the process is gone
-    event = alarm("feature-drift")
+    event = alarm_event("feature-drift")
     with pytest.raises(Killed):
         rollback.handle_event(event)
     del registry.release_rollback
     claimer = f"rollback:{parse_alarm_event(event).transition_key}"
 
     claimed_at = backdate_claim(dynamodb, registry, timedelta(minutes=3))
-    held = rollback.handle_event(alarm("prediction-drift"))
+    held = rollback.handle_event(alarm_event("prediction-drift"))
     assert held.action == "none" and held.details["claimed_by"] == claimer
     assert held.details["claimed_at"] == claimed_at and claimed_at in held.reason
     ((subject, message),) = outbox
@@ -679,7 +651,7 @@ def test_a_dead_claimers_claim_alerts_when_old_and_is_taken_over_once_stale(roll
     assert client.applied == [] and rollbacks(registry) == []
 
     backdate_claim(dynamodb, registry, timedelta(minutes=6))
-    later = alarm("feature-drift")
+    later = alarm_event("feature-drift")
     later["detail"]["state"]["timestamp"] = "2030-01-01T00:00:00.000+0000"
     taken = rollback.handle_event(later)
     assert (taken.action, taken.from_version, taken.to_version) == ("rolled_back", 2, 1)
@@ -733,7 +705,7 @@ def test_an_alarm_after_an_unrecorded_promotion_rolls_back_from_the_new_champion
                                   notifier=outbox, managed_endpoints=[ENDPOINT], sleep=sleeps)
     deployer = DeploymentController(registry, endpoints, DeploymentSettings(ENDPOINT),
                                     sleep=sleeps)
-    registry.register(registration(3))
+    registry.register(registration(3, group=GROUP))
     promotion = approved(registry, 3)
     real_record = registry.record_deployment
 
@@ -747,7 +719,7 @@ def test_an_alarm_after_an_unrecorded_promotion_rolls_back_from_the_new_champion
     assert served(endpoints) == {"v3": 1.0, "v2": 0.0, "v1": 0.0}
     assert promotions(registry) == [1, 2]
 
-    outcome = rollback.handle_event(alarm("feature-drift"))
+    outcome = rollback.handle_event(alarm_event("feature-drift"))
     assert (outcome.action, outcome.from_version, outcome.to_version) == ("rolled_back", 3, 2)
     assert served(endpoints) == {"v3": 0.0, "v2": 1.0, "v1": 0.0}
     (record,) = rollbacks(registry)

@@ -16,6 +16,8 @@ from mlops_kit.local.control_plane import publish
 from mlops_kit.registry.base import RegistrationRequest
 from mlops_kit.registry.local import LocalRegistry
 
+from builders import alarm_event  # noqa: F401  (the fault tests take it from here)
+
 GROUP, ENDPOINT = "fraud-scorer", "fraud-scorer-prod"
 FEATURES = ("amount", "channel")
 
@@ -74,21 +76,6 @@ def write_probes(settings: LocalSettings, verdicts: dict[str, bool]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"at": datetime.now(timezone.utc).isoformat(), "variants": {
         name: {"ok": ok} for name, ok in verdicts.items()}}))
-
-
-def alarm_event(state_time: str | None = None) -> dict:
-    """A kit-owned alarm (FeaturePSIMax of the endpoint) going OK → ALARM, raised now unless
-    `state_time` says when: an alarm is raised against what serves when it fires, and the
-    rollback controller refuses one older than the champion's deployment record."""
-    if state_time is None:
-        at = datetime.now(timezone.utc)
-        state_time = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
-    fixture = Path(__file__).parent.parent / "fixtures" / "events" / \
-        "cloudwatch-alarm-state-change.eventbridge.json"
-    event = json.loads(fixture.read_text())
-    event["detail"]["state"]["timestamp"] = state_time
-    event["time"] = state_time[:19] + "Z"
-    return event
 
 
 def weights(settings: LocalSettings) -> dict[int, float]:

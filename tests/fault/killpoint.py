@@ -13,7 +13,6 @@ import importlib
 import os
 import signal
 import sys
-from datetime import datetime, timezone
 
 
 def arm(target: str, when: str) -> None:
@@ -49,13 +48,11 @@ def main() -> None:
         cli()
     elif mode == "alarm":
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from fault._world import alarm_event
+        from builders import alarm_event
         from mlops_kit.config import LocalSettings
         from mlops_kit.local.control_plane import publish
 
-        now = datetime.now(timezone.utc)
-        publish(LocalSettings.from_env(), alarm_event(
-            now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"))
+        publish(LocalSettings.from_env(), alarm_event())
     else:
         raise SystemExit(f"unknown mode {mode}")
 

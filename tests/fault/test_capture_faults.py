@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import time
 from datetime import datetime, timedelta, timezone
@@ -32,6 +31,8 @@ from serving.conftest import (ENDPOINT, model_versions, sample_rows,  # noqa: F4
 from serving.test_fault_load_and_restart import SCORE_TOLERANCE, handler_scores
 
 from ._world import GROUP, request, write_baselines
+
+from builders import fill
 
 REQUESTS = 200
 
@@ -65,21 +66,6 @@ def make_endpoint(home: Path, tmp_path: Path, model_versions) -> LocalSettings: 
     write_state(home, model_versions, {3: 1.0, 2: 0.0, 1: 0.0})
     return LocalSettings(home=home, model_group=GROUP, use_case="fault-suite",
                          owner="fault-suite", endpoint_name=ENDPOINT)
-
-
-def fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        for size in (1 << 16, 4096, 1):
-            while True:
-                try:
-                    os.write(fd, b"x" * size)
-                except OSError:
-                    break
-    finally:
-        os.close(fd)
-    return filler
 
 
 def score_requests(server, lines, expected, count: int) -> tuple[int, int]:

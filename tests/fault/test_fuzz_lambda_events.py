@@ -14,11 +14,9 @@ from __future__ import annotations
 import base64
 import copy
 import csv
-import importlib.util
 import io
 import json
 import math
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,8 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from mlops_kit.aws.ledger import create_table_request
+
+from builders import load_handler, registration
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "fixtures" / "events"
@@ -147,7 +147,7 @@ def build_world(mp: pytest.MonkeyPatch) -> dict[str, Any]:
     from mlops_kit.core import drift
     from mlops_kit.core.rotation import VariantWeight
     from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
-    from mlops_kit.registry.base import DeploymentRecord, RegistrationRequest
+    from mlops_kit.registry.base import DeploymentRecord
     from mlops_kit.registry.sagemaker import SageMakerRegistry
 
     def client(service: str):
@@ -169,14 +169,11 @@ def build_world(mp: pytest.MonkeyPatch) -> dict[str, Any]:
     registry = SageMakerRegistry(GROUP, ledger_table=LEDGER, image_uri=IMAGE_URI,
                                  sagemaker_client=sagemaker, dynamodb_client=dynamodb)
     for run in (1, 2, 3):
-        registry.register(RegistrationRequest(
-            model_group=GROUP, model_artifact=f"s3://{BUCKET}/runs/{run}/model.tar.gz",
-            training_run_id=f"run-{run}", metrics={"aupr": 0.6}, latency={},
-            gates=[{"gate": "min_aupr", "passed": True}],
+        registry.register(registration(
+            run, group=GROUP, artifact=f"s3://{BUCKET}/runs/{run}/model.tar.gz",
             lineage={"data": {}, "code": {}, "parameters": {}, "libraries": {},
                      "evaluation_uri": f"s3://{BUCKET}/runs/evaluation.json",
-                     "drift_baseline": f"s3://{BUCKET}/runs/baseline.json"},
-            owner="alice", use_case="fraud"))
+                     "drift_baseline": f"s3://{BUCKET}/runs/baseline.json"}))
     for version in (1, 2):
         registry.approve(version, actor="bob", reason="ship")
     endpoints = SageMakerEndpoints(sagemaker, execution_role_arn=ROLE_ARN)
@@ -193,13 +190,7 @@ def build_world(mp: pytest.MonkeyPatch) -> dict[str, Any]:
             at.isoformat(timespec="milliseconds").replace("+00:00", "Z")))
 
     def load(function: str):
-        name = f"fuzz_{function}_handler"
-        spec = importlib.util.spec_from_file_location(
-            name, ROOT / "functions" / function / "handler.py")
-        module = importlib.util.module_from_spec(spec)
-        mp.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-        return module
+        return load_handler(function, mp, alias=f"fuzz_{function}_handler")
 
     world = {"sagemaker": sagemaker, "dynamodb": dynamodb, "s3": s3, "registry": registry,
              "endpoints": endpoints, "documents": S3Documents(s3),

@@ -34,7 +34,7 @@ def test_status_after_an_automatic_rollback_names_it_its_alarm_the_cooldown_and_
 
     now = datetime.now(timezone.utc)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+0000"
-    (outcome,) = publish(settings, alarm_event(stamp))
+    (outcome,) = publish(settings, alarm_event(state_time=stamp))
     assert outcome.action == "rolled_back"
     report = json.loads(run(settings.home, "status", "--json"))
     rollback = report["last_rollback"]

@@ -15,6 +15,8 @@ from mlops_kit.serving.capture import (CaptureWriter, capture_line, parse_captur
 
 from .conftest import FIXTURES
 
+from builders import fill, tmpfs
+
 SAMPLE = FIXTURES / "data-capture.sample.jsonl"
 CSV_ROW = b"412.5,3,0.17,1,0,27,5.2,1"
 
@@ -145,41 +147,8 @@ def test_reader_accepts_directories(tmp_path):
 
 
 # -- failures: capture never fails the request ------------------------------------------------
-import contextlib  # noqa: E402
 import logging  # noqa: E402
-import os  # noqa: E402
 import subprocess  # noqa: E402
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str = "256k"):
-    """A small tmpfs at `path` (root only); skipped where mounting is not allowed."""
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): the capture-failure "
-                    f"tests need a real full / read-only filesystem")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-def fill(folder: Path) -> Path:
-    """Fill the filesystem of `folder` to the last byte."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        for size in (65536, 4096, 1):
-            while True:
-                try:
-                    os.write(fd, b"x" * size)
-                except OSError:
-                    break
-    finally:
-        os.close(fd)
-    return filler
 
 
 def write_n(writer: CaptureWriter, n: int, variant: str = "v1") -> None:

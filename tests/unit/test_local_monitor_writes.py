@@ -4,9 +4,7 @@ torn metrics line, no temp file left behind)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,34 +17,10 @@ from mlops_kit.monitoring.metrics import (LocalMetricStore, MetricDatum, append_
                                           write_atomically)
 from mlops_kit.ports import StateWriteError
 
+from builders import fill, tmpfs
+
 T0 = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
 
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str = "128k"):
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs ({done.stderr.strip()}): needs a real full or "
-                    f"read-only filesystem")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-def fill(folder: Path) -> None:
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        for size in (1 << 16, 4096, 1):
-            while True:
-                try:
-                    os.write(fd, b"x" * size)
-                except OSError:
-                    break
-    finally:
-        os.close(fd)
 
 
 def settings(home: Path) -> LocalSettings:

@@ -1,0 +1,137 @@
+"""What many tests build: registrations, alarm events raised now, Lambda handlers loaded through
+their real module wiring, and filesystems that fill up. One place each, so a change to the
+registration record or the alarm event shape is made once.
+
+Importable as `builders` from every test (pytest puts tests/ on sys.path: it has no __init__).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = Path(__file__).parent / "fixtures" / "events"
+ALARM_FIXTURES = {
+    "feature-drift": "cloudwatch-alarm-state-change.eventbridge.json",
+    "prediction-drift": "cloudwatch-alarm.lambda-action.json",
+}
+"""An alarm of the kit's in each shape CloudWatch delivers it: an EventBridge state change and
+a Lambda alarm action."""
+
+
+# -- registrations --------------------------------------------------------------------------------
+
+
+def registration(run: int | str = 1, *, group: str = "fraud-detector",
+                 artifact: str | None = None, **fields: Any):
+    """A registration request as the pipeline makes one, gates passed; `fields` override."""
+    from mlops_kit.registry.base import RegistrationRequest
+
+    run_id = run if isinstance(run, str) else f"run-{run}"
+    values: dict[str, Any] = dict(
+        model_group=group, model_artifact=artifact or f"s3://a/{run_id}/model.tar.gz",
+        training_run_id=run_id, metrics={"aupr": 0.6}, latency={},
+        gates=[{"gate": "min_aupr", "passed": True}],
+        lineage={"data": {}, "code": {}, "parameters": {}, "libraries": {}},
+        owner="alice", use_case="fraud")
+    values.update(fields)
+    return RegistrationRequest(**values)
+
+
+# -- alarm events ---------------------------------------------------------------------------------
+
+
+def alarm_time(at: datetime | None = None) -> str:
+    """A moment as CloudWatch writes an alarm's state timestamp (milliseconds, +0000)."""
+    at = at or datetime.now(timezone.utc)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
+
+
+def raised_now(event: dict) -> dict:
+    """The alarm raised now: an alarm is raised against what serves when it fires, so its state
+    time must come after the promotions the test made (the fixtures' 2026-11-20 time predates
+    every record of a fresh history, and the rollback controller refuses an alarm older than
+    the champion it would roll back: core/rollback_policy.py `superseded_reason`)."""
+    data = event["detail"] if "detail" in event else event["alarmData"]
+    data["state"]["timestamp"] = alarm_time()
+    return event
+
+
+def alarm_event(name: str = "feature-drift", *, state_time: str | None = None) -> dict:
+    """A kit-owned alarm going OK → ALARM, from the recorded fixture of its shape, raised now
+    unless `state_time` says when (the EventBridge envelope's time follows it)."""
+    event = json.loads((EVENTS / ALARM_FIXTURES[name]).read_text())
+    if state_time is None:
+        return raised_now(event)
+    data = event["detail"] if "detail" in event else event["alarmData"]
+    data["state"]["timestamp"] = state_time
+    if "detail" in event:
+        event["time"] = state_time[:19] + "Z"
+    return event
+
+
+class Sleeps(list):
+    """An injectable sleep that records the delays instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+# -- Lambda handlers --------------------------------------------------------------------------------
+
+
+def load_handler(function: str, monkeypatch: pytest.MonkeyPatch, *, alias: str | None = None):
+    """functions/<function>/handler.py imported afresh under its own module name, as the Lambda
+    runtime imports it: its module-level wiring (clients, settings from the environment the
+    test set) runs for real. Removed from sys.modules when the test ends."""
+    name = alias or f"{function}_under_test"
+    spec = importlib.util.spec_from_file_location(
+        name, ROOT / "functions" / function / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- full and read-only filesystems ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str = "256k"):
+    """A small tmpfs at `path` (root only); skipped where mounting is not allowed."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): the test needs a real "
+                    f"full or read-only filesystem")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the filesystem of `folder` to the last byte; returns the filler file."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 16, 4096, 1):
+            while True:
+                try:
+                    os.write(fd, b"x" * size)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    return filler
