@@ -72,6 +72,10 @@ STEP_TRAIN = "TrainModel"
 STEP_EVALUATE = "EvaluateModel"
 STEP_GATES = "CheckQualityGates"
 STEP_REGISTER = "RegisterModel"
+REGISTERED_METRICS = ("aupr", "ece", "score_psi", "champion_compared", "aupr_regression",
+                      "aupr_regression_lower", "aupr_regression_upper")
+"""evaluation.json's metrics the RegisterModel step copies into the version's metadata; each
+is present in every evaluation (0 for the comparison figures without a champion)."""
 STEP_FAIL = "FailQualityGates"
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
 EVALUATION_OUTPUT = "evaluation"
@@ -489,6 +493,10 @@ def _build_pipeline(region: str, steps_bundle: bundle.CodeBundle,
         "mlops:pipeline_execution_id": ExecutionVariables.PIPELINE_EXECUTION_ID,
         "mlops:training_job": train.properties.TrainingJobName,
         "mlops:model_sha256": evaluation_value("model.sha256"),
+        # What `mlops registry list|show` reads for a version the pipeline registered: the
+        # headline figures and the champion comparison (metadata values are strings).
+        **{f"mlops:metric:{name}": Join(on="", values=[evaluation_value(f"metrics.{name}")])
+           for name in REGISTERED_METRICS},
     }
     register_args = model.register(
         model_package_group_name=MODEL_PACKAGE_GROUP,

@@ -120,6 +120,12 @@ class FeatureSpec:
     categorical: dict[str, tuple[str, ...]]
     """Vocabulary per categorical feature; a value's code is its index, unknown → missing."""
     target: str = ""
+    id_columns: tuple[str, ...] = ()
+    """Columns that name a row (the schema's `id_columns`): passed through to the answer, never
+    scored."""
+    columns: tuple[str, ...] = ()
+    """The data's column order (ids, features and the label): the second row layout `RowReader`
+    accepts. Empty in specs written before id columns were recorded: features only."""
 
     @property
     def feature_types(self) -> list[str]:
@@ -127,7 +133,8 @@ class FeatureSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": list(self.features), "target": self.target,
-                "categorical": {k: list(v) for k, v in self.categorical.items()}}
+                "categorical": {k: list(v) for k, v in self.categorical.items()},
+                "id_columns": list(self.id_columns), "columns": list(self.columns)}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "FeatureSpec":
@@ -136,7 +143,91 @@ class FeatureSpec:
         # booster learned) are kept.
         return cls(tuple(raw["features"]),
                    {k: tuple(category_key(c) for c in v) for k, v in raw["categorical"].items()},
-                   raw.get("target", ""))
+                   raw.get("target", ""), tuple(raw.get("id_columns", ())),
+                   tuple(raw.get("columns", ())))
+
+
+class RowReader:
+    """The one rule for what a row holds, on every scoring path (the endpoint in both homes,
+    batch transform, `mlops serve`, `mlops stream`): features are scored, id columns are passed
+    through to the answer, the label is ignored.
+
+    * A positional row (a CSV line, a JSON list) of exactly len(features) values is the
+      features in model order. A row in the data's column order (`FeatureSpec.columns`: ids,
+      features and label, as the training file has them), with or without the label, is read
+      by position: its ids are passed through, its label dropped. Any other width is an error.
+    * A record (a JSON object, a stream line) holds features by name; id keys are passed
+      through, the label key is ignored; any other key is an error (a misspelt feature would
+      otherwise be scored as missing).
+    """
+
+    def __init__(self, spec: FeatureSpec):
+        self.features = spec.features
+        self.id_columns = spec.id_columns
+        self.columns = spec.columns
+        self.width = len(spec.features)
+        self._layouts: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        if spec.columns:
+            without_label = tuple(c for c in spec.columns if c != spec.target)
+            for layout in (spec.columns, without_label):
+                if len(layout) != self.width:  # a features-only row wins a tie
+                    self._layouts.setdefault(len(layout), (
+                        tuple(layout.index(name) for name in spec.features),
+                        tuple(layout.index(name) for name in spec.id_columns)))
+        self._known = set(spec.features) | set(spec.id_columns) | (
+            {spec.target} if spec.target else set())
+
+    def split_values(self, values: Sequence[Any]) -> tuple[Sequence[Any], tuple | None]:
+        """(feature values, id values or None) of a positional row. A width the rule does not
+        accept comes back unchanged, for `LoadedModel.encode_row` to refuse."""
+        layout = self._layouts.get(len(values)) if len(values) != self.width else None
+        if layout is None:
+            return values, None
+        positions, id_positions = layout
+        return ([values[p] for p in positions],
+                tuple(values[p] for p in id_positions) if id_positions else None)
+
+    def split_record(self, record: dict[str, Any]) -> tuple[list[Any], tuple | None]:
+        """(feature values in model order, id values or None) of a record."""
+        unknown = record.keys() - self._known
+        if unknown:
+            raise PayloadError(f"unknown feature(s) {', '.join(sorted(map(str, unknown)))}")
+        return [record.get(name) for name in self.features], self.record_ids(record)
+
+    def record_ids(self, record: dict[str, Any]) -> tuple | None:
+        """The record's id values (None for an id key it lacks), or None if it has none."""
+        if not any(name in record for name in self.id_columns):
+            return None
+        return tuple(record.get(name) for name in self.id_columns)
+
+    def width_problem(self, got: int) -> str:
+        message = f"expected {self.width} values per row ({', '.join(self.features)})"
+        if self._layouts:
+            message += (f", or the data's {len(self.columns)} columns "
+                        f"({', '.join(self.columns)}) with or without the label")
+        return f"{message}, got {got}"
+
+
+class Scores(np.ndarray):
+    """Scores that carry the id values of the rows they score, for `output_fn`: `ids[i]` holds
+    row i's values of `id_columns` (None when row i sent none). Plain arrays mean no row sent
+    ids; `with_ids` makes one."""
+
+    id_columns: tuple[str, ...] = ()
+    ids: list | None = None
+
+    def __array_finalize__(self, obj) -> None:
+        # A slice or a computed array is no longer aligned with the rows: it forgets the ids.
+        self.id_columns, self.ids = (), None
+
+
+def with_ids(scores: np.ndarray, id_columns: Sequence[str], ids: list | None) -> np.ndarray:
+    """`scores` as they are when no row sent ids, else a `Scores` view carrying them."""
+    if ids is None:
+        return scores
+    carried = np.asarray(scores).view(Scores)
+    carried.id_columns, carried.ids = tuple(id_columns), ids
+    return carried
 
 
 class LoadedModel:
@@ -146,14 +237,14 @@ class LoadedModel:
         self.booster = booster
         self.spec = spec
         self.width = len(spec.features)
+        self.rows = RowReader(spec)
         self._codes = [_vocabulary_codes(spec.categorical[name])
                        if name in spec.categorical else None
                        for name in spec.features]
 
     def encode_row(self, values: Sequence[Any]) -> list[float]:
         if len(values) != self.width:
-            raise PayloadError(f"expected {self.width} values per row "
-                               f"({', '.join(self.spec.features)}), got {len(values)}")
+            raise PayloadError(self.rows.width_problem(len(values)))
         row = []
         for position, (value, codes) in enumerate(zip(values, self._codes)):
             if codes is not None:
@@ -255,24 +346,37 @@ def input_fn(request_body: bytes | str, request_content_type: str) -> list[list[
 
 
 def encode(rows: list, model: LoadedModel) -> np.ndarray:
-    """Rows (lists in feature order, or dicts by feature name) to the model's float32 matrix."""
-    encoded = []
+    """Rows (lists, or dicts by feature name; see `RowReader`) to the model's float32 matrix."""
+    return encode_rows(rows, model)[0]
+
+
+def encode_rows(rows: list, model: LoadedModel) -> tuple[np.ndarray, list | None]:
+    """(the model's float32 matrix, each row's id values or None if no row sent ids), by the
+    `RowReader` rule."""
+    reader = model.rows
+    encoded, ids, any_ids = [], [], False
     for index, row in enumerate(rows):
-        if isinstance(row, dict):
-            unknown = set(row) - set(model.spec.features) - {model.spec.target}
-            if unknown:
-                raise PayloadError(f"row {index}: unknown feature(s) {', '.join(sorted(unknown))}")
-            row = [row.get(name) for name in model.spec.features]
         try:
-            encoded.append(model.encode_row(row))
+            if isinstance(row, dict):
+                values, row_ids = reader.split_record(row)
+            else:
+                values, row_ids = reader.split_values(row)
+            encoded.append(model.encode_row(values))
         except PayloadError as exc:
             raise PayloadError(f"row {index}: {exc}") from None
-    return np.asarray(encoded, dtype=np.float32)
+        ids.append(row_ids)
+        any_ids = any_ids or row_ids is not None
+    return np.asarray(encoded, dtype=np.float32), ids if any_ids else None
 
 
 def predict_fn(input_data: list | np.ndarray, model: LoadedModel) -> np.ndarray:
-    matrix = input_data if isinstance(input_data, np.ndarray) else encode(input_data, model)
-    return model.booster.inplace_predict(matrix, validate_features=False)
+    """Scores of the rows (a `Scores` carrying their ids when some row sent ids) or of a
+    ready float32 matrix."""
+    if isinstance(input_data, np.ndarray):
+        return model.booster.inplace_predict(input_data, validate_features=False)
+    matrix, ids = encode_rows(input_data, model)
+    return with_ids(model.booster.inplace_predict(matrix, validate_features=False),
+                    model.spec.id_columns, ids)
 
 
 def response_type(accept: str | None) -> str | None:
@@ -296,12 +400,33 @@ def response_type(accept: str | None) -> str | None:
 
 
 def output_fn(prediction: np.ndarray, accept: str = DEFAULT_ACCEPT) -> tuple[str, str]:
-    """The response body and its content type: exactly `text/csv` (one score per line) or
-    `application/json` (`{"predictions": [{"score": ...}]}`), whatever the Accept spelling."""
+    """The response body and its content type, exactly `text/csv` or `application/json`,
+    whatever the Accept spelling: one score per line, or `{"predictions": [{"score": ...}]}`.
+    When the rows sent id columns (`Scores`), each line is the ids then the score
+    (`tx-1,0.0012`) and each prediction holds the ids before the score
+    (`{"transaction_id": "tx-1", "score": 0.0012}`); a row that sent none has empty ids."""
     media_type = response_type(accept)
+    ids = getattr(prediction, "ids", None)
     if media_type == "application/json":
-        return json.dumps({"predictions": [{"score": float(p)} for p in prediction]}), media_type
+        if ids is None:
+            return json.dumps({"predictions": [{"score": float(p)} for p in prediction]}), \
+                media_type
+        names = prediction.id_columns
+        return json.dumps({"predictions": [
+            {**dict(zip(names, row_ids or (None,) * len(names))), "score": float(p)}
+            for p, row_ids in zip(prediction, ids)]}), media_type
     if media_type == "text/csv":
-        return "\n".join(f"{float(p):.8g}" for p in prediction), media_type
+        if ids is None:
+            return "\n".join(f"{float(p):.8g}" for p in prediction), media_type
+        return _csv_with_ids(prediction, ids, len(prediction.id_columns)), media_type
     raise PayloadError(f"unsupported accept type '{accept}'; use text/csv or application/json",
                        HTTPStatus.NOT_ACCEPTABLE)
+
+
+def _csv_with_ids(prediction: np.ndarray, ids: list, width: int) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for p, row_ids in zip(prediction, ids):
+        writer.writerow([*("" if v is None else v for v in (row_ids or ("",) * width)),
+                         f"{float(p):.8g}"])
+    return out.getvalue().rstrip("\n")

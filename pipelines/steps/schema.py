@@ -1,4 +1,5 @@
-"""The data contract: which column is the label, which are numeric or categorical features."""
+"""The data contract: which column is the label, which are numeric or categorical features,
+which name a row (id columns), and the order the data holds them in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import numpy as np
 
 from .inference import category_key
 
+SCORING_OUTPUT_COLUMNS = ("score", "variant", "version")
+"""What batch and stream scoring add to a row: no id column may take these names."""
+
 
 @dataclass(frozen=True)
 class DatasetSchema:
@@ -17,6 +21,9 @@ class DatasetSchema:
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     id_columns: tuple[str, ...] = field(default=())
+    """Columns that name a row: kept out of training and drift, passed through by scoring."""
+    columns: tuple[str, ...] = field(default=())
+    """The data's column order, when it is not ids, features (model order), label."""
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -27,6 +34,12 @@ class DatasetSchema:
     def required_columns(self) -> tuple[str, ...]:
         return self.features + (self.target,)
 
+    @property
+    def data_columns(self) -> tuple[str, ...]:
+        """Every declared column in the data's order: a headerless scoring row in this order
+        (with or without the label) has its ids passed through (inference.RowReader)."""
+        return self.columns or self.id_columns + self.required_columns
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
@@ -36,14 +49,23 @@ class DatasetSchema:
             schema = cls(target=str(raw["target"]),
                          numeric=tuple(raw.get("numeric", ())),
                          categorical=tuple(raw.get("categorical", ())),
-                         id_columns=tuple(raw.get("id_columns", ())))
+                         id_columns=tuple(raw.get("id_columns", ())),
+                         columns=tuple(raw.get("columns", ())))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"schema needs 'target', 'numeric' and 'categorical': {exc}") from None
         if not schema.features:
             raise ValueError("schema lists no feature columns")
-        duplicated = {c for c in schema.required_columns if schema.required_columns.count(c) > 1}
+        declared = schema.id_columns + schema.required_columns
+        duplicated = {c for c in declared if declared.count(c) > 1}
         if duplicated:
             raise ValueError(f"schema lists column(s) twice: {', '.join(sorted(duplicated))}")
+        reserved = set(schema.id_columns) & set(SCORING_OUTPUT_COLUMNS)
+        if reserved:
+            raise ValueError(f"id column(s) {', '.join(sorted(reserved))} would clash with "
+                             f"the scoring output ({', '.join(SCORING_OUTPUT_COLUMNS)})")
+        if schema.columns and sorted(schema.columns) != sorted(declared):
+            raise ValueError("schema 'columns' must list each id, feature and label column "
+                             f"once; it lists {', '.join(schema.columns)}")
         return schema
 
     @classmethod
@@ -59,7 +81,8 @@ class DatasetSchema:
     def with_target(self, target: str) -> "DatasetSchema":
         if target == self.target:
             return self
-        return DatasetSchema(target, self.numeric, self.categorical, self.id_columns)
+        columns = tuple(target if c == self.target else c for c in self.columns)
+        return DatasetSchema(target, self.numeric, self.categorical, self.id_columns, columns)
 
 
 # Object columns pandas infers as one of these hold no bool beside a number, so hashing their

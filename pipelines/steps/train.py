@@ -34,7 +34,8 @@ RoundCallback = Callable[[int, int, float], None]
 def build_feature_spec(train, schema: DatasetSchema) -> FeatureSpec:
     vocabulary = {column: tuple(sorted(factorize_categories(train[column])[1]))
                   for column in schema.categorical}
-    return FeatureSpec(schema.features, vocabulary, schema.target)
+    return FeatureSpec(schema.features, vocabulary, schema.target, schema.id_columns,
+                       schema.data_columns)
 
 
 def encode_frame(frame, spec: FeatureSpec) -> np.ndarray:

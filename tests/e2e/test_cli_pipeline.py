@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -41,7 +42,9 @@ def data_file(cli, home):
 
 @pytest.fixture(scope="module")
 def two_runs(cli, data_file):
-    runs = [cli("pipeline", "run", "--data", str(data_file), "--param", "num_round=80", "--json")
+    # The small sample's test split holds ~18 positives: below the default min_test_positives.
+    runs = [cli("pipeline", "run", "--data", str(data_file), "--param", "num_round=80",
+                "--param", "min_test_positives=10", "--json")
             for _ in range(2)]
     for run in runs:
         assert run.exit_code == 0, run.output
@@ -92,10 +95,17 @@ def test_registered_version_carries_the_record(two_runs, cli, data_file, home):
 
 def test_failed_gate_exits_3_names_the_gate_and_registers_nothing(two_runs, cli, data_file):
     result = cli("pipeline", "run", "--data", str(data_file), "--param", "num_round=80",
-                 "--param", "min_aupr=0.999")
+                 "--param", "min_test_positives=10", "--param", "min_aupr=0.999")
     assert result.exit_code == 3, result.output
     assert "min_aupr" in result.stdout and "FAIL" in result.stdout
     assert "not registered" in result.stdout
+    assert [v["version"] for v in registry(cli)] == [1, 2]
+
+
+def test_a_test_split_with_too_few_positives_is_refused_by_default(two_runs, cli, data_file):
+    result = cli("pipeline", "run", "--data", str(data_file), "--param", "num_round=80")
+    assert result.exit_code == 3, result.output
+    assert "min_test_positives" in result.stdout and "not registered" in result.stdout
     assert [v["version"] for v in registry(cli)] == [1, 2]
 
 
@@ -171,3 +181,28 @@ def test_bad_schema_file_exits_2(cli, tmp_path):
     (tmp_path / "empty.json").write_text('{"target": "y", "numeric": [], "categorical": []}')
     result = cli("pipeline", "run", "--schema", str(tmp_path / "empty.json"))
     assert result.exit_code == 2 and "no feature" in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (("pipeline", "run", "--dta", "x.csv"), "No such option: --dta"),   # mistyped flag
+    (("pipline", "run"), "No such command 'pipline'"),                   # unknown command
+    (("registry", "show"), "Missing argument 'version'"),                # missing argument
+    (("registry", "show", "one"), "Invalid value for 'version'"),       # wrong kind of value
+])
+def test_usage_errors_exit_64_not_the_bad_input_code(cli, args, message):
+    result = cli(*args)
+    assert result.exit_code == 64, result.output
+    assert message in result.stderr
+
+
+def test_the_console_script_maps_usage_errors_too(home):
+    """Through the installed entry point (`main`), not just the app: 64, 2 and 0 stay apart."""
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "mlops_kit.cli", *args],
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "MLOPS_HOME": str(home)})
+
+    mistyped = run("registry", "list", "--jsn")
+    assert mistyped.returncode == 64 and "--jsn" in mistyped.stderr
+    assert run("registry", "show", "99").returncode == 2  # bad input keeps its code
+    assert run("registry", "--help").returncode == 0

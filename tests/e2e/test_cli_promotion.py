@@ -100,5 +100,5 @@ def test_prune_never_touches_the_lineup(cli):
 
 def test_unknown_version_and_missing_reason(cli):
     assert cli("registry", "approve", "42", "--reason", "x").exit_code == 2
-    assert cli("registry", "approve", "1").exit_code == 2
+    assert cli("registry", "approve", "1").exit_code == 64  # no --reason: a usage error
     assert cli("registry", "approve", "1", "--reason", " ").exit_code == 2

@@ -11,7 +11,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from mlops_kit.cli.app import EXIT_BAD_INPUT, EXIT_OK, app
+from mlops_kit.cli.app import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, app
 
 from ._world import ENDPOINT, GROUP, approve_and_deploy, make_home
 
@@ -87,7 +87,7 @@ def test_registry_show_answers_for_a_row_whose_artifact_is_gone(faulted):
     missing = invoke("registry", "show", "9", "--json")
     assert missing.exit_code == EXIT_BAD_INPUT
     assert "has no version 9" in missing.output and missing.stdout.strip() == ""
-    assert invoke("registry", "show", "abc").exit_code == EXIT_BAD_INPUT  # click usage error
+    assert invoke("registry", "show", "abc").exit_code == EXIT_USAGE  # a usage error, not input
 
 
 def test_status_reports_the_endpoint_with_a_warm_fallback_whose_artifact_is_gone(faulted):

@@ -4,8 +4,13 @@ inside the commands that need them."""
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any
 
 import typer
+# Typer carries its own copy of click: its exceptions, not the click package's, are raised.
+from typer._click.exceptions import ClickException, UsageError
+from typer.core import TyperGroup
 
 from mlops_kit.cli import monitoring, operations, serving, tracking, traffic
 from mlops_kit.cli.common import (EXIT_BAD_INPUT, EXIT_BUSY, EXIT_CANNOT_WRITE,  # noqa: F401
@@ -15,8 +20,40 @@ from mlops_kit.cli.data import data_app
 from mlops_kit.cli.pipeline import pipeline_app
 from mlops_kit.cli.registry import registry_app
 
+EXIT_USAGE = 64
+"""The command line itself is wrong (unknown command or option, missing argument): BSD's
+EX_USAGE, so scripts can tell a mistyped call from bad input (2, click's code for both)."""
+
+
+class _KitGroup(TyperGroup):
+    """The root command: click's standalone handling, with usage errors exiting EX_USAGE.
+
+    Click exits 2 on a usage error inside its standalone mode, before any handler of ours
+    runs; so the group runs outside it and does the standalone part itself. Every entry
+    point (`mlops`, `python -m mlops_kit.cli`, tests' CliRunner) goes through here."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except UsageError as exc:  # also a bad option value, and no command (help shown)
+            _show_click_error(exc)
+            sys.exit(EXIT_USAGE)
+        except ClickException as exc:  # e.g. an unreadable file argument: click's own code
+            _show_click_error(exc)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err.print("Aborted!", highlight=False)
+            sys.exit(1)
+        # Outside standalone mode click returns a `typer.Exit`'s code (and --help's 0) where it
+        # would exit; no command returns a value of its own.
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
 app = typer.Typer(help="MLOps kit: pipelines, quality gates and a model registry of record.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  cls=_KitGroup, no_args_is_help=True, pretty_exceptions_enable=False,
+                  add_completion=False)
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(registry_app, name="registry")
@@ -53,6 +90,18 @@ def main() -> None:
         raise SystemExit(130)
     except Exception as exc:
         _fatal(f"unexpected {type(exc).__name__}: {exc} (MLOPS_DEBUG=1 shows where)", 1, exc)
+
+
+def _show_click_error(exc) -> None:
+    """The message click would print in standalone mode (Typer's panel when rich is there)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # Typer has printed the help already
+        return
+    try:
+        from typer import rich_utils
+    except ImportError:  # typer without rich
+        exc.show()
+    else:
+        rich_utils.rich_format_error(exc)
 
 
 def _fatal(message: str, code: int, exc: BaseException) -> None:

@@ -9,7 +9,10 @@ say which model scored each row. Scoring is vectorised: `encode_table`, the Arro
 (serving boosters keep nthread=1).
 
 Input: `.csv` (read with pyarrow's streaming reader: feature columns typed from the model's
-feature spec, other columns carried through as text) or `.parquet` (types kept). Output:
+feature spec, other columns carried through as text) or `.parquet` (types kept). Columns are
+found by name, so the id columns and the label need no rule of their own here: they are carried
+to the output like every column the model does not read, never scored (the endpoint and the
+stream pass ids through and ignore the label the same way, `inference.RowReader`). Output:
 `.csv` or `.parquet`, the input columns plus `score`, `variant`, `version`, written to a
 temporary file beside the target and renamed into place only when complete. Chunks are written
 on a helper thread while the next one is read and scored (at most three chunks in memory).

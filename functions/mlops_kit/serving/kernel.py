@@ -7,9 +7,10 @@ this module scores exactly the same way, faster, for the one-row requests an end
   very rows `csv.reader` yields; anything else (quotes, a lone CR) goes through `input_fn`.
 * Encoding CSV rows: `LoadedModel.encode_row`'s rules inlined for text values (blank → NaN,
   `float(value)` for numbers, the vocabulary index of `category_key(value)` for categories, so
-  "1.0" finds "1"). At the first value it does not accept outright (wrong width, not a number,
-  infinite) the whole payload goes through `inference.encode`, which raises the usual
-  PayloadError with the usual message.
+  "1.0" finds "1"). At the first row it does not accept outright (another width, such as a row
+  with id columns, not a number, infinite) the whole payload goes through
+  `inference.encode_rows`, which applies the id-column rule (`RowReader`) or raises the usual
+  PayloadError with the usual message. Scores carry the ids rows sent (`inference.Scores`).
 * Prediction: `Booster.inplace_predict` spends most of a one-row call outside the trees: Python
   argument handling, and a new proxy DMatrix per call whose context initialisation reads the
   cgroup CPU quota and compiles a regex (XGBoost 3.0.5). `DirectPredictor` makes the same C call
@@ -208,25 +209,42 @@ class ModelKernel:
         return inference.encode(rows, self.model)
 
     def score_rows(self, rows: list) -> np.ndarray:
-        return self.predict(inference.encode(rows, self.model))
+        """Scores of rows (`inference.RowReader`'s rule), carrying the ids rows sent."""
+        matrix, ids = inference.encode_rows(rows, self.model)
+        return inference.with_ids(self.predict(matrix), self.model.spec.id_columns, ids)
 
     def encode_payload(self, body: bytes, content_type: str | None) -> np.ndarray:
         """The model matrix for a payload, exactly as `inference.encode(input_fn(...))`."""
+        return self._payload_matrix(body, content_type)[0]
+
+    def _payload_matrix(self, body: bytes, content_type: str | None
+                        ) -> tuple[np.ndarray, list | None]:
         if media_type(content_type) not in CSV_TYPES:
-            return inference.encode(inference.input_fn(body, content_type or ""), self.model)
+            return inference.encode_rows(inference.input_fn(body, content_type or ""),
+                                         self.model)
         rows = csv_rows(body)
         encode_text_row = self._encode_text_row
         encoded = []
         for row in rows:
             values = encode_text_row(row)
             if values is None:
-                return inference.encode(rows, self.model)  # raises the canonical PayloadError
+                # Another width (a row with ids) or a value to refuse: the canonical rule
+                # decides, and raises the canonical PayloadError.
+                return inference.encode_rows(rows, self.model)
             encoded.append(values)
-        return np.asarray(encoded, dtype=np.float32)
+        return np.asarray(encoded, dtype=np.float32), None
 
     def score_payload(self, body: bytes, content_type: str | None) -> np.ndarray:
-        return self.predict(self.encode_payload(body, content_type))
+        """The scores `predict_fn(input_fn(body))` gives, ids included, for `output_fn`."""
+        matrix, ids = self._payload_matrix(body, content_type)
+        return inference.with_ids(self.predict(matrix), self.model.spec.id_columns, ids)
 
     def score_features(self, document: dict[str, Any]) -> float:
         """One row given as {feature: value} (streaming)."""
-        return float(self.predict(inference.encode([document], self.model))[0])
+        return self.score_record(document)[0]
+
+    def score_record(self, document: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        """One record's score and the id fields to pass through ({} when it sent none)."""
+        matrix, ids = inference.encode_rows([document], self.model)
+        names = self.model.spec.id_columns
+        return float(self.predict(matrix)[0]), dict(zip(names, ids[0])) if ids else {}

@@ -1,12 +1,15 @@
 """Streaming scoring: JSON lines in, JSON lines out, through the endpoint's router.
 
-Each input line is a JSON object of feature values, optionally with an `inferenceId`:
+Each input line is a JSON object of feature values, optionally with an `inferenceId`, the
+model's id columns and its label (`inference.RowReader`, the endpoint's rule: ids passed
+through, the label ignored, any other key an error):
 
-    {"inferenceId": "txn-1", "amount": 35.8, "channel": "pos", ...}
+    {"inferenceId": "txn-1", "transaction_id": "tx-1", "amount": 35.8, "channel": "pos", ...}
 
-Each output line is either a score:
+Each output line is either a score, with the ids the line sent:
 
-    {"inferenceId": "txn-1", "score": 0.00034, "variant": "v3", "version": 3}
+    {"inferenceId": "txn-1", "transaction_id": "tx-1", "score": 0.00034, "variant": "v3",
+     "version": 3}
 
 or an error record naming the problem; the stream goes on:
 
@@ -53,7 +56,7 @@ def score_line(router: ScoringRouter, raw: bytes | str, number: int,
             raise PayloadError("inferenceId must be a string")
         variant = router.select()
         try:
-            score = variant.kernel.score_features(document)
+            score, ids = variant.kernel.score_record(document)
         except PayloadError as exc:
             message = str(exc)
             raise PayloadError(message[len("row 0: "):] if message.startswith("row 0: ")
@@ -63,7 +66,8 @@ def score_line(router: ScoringRouter, raw: bytes | str, number: int,
         if inference_id is not None:
             record[INFERENCE_ID] = inference_id
         return record
-    record = {"score": score, "variant": variant.variant_name, "version": variant.version}
+    record = {**ids, "score": score, "variant": variant.variant_name,
+              "version": variant.version}
     if inference_id is not None:
         record = {INFERENCE_ID: inference_id, **record}
     if capture is not None and capture.sampled():
