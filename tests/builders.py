@@ -53,8 +53,9 @@ def registration(run: int | str = 1, *, group: str = "fraud-detector",
 
 def alarm_time(at: datetime | None = None) -> str:
     """A moment as CloudWatch writes an alarm's state timestamp (milliseconds, +0000)."""
-    at = at or datetime.now(timezone.utc)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
+    from mlops_kit.core.timestamps import alarm_timestamp
+
+    return alarm_timestamp(at or datetime.now(timezone.utc))
 
 
 def raised_now(event: dict) -> dict:

@@ -395,7 +395,7 @@ def backdate_claim(registry, head, age):
     """The claim on `head` as if made `age` ago (a claimer that died then)."""
     import sqlite3
 
-    from mlops_kit.registry.local import iso_ms
+    from mlops_kit.core.timestamps import iso_millis as iso_ms
 
     with sqlite3.connect(registry.db_path) as db:
         db.execute("UPDATE rollback_claims SET claimed_at = ? WHERE rolled_back_from = ?",
@@ -578,3 +578,19 @@ def test_an_alarms_own_unrecorded_shift_after_an_unrecorded_promotion_is_not_rep
     assert (record.deployment_id, record.previous_version, record.version) == (
         redelivered.deployment_id, 4, 3)
     assert [subject for subject, _ in outbox] == [f"[{ENDPOINT}] rollback: v4 → v3"]
+
+
+def test_status_lineup_never_shows_a_rolled_back_version(promoted):
+    """v3 rolled back to v2 stays warm at weight 0, but it is no fallback: `mlops status`
+    shows the lineup v2, v1; rolled forward again, v3 leads it once more."""
+    from mlops_kit.registry.service import status
+
+    registry, endpoints, rollback, _, _, _ = promoted
+    assert status(registry, endpoints, ENDPOINT)["lineup"] == [3, 2, 1]
+    assert rollback.handle_event(alarm_event()).action == "rolled_back"
+    report = status(registry, endpoints, ENDPOINT)
+    assert report["champion"] == 2 and report["lineup"] == [2, 1]
+    assert 3 in {v["version"] for v in report["variants"]}  # still warm, just not a fallback
+    forward = rollback.rollforward(ENDPOINT, 3, actor="bob", reason="fixed")
+    assert forward.action == "rolled_forward"
+    assert status(registry, endpoints, ENDPOINT)["lineup"] == [3, 2, 1]

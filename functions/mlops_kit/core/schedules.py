@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .timestamps import parse_iso
+
 SCHEDULED_SOURCE = "aws.events"
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
 CLOCK_SKEW = timedelta(minutes=5)
@@ -36,10 +38,9 @@ def scheduled_run_time(event: Any, *, now: datetime, schedule_minutes: int) -> d
                               f"detail-type {detail_type!r})")
     at = event.get("time")
     try:
-        parsed = datetime.fromisoformat(at.replace("Z", "+00:00"))
-    except (AttributeError, TypeError, ValueError):
+        parsed = parse_iso(at)
+    except ValueError:
         raise NotThisSchedule(f"event time is not an ISO-8601 time: {at!r}") from None
-    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     age = now - parsed
     if age > max_event_age(schedule_minutes):
         raise NotThisSchedule(f"event time {at} is {age} old: older than "

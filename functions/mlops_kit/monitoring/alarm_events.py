@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Mapping
 
 from aws_lambda_powertools.utilities.data_classes import CloudWatchAlarmEvent, EventBridgeEvent
 
+from mlops_kit.core.timestamps import alarm_timestamp, iso_seconds, parse_iso
 from mlops_kit.deploy.events import InvalidEventError
 
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
@@ -53,14 +54,10 @@ class AlarmTransition:
 def _time(value: Any) -> datetime:
     if not isinstance(value, str):
         raise InvalidEventError("alarm state has no timestamp")
-    text = value.replace("Z", "+00:00")
-    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":  # +0000 → +00:00
-        text = text[:-2] + ":" + text[-2:]
     try:
-        parsed = datetime.fromisoformat(text)
+        return parse_iso(value)
     except ValueError:
         raise InvalidEventError(f"alarm timestamp is not a time: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _metric(configuration: Any) -> tuple[str, str, dict[str, str]]:
@@ -119,11 +116,11 @@ def alarm_state_change_event(alarm_name: str, state: str, previous_state: str, *
                              description: str = "", region: str = "local",
                              account: str = "000000000000") -> dict[str, Any]:
     """The EventBridge event CloudWatch emits; the local evaluator emits the same."""
-    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
+    stamp = alarm_timestamp(at)
     return {
         "version": "0", "id": f"{alarm_name}-{int(at.timestamp() * 1000)}",
         "detail-type": ALARM_DETAIL_TYPE, "source": "aws.cloudwatch", "account": account,
-        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region,
+        "time": iso_seconds(at), "region": region,
         "resources": [f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm_name}"],
         "detail": {
             "alarmName": alarm_name,

@@ -31,6 +31,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from mlops_kit.clock import utc_now_iso
+from mlops_kit.core.timestamps import iso_millis
 from mlops_kit.ports import DamagedStateError, StateWriteError
 
 from .base import (
@@ -138,15 +140,6 @@ class OutboxEvent:
                 "outcome": self.outcome}
 
 
-def utc_now() -> str:
-    return iso_ms(datetime.now(timezone.utc))
-
-
-def iso_ms(moment: datetime) -> str:
-    """The one timestamp format of registry.db (fixed width, UTC, 'Z'): string order is time
-    order, which the rollback claim's staleness test relies on."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
 
 
 class LocalRegistry(ModelRegistry):
@@ -280,7 +273,7 @@ class LocalRegistry(ModelRegistry):
     def _write_marker(self) -> None:
         document = {"application_id": APPLICATION_ID, "database": self.db_path.name,
                     "schema_version": SCHEMA_VERSION, "registry_id": str(uuid.uuid4()),
-                    "created_at": utc_now()}
+                    "created_at": utc_now_iso()}
         try:
             _atomic_write(self.marker_path, json.dumps(document, indent=2) + "\n")
         except OSError as exc:  # the registry works without it; the next open writes it
@@ -405,7 +398,7 @@ class LocalRegistry(ModelRegistry):
                 f"'{self.model_group}'")
         request.validate()
         model_uri = self._store_artifact(request.model_artifact)
-        now = utc_now()
+        now = utc_now_iso()
         with self._connect(write=True) as db:
             db.execute("INSERT OR IGNORE INTO model_groups VALUES (?, ?, ?, ?)",
                        (self.model_group, request.owner, request.use_case, now))
@@ -490,7 +483,7 @@ class LocalRegistry(ModelRegistry):
         if not actor.strip() or not reason.strip():
             raise InvalidRegistrationError("a status change needs who (actor) and why (reason)")
         moment = datetime.now(timezone.utc)
-        now = iso_ms(moment)
+        now = iso_millis(moment)
         with self._connect(write=True) as db:
             current = self._fetch(db, version)
             if current.status == status:
@@ -528,7 +521,7 @@ class LocalRegistry(ModelRegistry):
         event_id = str(event.get("id") or uuid.uuid4())
         db.execute("INSERT OR IGNORE INTO outbox (event_id, detail_type, event, created_at) "
                    "VALUES (?, ?, ?, ?)", (event_id, str(event.get("detail-type", "")),
-                                           json.dumps(dict(event), sort_keys=True), utc_now()))
+                                           json.dumps(dict(event), sort_keys=True), utc_now_iso()))
         row = db.execute(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE event_id = ?",
                          (event_id,)).fetchone()
         return _outbox_event(row)
@@ -558,7 +551,7 @@ class LocalRegistry(ModelRegistry):
         with self._connect(write=True) as db:
             cursor = db.execute("UPDATE outbox SET delivered_at = ?, outcome = ?, attempts = "
                                 "attempts + 1 WHERE seq = ? AND delivered_at IS NULL",
-                                (utc_now(), json.dumps(dict(outcome), sort_keys=True,
+                                (utc_now_iso(), json.dumps(dict(outcome), sort_keys=True,
                                                        default=str), seq))
             return cursor.rowcount > 0
 
@@ -570,14 +563,14 @@ class LocalRegistry(ModelRegistry):
                        "AND delivered_at IS NULL", (error[:2000], seq))
             db.execute("UPDATE outbox SET delivered_at = ?, outcome = ? WHERE seq = ? AND "
                        "delivered_at IS NULL AND attempts >= ?",
-                       (utc_now(), json.dumps({"action": "failed", "reason": error[:2000]}),
+                       (utc_now_iso(), json.dumps({"action": "failed", "reason": error[:2000]}),
                         seq, MAX_DELIVERY_ATTEMPTS))
             row = db.execute(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE seq = ?",
                              (seq,)).fetchone()
         return _outbox_event(row)
 
     def archive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
-        now = utc_now()
+        now = utc_now_iso()
         with self._connect(write=True) as db:
             current = self._fetch(db, version)
             if current.archived_at:
@@ -594,7 +587,7 @@ class LocalRegistry(ModelRegistry):
 
     def unarchive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
         """Bring an archived version back (recorded as a transition, like the archive)."""
-        now = utc_now()
+        now = utc_now_iso()
         with self._connect(write=True) as db:
             current = self._fetch(db, version)
             if not current.archived_at:
@@ -643,7 +636,7 @@ class LocalRegistry(ModelRegistry):
         # first wins and every later one reads its claim.
         now = datetime.now(timezone.utc)
         # "" sorts before every timestamp: with no staleness bound nothing is ever taken over.
-        stale = iso_ms(now - stale_after) if stale_after is not None else ""
+        stale = iso_millis(now - stale_after) if stale_after is not None else ""
         with self._connect(write=True) as db:
             _claims_columns(db)
             db.execute(
@@ -654,7 +647,7 @@ class LocalRegistry(ModelRegistry):
                 "from_version = excluded.from_version, to_version = excluded.to_version "
                 "WHERE rollback_claims.claimed_by = excluded.claimed_by "
                 "OR rollback_claims.claimed_at < ?",
-                (self.model_group, endpoint_name, rolled_back_from, deployment_id, iso_ms(now),
+                (self.model_group, endpoint_name, rolled_back_from, deployment_id, iso_millis(now),
                  from_version, to_version, stale))
             return self._claim(db, endpoint_name, rolled_back_from)  # type: ignore[return-value]
 

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from mlops_kit.core.timestamps import epoch_iso_seconds
 from mlops_kit.serving.kernel import CSV_TYPES, JSON_TYPES, media_type
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,6 @@ def capture_health_dir(home: str | Path, endpoint_name: str) -> Path:
     return Path(home) / HEALTH_DIR / CAPTURE_DIR / endpoint_name
 
 
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
 @dataclass(frozen=True)
 class CaptureHealth:
     """One writer's capture health, as /ping and the health file report it."""
@@ -103,12 +100,12 @@ class CaptureHealth:
         where = f" ({self.path})" if self.path else ""
         state = "failing" if self.failing else "recovered from"
         return (f"data capture {state}: {self.cause}{where}, {self.dropped_in_failure} "
-                f"records dropped since {_iso(self.since or 0)}")
+                f"records dropped since {epoch_iso_seconds(self.since or 0)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"failing": self.failing, "dropped": self.dropped, "written": self.written,
                 "cause": self.cause, "path": self.path,
-                "since": _iso(self.since) if self.since is not None else None,
+                "since": epoch_iso_seconds(self.since) if self.since is not None else None,
                 "dropped_in_failure": self.dropped_in_failure, "reason": self.describe()}
 
 
@@ -143,7 +140,7 @@ def capture_line(input_body: bytes, input_type: str, output_body: bytes, output_
         '"eventVersion":"0"}\n' % (
             _quote(input_type or ""), _quote(in_data), in_encoding, _quote(output_type or ""),
             _quote(out_data), out_encoding, event_id or new_event_id(), inference,
-            inference_time or _iso_second(int(time.time())))
+            inference_time or epoch_iso_seconds(int(time.time())))
     ).encode("ascii")
 
 
@@ -152,10 +149,6 @@ def new_event_id(bits: Callable[[int], int] = random.getrandbits) -> str:
     value = (bits(128) & ~(0xF000 << 64) | (0x4000 << 64)) & ~(0xC << 60) | (0x8 << 60)
     text = "%032x" % value
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-def _iso_second(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 @dataclass
@@ -248,7 +241,7 @@ class CaptureWriter:
         now = self._clock()
         second = int(now)
         if second != self._second:
-            self._second, self._second_text = second, _iso_second(second)
+            self._second, self._second_text = second, epoch_iso_seconds(second)
         line = capture_line(input_body, input_type, output_body, output_type,
                             inference_id=inference_id, event_id=new_event_id(self._bits),
                             inference_time=self._second_text)
@@ -401,7 +394,7 @@ class CaptureWriter:
             self._health_dirty = False
             health = self._health_locked()
         document = {"endpoint": self.endpoint_name, "writer": self.writer_id,
-                    "pid": os.getpid(), "updated_at": _iso(time.time()), **health.to_dict()}
+                    "pid": os.getpid(), "updated_at": epoch_iso_seconds(time.time()), **health.to_dict()}
         directory = self.health_path.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
