@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mlops_pipelines.steps import _io, evaluate
+from mlops_pipelines.steps.calibration import CALIBRATION_BINS, calibration_bins
 
 
 def test_ece_of_perfect_and_biased_scores():
@@ -80,8 +81,8 @@ def test_calibration_bins_carry_counts_and_an_interval():
     rng = np.random.default_rng(3)
     scores = rng.uniform(0, 0.2, 5000)
     labels = (rng.random(scores.size) < scores).astype(int)
-    bins = evaluate.calibration_bins(labels, scores)
-    assert len(bins) == evaluate.CALIBRATION_BINS
+    bins = calibration_bins(labels, scores)
+    assert len(bins) == CALIBRATION_BINS
     assert sum(b["rows"] for b in bins) == 5000 and sum(b["positives"] for b in bins) == labels.sum()
     for b in bins:
         assert 0 <= b["low"] <= b["observed"] <= b["high"] <= 1
