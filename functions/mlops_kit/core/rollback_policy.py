@@ -6,13 +6,17 @@ history) and this module decides. The same decision runs in the Lambda and local
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from mlops_kit.core.rotation import VariantWeight, serving_champion
+from mlops_kit.core.guards import VersionFacts, rollforward_refusal
+from mlops_kit.core.rotation import BUSY_STATUSES, VariantWeight, serving_champion
 
-DEFAULT_COOLDOWN = timedelta(minutes=15)
+DEFAULT_COOLDOWN_MINUTES = 15
+"""How long after a rollback the automatic path does nothing (against flapping): the one
+default, for the local home and the Lambda's ROLLBACK_COOLDOWN_MINUTES."""
+DEFAULT_COOLDOWN = timedelta(minutes=DEFAULT_COOLDOWN_MINUTES)
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,7 @@ def decide_rollback(facts: RollbackFacts, *, cooldown: timedelta = DEFAULT_COOLD
     (`superseded_reason`); then the newest fit fallback (`unfit_reason`: not blocked, model
     artifact present, in service with instances, probed healthy).
     """
-    if facts.guardrail_in_flight or facts.endpoint_status in ("Updating", "Creating",
-                                                              "SystemUpdating", "RollingBack"):
+    if facts.guardrail_in_flight or facts.endpoint_status in BUSY_STATUSES:
         return RollbackDecision("defer", f"endpoint is {facts.endpoint_status}"
                                          + (" (guardrail deployment in flight)"
                                             if facts.guardrail_in_flight else "")
@@ -99,6 +102,54 @@ def decide_rollback(facts: RollbackFacts, *, cooldown: timedelta = DEFAULT_COOLD
                             "no healthy warm fallback: traffic stays on "
                             f"v{champion.version}" + (f" ({'; '.join(skipped)})" if skipped else ""),
                             champion.version, skipped=tuple(skipped))
+
+
+def decide_manual_shift(facts: RollbackFacts, to_version: int | None,
+                        target: VersionFacts | None = None) -> RollbackDecision:
+    """On-call's shift (`mlops rollback`, `mlops rollforward --to N`): an explicit action, so
+    no cooldown, no probe required and no alarm to be superseded; the guards still hold.
+
+    Defer unless InService. Without `to_version`: the newest fit fallback, as an alarm's
+    rollback would pick it. With one: it must be warm on the endpoint and not serving already,
+    pass the registry's guard (`target`, for a roll-forward: `rollforward_refusal`), and be fit
+    (`unfit_reason`; the caller leaves `blocked_versions` empty for a roll-forward, which is
+    what unblocks a version)."""
+    if facts.endpoint_status != "InService":
+        return RollbackDecision("defer", f"endpoint is {facts.endpoint_status}")
+    manual = replace(facts, last_rollback_at=None, alarm_raised_at=None, history=(),
+                     guardrail_in_flight=False)
+    if to_version is None:
+        return decide_rollback(manual, cooldown=timedelta(0), require_probe=False)
+    variants = facts.variants
+    champion = serving_champion(variants)
+    chosen = next((v for v in variants if v.version == to_version), None)
+    if chosen is None:
+        warm = ", ".join(f"v{v.version}" for v in variants)
+        return RollbackDecision("none", f"v{to_version} is not warm on this endpoint "
+                                        f"(warm: {warm}); promote it by approval instead")
+    if champion is not None and champion.version == to_version:
+        return RollbackDecision("none", f"v{to_version} already takes the traffic")
+    why = rollforward_refusal(target) if target is not None else ""
+    why = why or unfit_reason(chosen, manual, require_probe=False)
+    if why:
+        return RollbackDecision("none", f"v{to_version} cannot take the traffic: {why}")
+    weights = {v.variant_name: 1.0 if v.version == to_version else 0.0 for v in variants}
+    return RollbackDecision("rollback", f"v{champion.version if champion else '?'} → "
+                                        f"v{to_version} (manual)",
+                            champion.version if champion else None, to_version, weights)
+
+
+def blocked_versions(rejected: Iterable[int], history: Sequence[Any]) -> set[int]:
+    """Versions that must not take the traffic again without a person deciding so: the
+    rejected ones, and every version rolled back (a rollback record's `previous_version`)
+    unless a roll-forward to it came later. `history` is oldest first."""
+    blocked = set(rejected)
+    for record in history:
+        if record.kind == "rollback" and record.previous_version is not None:
+            blocked.add(record.previous_version)
+        elif record.kind == "rollforward":
+            blocked.discard(record.version)
+    return blocked
 
 
 def unfit_reason(candidate: VariantWeight, facts: RollbackFacts, require_probe: bool) -> str:

@@ -7,13 +7,16 @@ the deployment history; nothing is kept by hand.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 MAX_VARIANTS = 10
 """SageMaker's limit of production variants per endpoint config."""
 DEFAULT_WARM_FALLBACKS = 2
+BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
+"""SageMaker EndpointStatus values during which the endpoint takes no change: come back later."""
 VARIANT_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -137,12 +140,63 @@ def promotion_weights(lineup: Lineup, instance_count: int = 1,
         for i, version in enumerate(lineup.versions))
 
 
+def variant_set(variants: Sequence[VariantWeight]) -> frozenset[tuple[str, int]]:
+    """Which versions the endpoint serves under which variant names: what a deploy changes and
+    a weight change never does."""
+    return frozenset((v.variant_name, v.version) for v in variants)
+
+
+def same_traffic(current: Sequence[VariantWeight], other: Sequence[VariantWeight]) -> bool:
+    """The same variants at the same weights, instance counts aside: what the rollback
+    controller compares with the history (a weight change is what it makes; instance counts
+    move on their own, e.g. autoscaling, and a record keeps the ones it asked for)."""
+    def key(variants):
+        return {(v.variant_name, v.version, float(v.weight)) for v in variants}
+    return key(current) == key(other)
+
+
 def same_serving(current: Sequence[VariantWeight], target: Sequence[VariantWeight]) -> bool:
-    """True when the endpoint already serves exactly the target (a re-approval is a no-op)."""
+    """True when the endpoint already serves exactly the target, instance counts included
+    (what a deploy sets: a re-approval that changes nothing is a no-op)."""
     def key(variants):
         return sorted((v.variant_name, v.version, round(v.weight, 6), v.instance_count)
                       for v in variants)
     return key(current) == key(target)
+
+
+def check_weights(weights: Mapping[str, float]) -> None:
+    """Weights an endpoint may take: finite, not negative, and not all 0 (it would serve
+    nothing). ValueError naming the variant otherwise."""
+    if not weights:
+        raise ValueError("no weights given")
+    for name, weight in weights.items():
+        if not math.isfinite(float(weight)) or float(weight) < 0:
+            raise ValueError(f"variant {name}: weight must be a finite number >= 0")
+    if sum(float(w) for w in weights.values()) <= 0:
+        raise ValueError("refusing a total weight of 0: the endpoint would serve nothing")
+
+
+def validate_lineup(variants: Sequence[VariantWeight], model_versions: Collection[int]) -> None:
+    """What every endpoint adapter deploys, in either home: 1 to MAX_VARIANTS variants with
+    unique names, each named after its version (v<N>: how the controllers read an endpoint
+    back), each with an instance (warm, even at weight 0) and a model source among
+    `model_versions`, and weights `check_weights` accepts. ValueError saying what is wrong."""
+    if not variants:
+        raise ValueError("an endpoint config needs at least one variant")
+    if len(variants) > MAX_VARIANTS:
+        raise ValueError(f"{len(variants)} variants: an endpoint config holds at most "
+                         f"{MAX_VARIANTS}")
+    names = [v.variant_name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant names must be unique: {names}")
+    for v in variants:
+        if v.variant_name != variant_name(v.version):
+            raise ValueError(f"variant '{v.variant_name}' must be named {variant_name(v.version)}")
+        if v.instance_count < 1:
+            raise ValueError(f"variant {v.variant_name}: at least one instance, even at weight 0")
+        if v.version not in model_versions:
+            raise ValueError(f"no model source for version {v.version}")
+    check_weights({v.variant_name: v.weight for v in variants})
 
 
 def serving_champion(variants: Sequence[VariantWeight]) -> VariantWeight | None:
@@ -151,3 +205,45 @@ def serving_champion(variants: Sequence[VariantWeight]) -> VariantWeight | None:
     if not live:
         return None
     return max(live, key=lambda v: (v.weight, v.version))
+
+
+def serving_lineup(variants: Sequence[VariantWeight], blocked: Iterable[int] = ()) -> Lineup:
+    """The lineup an endpoint serves now: its champion, then the warm variants a rollback
+    could pick (not blocked: rolled back or rejected), newest first. A version rolled back is
+    still warm at weight 0 until the next promotion replaces it, but it is no fallback, so it
+    is not in the lineup. Empty when nothing takes traffic."""
+    champion = serving_champion(variants)
+    if champion is None:
+        return Lineup(())
+    excluded = set(blocked)
+    fallbacks = sorted({v.version for v in variants
+                        if v.version != champion.version and v.version not in excluded},
+                       reverse=True)
+    return Lineup((champion.version, *fallbacks))
+
+
+def promotion_order(history: Sequence[Any]) -> tuple[int, ...]:
+    """Every version that served as a promotion's champion, newest first, with the lineup the
+    latest promotion deployed (its evidence's `lineup`) leading: an older approval joins the
+    fallbacks without taking the traffic (its record names the champion it kept), so the
+    deployed lineup, not the order of the records, says who is N-1. Rollbacks do not reorder
+    it: it is the order of promotions, not what serves (`serving_lineup`).
+
+    `history` is an endpoint's deployment records (kind, version, evidence), oldest first."""
+    promotions = [d for d in history if d.kind == "promote"]
+    if not promotions:
+        return ()
+    deployed = [int(v) for v in promotions[-1].evidence.get("lineup", [])]
+    older = promotion_history([d.version for d in promotions])
+    return tuple(deployed + [v for v in older if v not in deployed])
+
+
+def protected_versions(history: Sequence[Any], *,
+                       warm_fallbacks: int = DEFAULT_WARM_FALLBACKS) -> set[int]:
+    """Versions retention must never archive: the champion and its warm fallbacks by the
+    promotions (the first 1 + `warm_fallbacks` of `promotion_order`), and every version the
+    endpoint's latest record serves (a rolled-back version stays warm until it is replaced)."""
+    protected = set(promotion_order(history)[:1 + warm_fallbacks])
+    if history:
+        protected |= {v.version for v in history[-1].variants}
+    return protected

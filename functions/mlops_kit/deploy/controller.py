@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, Callable, Mapping
 
 from mlops_kit.core.guards import VersionFacts, promotion_refusal
@@ -52,6 +53,17 @@ def default_model_source(version: ModelVersion) -> ModelSource:
     return ModelSource(version.version, version.model_uri, arn)
 
 
+def backoff_delay(settings: DeploymentSettings, attempt: int) -> float:
+    """The wait after busy try number `attempt` (1, 2, ...): doubling from the base, capped."""
+    return min(settings.max_delay_seconds, settings.base_delay_seconds * 2 ** (attempt - 1))
+
+
+def retry_horizon(settings: DeploymentSettings) -> timedelta:
+    """The waiting `retry_while_busy` does before it gives up."""
+    return timedelta(seconds=sum(backoff_delay(settings, attempt)
+                                 for attempt in range(1, settings.max_attempts)))
+
+
 def retry_while_busy(action: Callable[[], Any], settings: DeploymentSettings,
                      sleep: Callable[[float], None]) -> tuple[Any, int]:
     """Run `action`, waiting with exponential backoff while the endpoint is busy."""
@@ -63,7 +75,7 @@ def retry_while_busy(action: Callable[[], Any], settings: DeploymentSettings,
         except EndpointBusyError:
             if attempt >= settings.max_attempts:
                 raise
-            sleep(min(settings.max_delay_seconds, settings.base_delay_seconds * 2 ** (attempt - 1)))
+            sleep(backoff_delay(settings, attempt))
 
 
 class DeploymentController:

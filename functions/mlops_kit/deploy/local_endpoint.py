@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from mlops_kit.core.rotation import MAX_VARIANTS, VariantWeight
+from mlops_kit.core.rotation import VariantWeight, validate_lineup
 from mlops_kit.deploy.endpoints import EndpointBusyError, EndpointNotFoundError, EndpointView, ModelSource
 from mlops_kit.serving.state import EndpointState, ServedVariant, load_state, now, save_state
 
@@ -59,11 +59,7 @@ class LocalEndpoints:
 
     def deploy(self, endpoint_name: str, variants: Sequence[VariantWeight],
                models: Mapping[int, ModelSource]) -> str:
-        if not variants or len(variants) > MAX_VARIANTS:
-            raise ValueError(f"an endpoint serves 1 to {MAX_VARIANTS} variants, "
-                             f"got {len(variants)}")
-        if sum(v.weight for v in variants) <= 0:
-            raise ValueError("total weight would be 0: the endpoint would serve nothing")
+        validate_lineup(variants, models.keys())
         current = load_state(self.home, endpoint_name)
         if current is not None and current.status != "InService":
             raise EndpointBusyError(f"endpoint {endpoint_name} is {current.status}")

@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from mlops_kit.core.alarms import AlarmDefinition, load_definitions
-from mlops_kit.core.guards import VersionFacts, rollforward_refusal
-from mlops_kit.core.rollback_policy import (DEFAULT_COOLDOWN, RollbackDecision, RollbackFacts,
-                                            VariantHealth, champion_at, decide_rollback,
-                                            last_rollback_time, unfit_reason)
+from mlops_kit.core.rollback_policy import (DEFAULT_COOLDOWN, RollbackDecision, champion_at,
+                                            decide_manual_shift, decide_rollback)
 from mlops_kit.core.rotation import VariantWeight, serving_champion
-from mlops_kit.deploy.controller import DeploymentSettings, retry_while_busy
+from mlops_kit.core.shift_checks import (FOREIGN_CHANGE, UNRECORDED_SHIFT, claim_held_reason,
+                                         stale_decision_reason)
+from mlops_kit.deploy.controller import DeploymentSettings, retry_horizon, retry_while_busy
 from mlops_kit.deploy.endpoints import EndpointAdapter, EndpointBusyError
 from mlops_kit.deploy.local_endpoint import model_artifact_available
+from mlops_kit.deploy.rollback_facts import (EndpointFacts, HealthSource, NoProbes,
+                                             NothingToDecide, ShiftRequest, gather_facts)
 from mlops_kit.monitoring.alarm_events import AlarmTransition, parse_alarm_event
-from mlops_kit.registry.base import (DeploymentRecord, ModelRegistry, RollbackClaim,
-                                     UnknownVersionError)
+from mlops_kit.registry.base import DeploymentRecord, ModelRegistry, RollbackClaim
 from mlops_kit.serving.state import now as iso_now
 
 logger = logging.getLogger(__name__)
@@ -32,18 +33,8 @@ class RollbackDeferred(EndpointBusyError):
     """The endpoint is mid-deployment: the alarm must be handled again later."""
 
 
-class HealthSource(Protocol):
-    def probe_results(self, endpoint_name: str) -> Mapping[str, bool | None]:
-        """Last synthetic-probe verdict per variant name (None: never probed)."""
-
-
 class Notifier(Protocol):
     def notify(self, subject: str, message: Mapping[str, Any]) -> None: ...
-
-
-class NoProbes:
-    def probe_results(self, endpoint_name: str) -> Mapping[str, bool | None]:
-        return {}
 
 
 @dataclass(frozen=True)
@@ -63,7 +54,7 @@ class RollbackSettings:
     inside the alarm's cooldown (15 minutes), so the incident's next alarm is not lost."""
     claim_alert_after: timedelta = timedelta(minutes=2)
     """An alarm held off by a claim at least this old notifies on-call (see
-    `RollbackController._claimed_elsewhere`): by then the holder's invocation has ended
+    `core.shift_checks.claim_held_reason`): by then the holder's invocation has ended
     (the Lambda's timeout) without recording its rollback."""
 
     def __post_init__(self) -> None:
@@ -71,13 +62,6 @@ class RollbackSettings:
             raise ValueError(f"claim_stale_after ({self.claim_stale_after}) must exceed the "
                              f"retry horizon ({retry_horizon(self.retry)}): a live holder "
                              f"could be taken over")
-
-
-def retry_horizon(settings: DeploymentSettings) -> timedelta:
-    """The waiting `retry_while_busy` does before it gives up."""
-    return timedelta(seconds=sum(
-        min(settings.max_delay_seconds, settings.base_delay_seconds * 2 ** (attempt - 1))
-        for attempt in range(1, settings.max_attempts)))
 
 
 @dataclass(frozen=True)
@@ -97,6 +81,16 @@ class RollbackOutcome:
                 "from_version": self.from_version, "to_version": self.to_version,
                 "deployment_id": self.deployment_id,
                 "decided_in_seconds": self.decided_in_seconds, **self.details}
+
+
+@dataclass(frozen=True)
+class ShiftResult:
+    """How the claim-and-apply step ended (a busy endpoint past the last try raises)."""
+    stale: str = ""
+    """Why the decision no longer fits the endpoint ("" when it applied)."""
+    held_by: RollbackClaim | None = None
+    """Another alarm's claim that holds the incident (nothing shifted)."""
+    attempts: int = 0
 
 
 class RollbackController:
@@ -148,13 +142,10 @@ class RollbackController:
         owned, why = self.owns(alarm)
         if not owned:
             return RollbackOutcome("ignored", why, alarm.endpoint_name)
-        outcome = self._shift(alarm.endpoint_name, kind="rollback",
-                              deployment_id=f"rollback:{alarm.transition_key}",
-                              actor=f"alarm:{alarm.alarm_name}",
-                              reason=f"{alarm.alarm_name} in ALARM: {alarm.reason}",
-                              evidence=alarm.evidence(), started=started,
-                              alarm_raised_at=alarm.state_time)
-        return outcome
+        return self._shift(ShiftRequest(
+            alarm.endpoint_name, "rollback", f"rollback:{alarm.transition_key}",
+            f"alarm:{alarm.alarm_name}", f"{alarm.alarm_name} in ALARM: {alarm.reason}",
+            alarm.evidence(), started, alarm_raised_at=alarm.state_time))
 
     # -- manual ------------------------------------------------------------------------------
 
@@ -166,204 +157,117 @@ class RollbackController:
         `deployment_id` names this request: delivered again under the same id (the local
         home's outbox, after the process was killed), it completes its own shift instead of
         rolling back a second time."""
-        return self._shift(endpoint_name, kind="rollback",
-                           deployment_id=deployment_id
-                           or f"manual-rollback:{endpoint_name}:{iso_now()}",
-                           actor=actor, reason=reason, evidence={"manual": True},
-                           to_version=to_version, started=time.perf_counter(), manual=True)
+        return self._shift(ShiftRequest(
+            endpoint_name, "rollback",
+            deployment_id or f"manual-rollback:{endpoint_name}:{iso_now()}", actor, reason,
+            {"manual": True}, time.perf_counter(), to_version, manual=True))
 
     def rollforward(self, endpoint_name: str, to_version: int, *, actor: str,
                     reason: str, deployment_id: str | None = None) -> RollbackOutcome:
         """Send the traffic back to a warm version (e.g. the one rolled back, once fixed)."""
-        return self._shift(endpoint_name, kind="rollforward",
-                           deployment_id=deployment_id
-                           or f"rollforward:{endpoint_name}:{iso_now()}",
-                           actor=actor, reason=reason, evidence={"manual": True},
-                           to_version=to_version, started=time.perf_counter(), manual=True)
+        return self._shift(ShiftRequest(
+            endpoint_name, "rollforward",
+            deployment_id or f"rollforward:{endpoint_name}:{iso_now()}", actor, reason,
+            {"manual": True}, time.perf_counter(), to_version, manual=True))
 
-    # -- the one path ------------------------------------------------------------------------
+    # -- the one path: gather facts → decide → claim → apply → record → notify ---------------
 
-    def _shift(self, endpoint_name: str, *, kind: str, deployment_id: str, actor: str,
-               reason: str, evidence: dict[str, Any], started: float,
-               to_version: int | None = None, manual: bool = False,
-               alarm_raised_at: datetime | None = None) -> RollbackOutcome:
-        history = self.registry.deployments(endpoint_name)
-        if any(d.deployment_id == deployment_id for d in history):
-            return RollbackOutcome("duplicate", "this alarm transition was already handled",
-                                   endpoint_name, deployment_id=deployment_id)
-        view = self.endpoints.describe(endpoint_name)
-        if view is None:
-            return RollbackOutcome("none", f"endpoint {endpoint_name} does not exist: nothing "
-                                           f"serves yet. Approve a version first (`mlops "
-                                           f"registry approve N --reason ...`), or name the "
-                                           f"endpoint (--endpoint, MLOPS_ENDPOINT)",
-                                   endpoint_name)
-        probes = self.health.probe_results(endpoint_name)
-        health = {v.variant_name: VariantHealth(v.variant_name, view.in_service, v.instance_count,
-                                                probes.get(v.variant_name))
-                  for v in view.variants}
-        blocked = frozenset(self.registry.blocked_versions(endpoint_name))
-        missing = self._missing_artifacts(view)
-        champion = serving_champion(view.variants)
-        head = history[-1] if history else None
-        unrecorded: tuple[int, RollbackClaim | None] | None = None
-        if manual and champion is not None and head is not None and not _same_lineup(
-                view.variants, head.variants):
-            # A manual shift delivered again: if its own claim names what serves now, this
-            # request shifted the traffic and died before recording it: record it, once.
-            own = self.registry.rollback_claim(endpoint_name, head.deployment_id)
-            if (own is not None and own.claimed_by == deployment_id
-                    and own.to_version == champion.version and own.from_version is not None):
-                unrecorded = (own.from_version, own)
-        elif not manual and champion is not None and head is not None and not _same_lineup(
-                view.variants, head.variants):
-            # The endpoint is not what its last record says: something changed it unrecorded.
-            unrecorded = self._unrecorded_rollback(endpoint_name, head, view.variants,
-                                                   champion, blocked)
-            recorded = serving_champion(head.variants)
-            if unrecorded is None and (recorded is None or recorded.version != champion.version
-                                       or _variant_set(view.variants)
-                                       != _variant_set(head.variants)):
-                # Not a rollback of this kit's (e.g. a promotion applied whose record failed:
-                # a new variant set). Recording it as "our" rollback would name the new
-                # champion the fallback and never roll back from it; deferring until its
-                # record appears could wait for ever (its redeliveries may run out) while the
-                # alarm is about what serves now. Decide on the endpoint as it is, like every
-                # decision here, and keep the discrepancy in the evidence.
-                evidence = {**evidence, "unrecorded_change": (
-                    f"{endpoint_name} serves v{champion.version} in a lineup no record names "
-                    f"(last record {head.deployment_id}: "
-                    f"v{recorded.version if recorded else '?'}); decided on the endpoint as "
-                    f"it is")}
-        if unrecorded is not None:
-            # Traffic moved but no record says so: an earlier delivery of an alarm shifted
-            # the weights and failed before writing the history. Finish that rollback instead
-            # of deciding again (which would pick the version the alarm was about, or roll back
-            # a second time), but only as the alarm that claimed it: another alarm of the same
-            # incident would record it under its own id, a second time once the claimer is
-            # redelivered (a claim older than `claim_stale_after` is taken over: its holder is
-            # gone).
-            previous, _ = unrecorded
-            assert head is not None and champion is not None
-            claim = self.registry.claim_rollback(
-                endpoint_name, head.deployment_id, deployment_id, from_version=previous,
-                to_version=champion.version, stale_after=self.settings.claim_stale_after)
-            if claim.claimed_by != deployment_id:
-                return self._claimed_elsewhere(endpoint_name, claim, previous,
-                                               time.perf_counter() - started)
-            record = DeploymentRecord(
-                deployment_id=deployment_id, endpoint_name=endpoint_name, kind=kind,  # type: ignore[arg-type]
-                version=champion.version, variants=view.variants, actor=actor, reason=reason,
-                at=iso_now(), previous_version=previous,
-                evidence={**evidence, "decision": "completed an unrecorded shift"})
-            self.registry.record_deployment(record)
-            # The crashed delivery never got to its notification: this is the incident's one.
-            self._notify(f"[{endpoint_name}] {kind}: v{previous} → v{champion.version}",
-                         {"endpoint": endpoint_name, "kind": kind, "from": previous,
-                          "to": champion.version, "reason": reason, "evidence": evidence,
-                          "at": record.at})
-            return RollbackOutcome("rolled_back" if kind == "rollback" else "rolled_forward",
-                                   "completed an earlier, unrecorded shift",
-                                   endpoint_name, previous, champion.version,
-                                   deployment_id, time.perf_counter() - started)
-        if manual:
-            decision = self._manual_decision(
-                view.variants, view.status, champion, to_version,
-                blocked if kind == "rollback" else frozenset(), health, missing,
-                self._rollforward_facts(to_version) if kind == "rollforward" else None)
-        else:
-            if alarm_raised_at is not None:
-                # The champion the alarm was raised against, by the history (None: the alarm
-                # is older than every record): kept with the rollback and its notification.
-                about = champion_at(history, alarm_raised_at)
-                evidence = {**evidence, "raised_against": about.version if about else None}
-            decision = decide_rollback(
-                RollbackFacts(view.status, view.variants, health, blocked,
-                              last_rollback_time(history), self.clock(),
-                              missing_artifacts=missing, alarm_raised_at=alarm_raised_at,
-                              history=tuple(history)),
-                cooldown=self.settings.cooldown, require_probe=self.settings.require_probe)
-        decided = time.perf_counter() - started
+    def _shift(self, request: ShiftRequest) -> RollbackOutcome:
+        facts = gather_facts(request, registry=self.registry, endpoints=self.endpoints,
+                             health=self.health, clock=self.clock,
+                             artifact_available=self.artifact_available)
+        if isinstance(facts, NothingToDecide):
+            return RollbackOutcome(facts.action, facts.reason, request.endpoint_name,
+                                   deployment_id=facts.deployment_id)
+        if facts.change.kind == UNRECORDED_SHIFT:
+            # Traffic moved but no record says so: an earlier delivery shifted the weights
+            # and failed before writing the history. Finish it instead of deciding again.
+            return self._complete_unrecorded(request, facts)
+        if facts.change.kind == FOREIGN_CHANGE:
+            # Decide on the endpoint as it is, like every decision here; keep the discrepancy.
+            request = request.with_evidence(unrecorded_change=facts.change.note)
+        request, decision = self._decide(request, facts)
+        decided = request.elapsed()
+        if decision.action != "rollback":
+            return self._answer_without_shift(request, decision, decided)
+        result = self._claim_and_apply(request, facts, decision)
+        if result.held_by is not None:
+            return self._claimed_elsewhere(request.endpoint_name, result.held_by,
+                                           decision.from_version, decided)
+        return self._record_and_notify(request, facts, decision, result.attempts, decided)
+
+    def _decide(self, request: ShiftRequest, facts: EndpointFacts
+                ) -> tuple[ShiftRequest, RollbackDecision]:
+        if request.manual:
+            return request, decide_manual_shift(facts.policy, request.to_version, facts.target)
+        if request.alarm_raised_at is not None:
+            # The champion the alarm was raised against, by the history (None: the alarm is
+            # older than every record): kept with the rollback and its notification.
+            about = champion_at(facts.history, request.alarm_raised_at)
+            request = request.with_evidence(raised_against=about.version if about else None)
+        return request, decide_rollback(facts.policy, cooldown=self.settings.cooldown,
+                                        require_probe=self.settings.require_probe)
+
+    def _answer_without_shift(self, request: ShiftRequest, decision: RollbackDecision,
+                              decided: float) -> RollbackOutcome:
+        name = request.endpoint_name
         if decision.action == "defer":
             raise RollbackDeferred(decision.reason)
         if decision.action == "superseded":
-            # Not this champion's alarm. While it stays in ALARM it sends no other
-            # transition, so on-call hears of it: if the new champion fails too, nothing
-            # else will roll it back.
+            # Not this champion's alarm. While it stays in ALARM it sends no other transition,
+            # so on-call hears of it: if the new champion fails too, nothing else rolls it back.
             logger.warning("alarm not rolled back: %s", decision.reason)
-            self._notify(f"[{endpoint_name}] alarm not acted on: the champion changed since",
-                         {"endpoint": endpoint_name, "reason": reason,
-                          "decision": decision.reason, "evidence": evidence})
-            return RollbackOutcome("none", decision.reason, endpoint_name, decision.from_version,
+            self._notify(f"[{name}] alarm not acted on: the champion changed since",
+                         {"endpoint": name, "reason": request.reason,
+                          "decision": decision.reason, "evidence": request.evidence})
+            return RollbackOutcome("none", decision.reason, name, decision.from_version,
                                    decided_in_seconds=decided)
         if decision.action == "no_healthy_fallback":
-            self._notify(f"[{endpoint_name}] ALERT: alarm fired but no healthy fallback",
-                         {"endpoint": endpoint_name, "reason": reason, "decision": decision.reason,
-                          "evidence": evidence})
-            return RollbackOutcome("no_healthy_fallback", decision.reason, endpoint_name,
+            self._notify(f"[{name}] ALERT: alarm fired but no healthy fallback",
+                         {"endpoint": name, "reason": request.reason,
+                          "decision": decision.reason, "evidence": request.evidence})
+            return RollbackOutcome("no_healthy_fallback", decision.reason, name,
                                    decision.from_version, decided_in_seconds=decided)
-        if decision.action != "rollback":
-            return RollbackOutcome("none", decision.reason, endpoint_name, decision.from_version,
-                                   decided_in_seconds=decided)
+        return RollbackOutcome("none", decision.reason, name, decision.from_version,
+                               decided_in_seconds=decided)
 
-        changed: list[str] = []
-        claimed_by: list[RollbackClaim] = []
-        held: list[bool] = []
-        shifted: list[bool] = []
-        # What this rollback moves the traffic away from: the record that made the champion
-        # serve (or, for an endpoint the kit has no record of, the serving version).
-        rolled_back_from = (history[-1].deployment_id if history
-                            else f"serving:v{decision.from_version}")
+    def _claim_and_apply(self, request: ShiftRequest, facts: EndpointFacts,
+                         decision: RollbackDecision) -> ShiftResult:
+        """Each try: check the decision still fits the endpoint, claim, change the weights.
 
-        def shift() -> None:
-            # The weights were decided for the lineup described above. If a promotion replaced
-            # it meanwhile (in AWS the deployment Lambda runs apart from this one), applying
-            # them would leave a mixed lineup (the new champion and the fallback both at 1) or
-            # name a variant that is gone: decide again on the new lineup instead.
-            # Likewise if the traffic moved meanwhile (another alarm's invocation shifted it:
-            # reserved concurrency 1 is not a lock, and UpdateEndpointWeightsAndCapacities has
-            # no compare-and-swap): shifting again would record a second rollback for one
-            # incident; decided again, the alarm finds that rollback's cooldown.
-            now = self.endpoints.describe(endpoint_name)
-            names = sorted(v.variant_name for v in now.variants) if now else []
-            if names != sorted(decision.weights):
-                changed.append(f"the lineup of {endpoint_name} changed while deciding (decided "
-                               f"for {', '.join(sorted(decision.weights))}; now "
-                               f"{', '.join(names) or 'none'})")
-                return
-            decided_from = {v.variant_name: v.weight for v in view.variants}
-            if {v.variant_name: v.weight for v in now.variants} != decided_from:
-                changed.append(f"the traffic of {endpoint_name} moved while deciding (decided "
-                               f"from v{decision.from_version} serving)")
-                return
-            # Two alarms released at the same instant both pass the check above, and
-            # UpdateEndpointWeightsAndCapacities would accept both: the claim is the first
-            # durable write, and only its holder shifts, records and notifies. Manual shifts
-            # are explicit operator actions: they go ahead whoever holds the claim, but write
-            # one when none is live, as the record of what they are about to do (from, to),
-            # so that their redelivery can recognise its own shift.
-            # A busy retry claims again, which renews the claim (see claim_stale_after).
-            if manual:
-                self.registry.claim_rollback(
-                    endpoint_name, rolled_back_from, deployment_id,
-                    from_version=decision.from_version, to_version=decision.to_version,
-                    stale_after=self.settings.claim_stale_after)
-            else:
-                claim = self.registry.claim_rollback(
-                    endpoint_name, rolled_back_from, deployment_id,
-                    from_version=decision.from_version, to_version=decision.to_version,
-                    stale_after=self.settings.claim_stale_after)
-                if claim.claimed_by != deployment_id:
-                    claimed_by.append(claim)
-                    return
-                held.append(True)
-            self.endpoints.set_weights(endpoint_name, decision.weights)
-            shifted.append(True)
+        Two alarms released at the same instant both pass the check, and
+        UpdateEndpointWeightsAndCapacities would accept both: the claim is the first durable
+        write, and only its holder shifts, records and notifies. Manual shifts are explicit
+        operator actions: they go ahead whoever holds the claim, but write one when none is
+        live, as the record of what they are about to do (from, to), so that their redelivery
+        can recognise its own shift. A busy retry claims again, which renews the claim (see
+        `RollbackSettings.claim_stale_after`)."""
+        name, rolled_back_from = request.endpoint_name, facts.rolled_back_from
+        claimed = False  # whether this invocation holds the claim: released if nothing shifts
+
+        def attempt() -> ShiftResult:
+            nonlocal claimed
+            now = self.endpoints.describe(name)
+            stale = stale_decision_reason(name, facts.view.variants, decision.weights,
+                                          now.variants if now is not None else None,
+                                          decision.from_version)
+            if stale:
+                return ShiftResult(stale=stale)
+            claim = self.registry.claim_rollback(
+                name, rolled_back_from, request.deployment_id,
+                from_version=decision.from_version, to_version=decision.to_version,
+                stale_after=self.settings.claim_stale_after)
+            if not request.manual:
+                if claim.claimed_by != request.deployment_id:
+                    return ShiftResult(held_by=claim)
+                claimed = True
+            self.endpoints.set_weights(name, decision.weights)
+            return ShiftResult()
 
         try:
-            _, attempts = retry_while_busy(shift, self.settings.retry, self.sleep)
-            if changed:
-                raise RollbackDeferred(f"{changed[0]}: nothing shifted, the alarm must be "
+            result, attempts = retry_while_busy(attempt, self.settings.retry, self.sleep)
+            if result.stale:
+                raise RollbackDeferred(f"{result.stale}: nothing shifted, the alarm must be "
                                        f"decided again on the endpoint as it is now")
         except BaseException as exc:
             # Claimed, but the weights did not change (busy past the last try, rejected,
@@ -371,110 +275,61 @@ class RollbackController:
             # other alarm about this head would find it and do nothing while this event waits
             # for its redelivery. Once the weights changed the claim stays: it is what lets the
             # redelivery, and no other alarm, record that shift.
-            if held and not shifted:
-                self._release(endpoint_name, rolled_back_from, deployment_id, exc)
+            if claimed:
+                self._release(name, rolled_back_from, request.deployment_id, exc)
             raise
-        if claimed_by:
-            return self._claimed_elsewhere(endpoint_name, claimed_by[0],
-                                           decision.from_version, decided)
+        return replace(result, attempts=attempts)
+
+    def _record_and_notify(self, request: ShiftRequest, facts: EndpointFacts,
+                           decision: RollbackDecision, attempts: int,
+                           decided: float) -> RollbackOutcome:
         shifted_at = iso_now()
         variants = tuple(VariantWeight(v.variant_name, v.version, decision.weights[v.variant_name],
-                                       v.instance_count) for v in view.variants)
-        record = DeploymentRecord(
-            deployment_id=deployment_id, endpoint_name=endpoint_name, kind=kind,  # type: ignore[arg-type]
-            version=decision.to_version, variants=variants, actor=actor, reason=reason,
-            at=shifted_at, previous_version=decision.from_version,
-            evidence={**evidence, "decision": decision.reason, "skipped": list(decision.skipped),
-                      "attempts": attempts,
-                      "seconds_to_shift": round(time.perf_counter() - started, 4)})
-        self.registry.record_deployment(record)
-        self._notify(f"[{endpoint_name}] {kind}: v{decision.from_version} → v{decision.to_version}",
-                     {"endpoint": endpoint_name, "kind": kind, "from": decision.from_version,
-                      "to": decision.to_version, "reason": reason, "evidence": evidence,
-                      "at": shifted_at})
-        action = "rolled_back" if kind == "rollback" else "rolled_forward"
-        return RollbackOutcome(action, decision.reason, endpoint_name, decision.from_version,
-                               decision.to_version, deployment_id, decided,
+                                       v.instance_count) for v in facts.view.variants)
+        seconds = round(request.elapsed(), 4)
+        self.registry.record_deployment(DeploymentRecord(
+            deployment_id=request.deployment_id, endpoint_name=request.endpoint_name,
+            kind=request.kind, version=decision.to_version,  # type: ignore[arg-type]
+            variants=variants, actor=request.actor, reason=request.reason, at=shifted_at,
+            previous_version=decision.from_version,
+            evidence={**request.evidence, "decision": decision.reason,
+                      "skipped": list(decision.skipped), "attempts": attempts,
+                      "seconds_to_shift": seconds}))
+        self._notify_shift(request, decision.from_version, decision.to_version, shifted_at)
+        return RollbackOutcome(request.action, decision.reason, request.endpoint_name,
+                               decision.from_version, decision.to_version,
+                               request.deployment_id, decided,
                                {"attempts": attempts, "shifted_at": shifted_at,
-                                "seconds_to_shift": record.evidence["seconds_to_shift"]})
+                                "seconds_to_shift": seconds})
 
-    def _missing_artifacts(self, view) -> dict[int, str]:
-        """Versions on the endpoint whose model directory is gone (version → URI); only
-        adapters that name the served model directories (the local one) are checked."""
-        uris: Mapping[str, str] = getattr(view, "model_uris", None) or {}
-        return {v.version: uris[v.variant_name] for v in view.variants
-                if v.variant_name in uris and not self.artifact_available(uris[v.variant_name])}
+    def _complete_unrecorded(self, request: ShiftRequest, facts: EndpointFacts
+                             ) -> RollbackOutcome:
+        """Record the shift an earlier delivery made, but only as the request that claimed
+        it: another alarm of the same incident would record it under its own id, a second time
+        once the claimer is redelivered (a claim older than `claim_stale_after` is taken over:
+        its holder is gone)."""
+        name, previous = request.endpoint_name, facts.change.from_version
+        champion = serving_champion(facts.view.variants)
+        assert champion is not None  # an unrecorded shift has a champion
+        claim = self.registry.claim_rollback(
+            name, facts.rolled_back_from, request.deployment_id, from_version=previous,
+            to_version=champion.version, stale_after=self.settings.claim_stale_after)
+        if claim.claimed_by != request.deployment_id:
+            return self._claimed_elsewhere(name, claim, previous, request.elapsed())
+        at = iso_now()
+        self.registry.record_deployment(DeploymentRecord(
+            deployment_id=request.deployment_id, endpoint_name=name,
+            kind=request.kind, version=champion.version,  # type: ignore[arg-type]
+            variants=facts.view.variants, actor=request.actor, reason=request.reason, at=at,
+            previous_version=previous,
+            evidence={**request.evidence, "decision": "completed an unrecorded shift"}))
+        # The crashed delivery never got to its notification: this is the incident's one.
+        self._notify_shift(request, previous, champion.version, at)
+        return RollbackOutcome(request.action, "completed an earlier, unrecorded shift", name,
+                               previous, champion.version, request.deployment_id,
+                               request.elapsed())
 
-    def _rollforward_facts(self, version: int | None) -> VersionFacts | None:
-        """What the registry says about a roll-forward target (None: it does not know it)."""
-        if version is None:
-            return None
-        try:
-            known = self.registry.get(version)
-        except UnknownVersionError:
-            return None
-        return VersionFacts(version, str(known.status), known.archived_at, known.status_reason,
-                            known.model_uri, self.artifact_available(known.model_uri))
-
-    def _manual_decision(self, variants, status, champion, to_version, blocked, health,
-                         missing, target_facts: VersionFacts | None = None):
-        if status != "InService":
-            return RollbackDecision("defer", f"endpoint is {status}")
-        if to_version is None:
-            return decide_rollback(RollbackFacts(status, variants, health, blocked, None,
-                                                 self.clock(), missing_artifacts=missing),
-                                   cooldown=timedelta(0), require_probe=False)
-        target = next((v for v in variants if v.version == to_version), None)
-        if target is None:
-            warm = ", ".join(f"v{v.version}" for v in variants)
-            return RollbackDecision("none", f"v{to_version} is not warm on this endpoint "
-                                            f"(warm: {warm}); promote it by approval instead")
-        if champion is not None and champion.version == to_version:
-            return RollbackDecision("none", f"v{to_version} already takes the traffic")
-        if target_facts is not None:
-            refused = rollforward_refusal(target_facts)
-            if refused:
-                return RollbackDecision("none", f"v{to_version} cannot take the traffic: "
-                                                f"{refused}")
-        why = unfit_reason(target, RollbackFacts(status, variants, health, blocked, None,
-                                                 self.clock(), missing_artifacts=missing),
-                           require_probe=False)
-        if why:
-            return RollbackDecision("none", f"v{to_version} cannot take the traffic: {why}")
-        weights = {v.variant_name: 1.0 if v.version == to_version else 0.0 for v in variants}
-        return RollbackDecision("rollback", f"v{champion.version if champion else '?'} → "
-                                            f"v{to_version} (manual)",
-                                champion.version if champion else None, to_version, weights)
-
-    def _unrecorded_rollback(self, endpoint_name: str, head: DeploymentRecord,
-                             variants: Sequence[VariantWeight], champion: VariantWeight,
-                             blocked: frozenset[int]) -> tuple[int, RollbackClaim | None] | None:
-        """(the version rolled back from, the claim) when the endpoint, unlike its head record,
-        is what an alarm's rollback from that head leaves; None for any other change.
-
-        Either a live claim on the head names the serving champion as its holder's target (the
-        holder decided that shift and made it), or, for a shift whose claim is gone, the lineup
-        has a rollback's shape: the same variants as the head record, the champion one of its
-        warm weight-0 fallbacks and not a blocked version (a rollback never picks one), the
-        recorded champion now at weight 0. A promotion brings a new variant set; a roll-forward
-        sends the traffic to a blocked version: neither passes.
-        """
-        claim = self.registry.rollback_claim(endpoint_name, head.deployment_id)
-        if (claim is not None and claim.to_version == champion.version
-                and claim.from_version is not None and claim.from_version != champion.version):
-            return claim.from_version, claim
-        recorded = serving_champion(head.variants)
-        if recorded is None or recorded.version == champion.version:
-            return None
-        if _variant_set(variants) != _variant_set(head.variants):
-            return None
-        before = {v.variant_name: v for v in head.variants}
-        now = {v.variant_name: v for v in variants}
-        if before[champion.variant_name].weight != 0 or champion.version in blocked:
-            return None
-        if now[recorded.variant_name].weight != 0:
-            return None
-        return recorded.version, claim
+    # -- effects ---------------------------------------------------------------------------
 
     def _release(self, endpoint_name: str, rolled_back_from: str, deployment_id: str,
                  cause: BaseException) -> None:
@@ -491,46 +346,28 @@ class RollbackController:
 
     def _claimed_elsewhere(self, endpoint_name: str, claim: RollbackClaim,
                            from_version: int | None, decided: float) -> RollbackOutcome:
-        """`none`: another alarm's rollback holds this incident. Notifications stay low: a
-        claim younger than `claim_alert_after` is the normal case of two alarms of one incident
-        seconds apart, and its holder notifies its own rollback; only a claim at least that old
-        (its holder's invocation has ended without recording: it died, and its redelivery or the
-        take-over after `claim_stale_after` is all that is left) notifies on-call, since this
-        alarm's `none` is cached by idempotency and will not run again."""
-        holder, rolled_back_from = claim.claimed_by, claim.rolled_back_from
-        reason = (f"{holder} already rolls {endpoint_name} back from v{from_version} "
-                  f"({rolled_back_from}), claimed at {claim.claimed_at}: one rollback per "
-                  f"incident, nothing shifted")
-        details = {"claimed_by": holder, "claimed_at": claim.claimed_at,
-                   "rolled_back_from": rolled_back_from}
-        try:
-            age = self.clock() - datetime.fromisoformat(claim.claimed_at.replace("Z", "+00:00"))
-        except ValueError:  # pragma: no cover - both stores write ISO-8601
-            age = timedelta(0)
-        if age >= self.settings.claim_alert_after:
-            free_at = (datetime.fromisoformat(claim.claimed_at.replace("Z", "+00:00"))
-                       + self.settings.claim_stale_after)
-            reason += (f"; the claim is {int(age.total_seconds())} s old and its rollback is "
-                       f"not recorded: its holder may be dead. The next alarm may take it over "
-                       f"from {free_at.isoformat(timespec='seconds')}; `mlops rollback` "
-                       f"works now")
-            logger.warning("rollback held by an old claim: %s", reason)
+        """`none`: another alarm's rollback holds this incident (`claim_held_reason` says
+        when on-call must hear of it)."""
+        held = claim_held_reason(endpoint_name, claim, from_version, self.clock(),
+                                 alert_after=self.settings.claim_alert_after,
+                                 stale_after=self.settings.claim_stale_after)
+        if held.alert:
+            logger.warning("rollback held by an old claim: %s", held.reason)
             self._notify(f"[{endpoint_name}] ALERT: alarm held off by an unfinished rollback "
-                         f"claim", {"endpoint": endpoint_name, "reason": reason, **details})
+                         f"claim", {"endpoint": endpoint_name, "reason": held.reason,
+                                    **held.details})
         else:
-            logger.info("rollback held by another alarm: %s", reason)
-        return RollbackOutcome("none", reason, endpoint_name, from_version,
-                               decided_in_seconds=decided, details=details)
+            logger.info("rollback held by another alarm: %s", held.reason)
+        return RollbackOutcome("none", held.reason, endpoint_name, from_version,
+                               decided_in_seconds=decided, details=dict(held.details))
+
+    def _notify_shift(self, request: ShiftRequest, from_version: int | None,
+                      to_version: int | None, at: str) -> None:
+        self._notify(f"[{request.endpoint_name}] {request.kind}: v{from_version} → v{to_version}",
+                     {"endpoint": request.endpoint_name, "kind": request.kind,
+                      "from": from_version, "to": to_version, "reason": request.reason,
+                      "evidence": request.evidence, "at": at})
 
     def _notify(self, subject: str, message: Mapping[str, Any]) -> None:
         if self.notifier is not None:
             self.notifier.notify(subject, message)
-
-
-def _variant_set(variants: Sequence[VariantWeight]) -> set[tuple[str, int]]:
-    return {(v.variant_name, v.version) for v in variants}
-
-
-def _same_lineup(a: Sequence[VariantWeight], b: Sequence[VariantWeight]) -> bool:
-    return ({(v.variant_name, v.version, float(v.weight)) for v in a}
-            == {(v.variant_name, v.version, float(v.weight)) for v in b})

@@ -22,7 +22,6 @@ sagemaker:UpdateEndpointWeightsAndCapacities, and iam:PassRole on the execution 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
@@ -33,12 +32,11 @@ from botocore.exceptions import ClientError
 
 from mlops_kit.aws.clients import Backoff, LazyClient, error_code, error_message
 from mlops_kit.aws.models import ensure_model, resource_name
-from mlops_kit.core.rotation import (MAX_VARIANTS, VariantWeight, same_serving, variant_name,
-                                     version_of_variant)
+from mlops_kit.core.rotation import (BUSY_STATUSES, VariantWeight, check_weights, same_serving,
+                                     validate_lineup, variant_set, version_of_variant)
 
 from .endpoints import EndpointBusyError, EndpointNotFoundError, EndpointView, ModelSource
 
-BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 IAM_ACTIONS = ("sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
                "sagemaker:CreateModel", "sagemaker:CreateEndpointConfig",
                "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
@@ -213,7 +211,7 @@ class SageMakerEndpoints:
     def deploy(self, endpoint_name: str, variants: Sequence[VariantWeight],
                models: Mapping[int, ModelSource]) -> str:
         variants = tuple(variants)
-        validate_variants(variants, models)
+        validate_lineup(variants, models.keys())
         current = self.describe(endpoint_name)
         if current is not None and current.status in BUSY_STATUSES:
             raise EndpointBusyError(f"{endpoint_name} is {current.status}: try again later")
@@ -241,9 +239,8 @@ class SageMakerEndpoints:
             request: dict[str, Any] = {"EndpointName": endpoint_name,
                                        "EndpointConfigName": config_name,
                                        "RetainAllVariantProperties": False}
-            same_names = ({v.variant_name for v in current.variants}
-                          == {v.variant_name for v in variants})
-            if self.deployment_config and same_names:
+            # Variant names follow versions (v<N>), so the same names are the same variant set.
+            if self.deployment_config and variant_set(current.variants) == variant_set(variants):
                 request["DeploymentConfig"] = self.deployment_config
             self._call("update_endpoint", **request)
         return config_name
@@ -301,36 +298,6 @@ def endpoint_config_name(endpoint_name: str, config: Mapping[str, Any]) -> str:
     the same lineup on the same endpoint always gets the same config name."""
     content = json.dumps({"endpoint": endpoint_name, **config}, sort_keys=True)
     return resource_name(endpoint_name, content, digest_chars=12)
-
-
-def check_weights(weights: Mapping[str, float]) -> None:
-    if not weights:
-        raise ValueError("no weights given")
-    for name, weight in weights.items():
-        if not math.isfinite(float(weight)) or float(weight) < 0:
-            raise ValueError(f"variant {name}: weight must be a finite number >= 0")
-    if sum(float(w) for w in weights.values()) <= 0:
-        raise ValueError("refusing a total weight of 0: the endpoint would serve nothing")
-
-
-def validate_variants(variants: Sequence[VariantWeight], models: Mapping[int, ModelSource]
-                      ) -> None:
-    if not variants:
-        raise ValueError("an endpoint config needs at least one variant")
-    if len(variants) > MAX_VARIANTS:
-        raise ValueError(f"{len(variants)} variants: an endpoint config holds at most "
-                         f"{MAX_VARIANTS}")
-    names = [v.variant_name for v in variants]
-    if len(set(names)) != len(names):
-        raise ValueError(f"variant names must be unique: {names}")
-    for v in variants:
-        if v.variant_name != variant_name(v.version):
-            raise ValueError(f"variant '{v.variant_name}' must be named {variant_name(v.version)}")
-        if v.instance_count < 1:
-            raise ValueError(f"variant {v.variant_name}: at least one instance, even at weight 0")
-        if v.version not in models:
-            raise ValueError(f"no model source for version {v.version}")
-    check_weights({v.variant_name: v.weight for v in variants})
 
 
 def _busy(exc: ClientError) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 from mlops_kit.config import LocalSettings
 from mlops_kit.core.approvals import undeployed_approval
+from mlops_kit.core.rollback_policy import DEFAULT_COOLDOWN
 from mlops_kit.homes import Backend
 from mlops_kit.registry.base import ModelVersion
 
@@ -62,7 +63,9 @@ def backend(settings: LocalSettings | None = None) -> Backend:
                    settings.endpoint_name, settings.owner, emit,
                    lambda: rollback_controller(settings), lambda: single_writer(settings),
                    alarm_states=lambda endpoint: local_alarm_states(settings, endpoint),
-                   cooldown=rollback_controller(settings).settings.cooldown,
+                   # The local rollback controller runs with the default settings
+                   # (`control_plane.rollback_controller`): its cooldown is the default one.
+                   cooldown=DEFAULT_COOLDOWN,
                    manual_shift=manual_shift, resend_status_change=resend)
 
 

@@ -13,7 +13,8 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from mlops_kit.core.rotation import Lineup, VariantWeight, promotion_history, serving_champion
+from mlops_kit.core.rollback_policy import blocked_versions
+from mlops_kit.core.rotation import Lineup, VariantWeight, promotion_order, serving_champion
 
 MODEL_GROUP_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 """SageMaker's rule for ModelPackageGroupName; the local registry follows it too."""
@@ -264,23 +265,12 @@ class ModelRegistry(ABC):
 
     def blocked_versions(self, endpoint_name: str | None = None) -> set[int]:
         """Versions rolled back (and not rolled forward since), or rejected: never re-promoted
-        automatically."""
-        blocked = {v.version for v in self.list_versions(ApprovalStatus.REJECTED)}
-        for record in self.deployments(endpoint_name):
-            if record.kind == "rollback" and record.previous_version is not None:
-                blocked.add(record.previous_version)
-            elif record.kind == "rollforward":
-                blocked.discard(record.version)
-        return blocked
+        automatically (`core.rollback_policy.blocked_versions`)."""
+        rejected = (v.version for v in self.list_versions(ApprovalStatus.REJECTED))
+        return blocked_versions(rejected, self.deployments(endpoint_name))
 
     def lineup(self, endpoint_name: str | None = None) -> Lineup:
-        """Every version that served as champion, newest first (champion, N-1, N-2 lead): the
-        lineup the latest promotion deployed (its evidence), then the older champions. An older
-        approval joins the fallbacks without taking the traffic (its record names the champion
-        it kept, the approval in `approved_version`), so the deployed lineup, not the order of
-        the records, says who is N-1."""
-        promotions = [d for d in self.deployments(endpoint_name) if d.kind == "promote"]
-        history = promotion_history([d.version for d in promotions])
-        deployed = [int(v) for v in promotions[-1].evidence.get("lineup", [])] if promotions \
-            else []
-        return Lineup(tuple(deployed + [v for v in history if v not in deployed]))
+        """The promotion order: every version that served as a promotion's champion, newest
+        first (`core.rotation.promotion_order`). Not what serves now: a rollback does not
+        reorder it (`core.rotation.serving_lineup` is the endpoint's lineup)."""
+        return Lineup(promotion_order(self.deployments(endpoint_name)))

@@ -7,9 +7,11 @@ from typing import Any, Mapping, Sequence
 
 from mlops_kit.core.retention import (ArchiveDecision, RetentionCandidate, RetentionPolicy,
                                       select_for_archive)
-from mlops_kit.core.rotation import serving_champion
+from mlops_kit.core.rollback_policy import blocked_versions
+from mlops_kit.core.rotation import (DEFAULT_WARM_FALLBACKS, protected_versions, serving_champion,
+                                     serving_lineup)
 from mlops_kit.deploy.endpoints import EndpointAdapter
-from mlops_kit.registry.base import DeploymentRecord, ModelRegistry
+from mlops_kit.registry.base import ApprovalStatus, DeploymentRecord, ModelRegistry
 
 
 def _parse_time(value: str) -> datetime:
@@ -17,14 +19,13 @@ def _parse_time(value: str) -> datetime:
 
 
 def prune(registry: ModelRegistry, *, endpoint_name: str | None, policy: RetentionPolicy,
-          actor: str, dry_run: bool, now: datetime | None = None) -> list[ArchiveDecision]:
-    """Archive what the retention policy selects; the champion, N-1 and N-2 are protected."""
+          actor: str, dry_run: bool, now: datetime | None = None,
+          warm_fallbacks: int = DEFAULT_WARM_FALLBACKS) -> list[ArchiveDecision]:
+    """Archive what the retention policy selects; the champion and its warm fallbacks (N-1,
+    N-2) are protected (`core.rotation.protected_versions`)."""
     now = now or datetime.now(timezone.utc)
-    lineup = registry.lineup(endpoint_name)
-    protected = set(lineup.versions[:3])
-    latest = registry.serving(endpoint_name)
-    if latest is not None:
-        protected |= {v.version for v in latest.variants}
+    protected = protected_versions(registry.deployments(endpoint_name),
+                                   warm_fallbacks=warm_fallbacks)
     candidates = [RetentionCandidate(v.version, _parse_time(v.created_at),
                                      registry.ever_approved(v.version), bool(v.archived_at))
                   for v in registry.list_versions()]
@@ -90,6 +91,13 @@ def status(registry: ModelRegistry, endpoints: EndpointAdapter, endpoint_name: s
             if live is None or live.version != champion.version:
                 break
             since = record.at
+    versions = registry.list_versions()
+    # What serves now (the records' head when the endpoint is gone), without the versions a
+    # rollback moved away from: they stay warm at weight 0 but are no fallback.
+    blocked = blocked_versions((v.version for v in versions
+                                if v.status == ApprovalStatus.REJECTED), history)
+    lineup = serving_lineup(view.variants if view else latest.variants if latest else (),
+                            blocked)
     return {
         "endpoint": endpoint_name,
         "exists": view is not None,
@@ -98,10 +106,10 @@ def status(registry: ModelRegistry, endpoints: EndpointAdapter, endpoint_name: s
         "champion": champion.version if champion else None,
         "champion_since": since,
         "variants": sorted(variants, key=lambda v: -v["weight"] * 1e9 - v["version"]),
-        "lineup": list(registry.lineup(endpoint_name).versions[:3]),
+        "lineup": list(lineup.versions),
         "last_deployment": latest.to_dict() if latest else None,
         "versions": [{"version": v.version, "status": str(v.status),
-                      "archived": bool(v.archived_at)} for v in registry.list_versions()],
+                      "archived": bool(v.archived_at)} for v in versions],
         **story(history, alarms, cooldown, now or datetime.now(timezone.utc),
                 exists=view is not None),
     }
