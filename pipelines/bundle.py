@@ -3,14 +3,16 @@ deterministically so that their SHA-256 can name them (content-addressed staging
 
 Two bundles, both `sourcedir.tar.gz`:
 
-- the *steps* bundle: `mlops_pipelines/steps/*.py`, the `mlops_kit.core` modules the steps
-  import (directly or through each other: today `drift` and `gates`; the rest of the core
+- the *steps* bundle: `mlops_pipelines/steps/*.py`, the `mlops_kit` modules the steps import
+  (directly or through each other: the closure from `closure.py`, the one bundler the Lambda
+  assets use too; today `core.drift`, `core.gates` and what they import; the rest of the kit
   serves the Lambda functions and would only re-version the pipeline code), the package
   `__init__.py` files, one top-level entry shim per step (`preprocess.py`, `train.py`,
   `evaluate.py`) and the pinned `requirements.txt` that FrameworkProcessor and ModelTrainer
   install before running a shim;
-- the *inference* bundle: `inference.py` alone. It is self-contained (numpy + xgboost) and is
-  what the serving container imports, so nothing is installed on the request path.
+- the *inference* bundle: `inference.py` and the `mlops_kit` modules it imports, by the same
+  closure (standard library and numpy only). It is what the serving container imports, so
+  nothing is installed on the request path.
 
 Determinism: entries sorted by name, mtime 0, uid/gid 0, empty owner names, mode 0644 (files)
 and 0755 (directories), USTAR headers (no PAX timestamps), gzip header with mtime 0 and no file
@@ -20,7 +22,6 @@ Standard library only: importing this module is cheap.
 
 from __future__ import annotations
 
-import ast
 import gzip
 import hashlib
 import io
@@ -29,10 +30,11 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .closure import FUNCTIONS_DIR, package_closure
+
 PIPELINES_DIR = Path(__file__).resolve().parent
 STEPS_DIR = PIPELINES_DIR / "steps"
 REPO_ROOT = PIPELINES_DIR.parent
-KIT_DIR = REPO_ROOT / "functions" / "mlops_kit"
 
 BUNDLE_NAME = "sourcedir.tar.gz"
 REQUIREMENTS_FILE = "requirements.txt"
@@ -105,39 +107,11 @@ def _sources(directory: Path, package: str) -> dict[str, bytes]:
             for p in sorted(directory.glob("*.py")) if p.is_file()}
 
 
-def _core_imports(source: bytes, *, in_core: bool) -> set[str]:
-    """Names of the `mlops_kit.core` modules a module imports, in any import form (relative
-    imports count only for modules of the core itself)."""
-    found = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 1 and in_core:
-            names = ([f"mlops_kit.core.{node.module}"] if node.module else
-                     [f"mlops_kit.core.{alias.name}" for alias in node.names])
-        else:
-            continue
-        found.update(name.split(".")[2] for name in names
-                     if name.startswith("mlops_kit.core.") and len(name.split(".")) >= 3)
-    return found
-
-
-def core_modules() -> tuple[str, ...]:
-    """The `mlops_kit.core` modules the step scripts need: the closure of their imports."""
-    available = {p.stem for p in (KIT_DIR / "core").glob("*.py")}
-    pending = set()
-    for script in STEPS_DIR.glob("*.py"):
-        pending |= _core_imports(script.read_bytes(), in_core=False)
-    needed: set[str] = set()
-    while pending:
-        name = pending.pop()
-        if name in needed or name not in available:
-            continue  # a name imported from a module (not a module) is not in `available`
-        needed.add(name)
-        pending |= _core_imports((KIT_DIR / "core" / f"{name}.py").read_bytes(), in_core=True)
-    return tuple(sorted(needed))
+def kit_files(sources: list[Path]) -> dict[str, bytes]:
+    """The `mlops_kit` modules `sources` import (the closure, with the package `__init__.py`
+    files; `closure.package_closure`, the bundler the Lambda assets use too), by archive path."""
+    return {rel.as_posix(): (FUNCTIONS_DIR / rel).read_bytes()
+            for rel in package_closure(sources, root=FUNCTIONS_DIR)}
 
 
 def steps_files() -> dict[str, bytes]:
@@ -145,10 +119,7 @@ def steps_files() -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     files["mlops_pipelines/__init__.py"] = (PIPELINES_DIR / "__init__.py").read_bytes()
     files.update(_sources(STEPS_DIR, "mlops_pipelines/steps"))
-    files["mlops_kit/__init__.py"] = (KIT_DIR / "__init__.py").read_bytes()
-    files["mlops_kit/core/__init__.py"] = (KIT_DIR / "core" / "__init__.py").read_bytes()
-    for name in core_modules():
-        files[f"mlops_kit/core/{name}.py"] = (KIT_DIR / "core" / f"{name}.py").read_bytes()
+    files.update(kit_files(sorted(STEPS_DIR.glob("*.py"))))
     for shim, module in ENTRY_POINTS.items():
         files[shim] = _SHIM.format(module=module).encode()
     files[REQUIREMENTS_FILE] = ("\n".join(REQUIREMENTS) + "\n").encode()
@@ -156,7 +127,9 @@ def steps_files() -> dict[str, bytes]:
 
 
 def inference_files() -> dict[str, bytes]:
-    return {INFERENCE_ENTRY_POINT: (STEPS_DIR / INFERENCE_ENTRY_POINT).read_bytes()}
+    """inference.py at the top (what SAGEMAKER_PROGRAM names) and the kit modules it imports."""
+    entry = STEPS_DIR / INFERENCE_ENTRY_POINT
+    return {INFERENCE_ENTRY_POINT: entry.read_bytes(), **kit_files([entry])}
 
 
 def script_digests() -> dict[str, str]:

@@ -23,6 +23,11 @@ class StateWriteError(OSError):
         return f"cannot write {self.path}: {self.reason}"
 
 
+class InvalidEventError(ValueError):
+    """An event the kit cannot read (a model package state change, an alarm); says what is
+    wrong. Every parser of events raises it, every handler maps it to one answer."""
+
+
 class DamagedStateError(Exception):
     """State the kit wrote before is missing or unreadable (e.g. a truncated database). Never
     treated as empty: the message says what was found and how to recover."""

@@ -1,11 +1,11 @@
 """Lambda bundling without Docker: each function gets its handler.py plus exactly the modules of
-the pure `mlops_kit` package its handler imports (transitively, read with `ast`: infra never
-imports runtime code), plus the package's JSON data files in those folders; pinned third-party
-wheels (only the drift monitor needs one: numpy) are installed with `pip --platform`."""
+the `mlops_kit` package its handler imports (transitively, read with `ast` by
+`mlops_pipelines.closure`, the one bundler the pipeline code bundles use too: infra never imports
+runtime code), plus the package's JSON data files in those folders; pinned third-party wheels
+(only the drift monitor needs one: numpy) are installed with `pip --platform`."""
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import shutil
 import subprocess
@@ -15,54 +15,21 @@ from pathlib import Path
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
+from mlops_pipelines.closure import KIT_PACKAGE, package_closure
 
 RUNTIME_PYTHON = "3.12"
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 
 
-def _imports(path: Path, root: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), str(path))
-    names: set[str] = set()
-    package = list(path.parent.relative_to(root).parts)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
-            module = ".".join(base + ([node.module] if node.module else []))
-            names.add(module)
-            names.update(f"{module}.{alias.name}" for alias in node.names)
-    return names
-
-
-def module_closure(functions_dir: Path, function: str, package: str = "mlops_kit") -> list[Path]:
+def module_closure(functions_dir: Path, function: str, package: str = KIT_PACKAGE) -> list[Path]:
     """Files (relative to `functions_dir`) the function needs: handler.py first, then every
-    module of `package` reachable from it, their packages' __init__.py and JSON data."""
-    root = functions_dir
-    start = root / function / "handler.py"
-    seen: set[Path] = set()
-    todo = [start]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        parts = path.relative_to(root).parts
-        for depth in range(1, len(parts)):
-            init = root.joinpath(*parts[:depth], "__init__.py")
-            if init.exists():
-                todo.append(init)
-        for name in _imports(path, root if path != start else root):
-            if not name.split(".")[0] == package:
-                continue
-            candidate = root / name.replace(".", "/")
-            for found in (candidate / "__init__.py", candidate.with_suffix(".py")):
-                if found.exists():
-                    todo.append(found)
-                    break
-    modules = sorted(p for p in seen if p != start)
-    data = sorted({json for p in modules for json in p.parent.glob("*.json")})
-    return [start.relative_to(root)] + [p.relative_to(root) for p in modules + data]
+    module of `package` reachable from it (`mlops_pipelines.closure`, the bundler the pipeline
+    code bundles use too), their packages' __init__.py and JSON data."""
+    start = functions_dir / function / "handler.py"
+    modules = package_closure([start], root=functions_dir, package=package)
+    data = sorted({json.relative_to(functions_dir) for rel in modules
+                   for json in (functions_dir / rel).parent.glob("*.json")})
+    return [start.relative_to(functions_dir)] + modules + data
 
 
 @jsii.implements(ILocalBundling)

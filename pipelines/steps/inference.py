@@ -2,8 +2,9 @@
 
 `model_fn`, `input_fn`, `predict_fn` and `output_fn` are what the SageMaker XGBoost serving
 stack calls; the local endpoint, batch scoring and the evaluation step's latency measurement call
-the very same functions. Self-contained on purpose (numpy + xgboost, no pandas): this file ships
-alone into the serving container and sits on the request path.
+the very same functions. Light on purpose (numpy + xgboost, no pandas): it sits on the request
+path, and the inference bundle ships it with the one kit module it imports
+(`mlops_kit.core.categories`, numpy only) into the serving container.
 
 In the container these handlers run under the `sagemaker-inference` toolkit's `Transformer`,
 which answers a `BaseInferenceToolkitError` with that error's status code and message and any
@@ -27,6 +28,10 @@ from http import HTTPStatus
 from typing import Any, Sequence
 
 import numpy as np
+
+# The category naming rule, shared with training and the drift monitors (one definition; the
+# inference bundle ships it beside this file). train.py, schema.py and serving import it from here.
+from mlops_kit.core.categories import category_key
 
 MODEL_FILE = "xgboost-model"
 SPEC_FILE = "feature_spec.json"
@@ -74,44 +79,6 @@ class PayloadError(_HandlerError, ValueError):
 
     def __reduce__(self):  # pickles with this class's own arguments, not the base class's
         return type(self), (self.message, self.status_code)
-
-
-# The category naming rule. This file ships alone into the serving container, so it cannot
-# import the rule; `mlops_kit.core.drift` (the monitors' maths, which cannot import this file
-# in its Lambda) holds a copy, and tests/unit/test_preprocess.py fails if the two ever differ.
-_MISSING_TEXTS = frozenset(("nan", "NaN", "<NA>", "NaT", "None"))
-
-
-def category_key(value: Any) -> str | None:
-    """The category a categorical value names, or None when it is missing.
-
-    Integer codes reach us as 1 (JSON, an int column), 1.0 (a float column: pandas reads an
-    integer column with gaps as float64), "1" (CSV) or "1.0" (CSV written from such a column):
-    all four name the category "1". Otherwise a value names its text, unchanged: real strings
-    ("01", "DE", " 1"), non-integral numbers ("2.5"), booleans ("True"/"False": not "1", though
-    bool is an int). None and NaN (float, numpy, Decimal), pandas' NA and NaT are missing.
-    A category string is already its own key (the rule is idempotent), so lookups may try the
-    raw text first and only call this on a miss.
-    """
-    if type(value) is not str:
-        if value is None:
-            return None
-        if isinstance(value, (float, np.floating)):
-            if value != value:
-                return None
-            # int() and not str(): numpy prints a float32 1e8 as "1e+08", Python prints 1e16
-            # as "1e+16"; the integer's digits are what a client sends for that code.
-            return str(int(value)) if value.is_integer() else str(value)
-        value = str(value)
-        if value in _MISSING_TEXTS:
-            return None
-    if value[-1:] in ("0", "."):  # cheap gate: most category texts end otherwise
-        head, dot, fraction = value.partition(".")
-        if dot and not fraction.strip("0"):
-            digits = head[1:] if head[:1] == "-" else head
-            if digits.isascii() and digits.isdigit():  # [0-9]+, like the float's text
-                return "0" if head == "-0" else head
-    return value
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ from mlops_kit.registry import sagemaker as sagemaker_registry
 
 ROOT = Path(__file__).resolve().parents[2] / "functions"
 KIT = ROOT / "mlops_kit"
-CALL = re.compile(r"""(?:_call|\bcall)\(\s*"(\w+)"|\.(invoke_endpoint|put_records|put_record_batch)\(""")
+# A paginator's operation is a call too (the ledger's Query pages).
+CALL = re.compile(r"""(?:_call|\bcall|get_paginator)\(\s*(?:operation_name=)?"(\w+)"|"""
+                  r"""\.(invoke_endpoint|put_records|put_record_batch)\(""")
 SERVICE_OF = {"put_records": "kinesis", "put_record_batch": "firehose",
               "invoke_endpoint": "sagemaker-runtime"}
 IAM_PREFIX = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "dynamodb": "dynamodb",

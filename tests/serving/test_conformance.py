@@ -110,12 +110,16 @@ def load_container(model_dir: Path, environment: dict[str, str]) -> Container:
 
 @pytest.fixture(scope="module")
 def container(tmp_path_factory, model_versions):
-    """inference.py alone in model/code/, beside the v3 model the local server's champion
-    serves; the toolkit configured by the model's environment (SERVING_ENVIRONMENT)."""
+    """The inference bundle's files in model/code/ (what SAGEMAKER_SUBMIT_DIRECTORY unpacks),
+    beside the v3 model the local server's champion serves; the toolkit configured by the
+    model's environment (SERVING_ENVIRONMENT)."""
+    from mlops_pipelines.bundle import inference_files
+
     model_dir = tmp_path_factory.mktemp("opt-ml") / "model"
     shutil.copytree(model_versions[3], model_dir)
-    (model_dir / "code").mkdir()
-    shutil.copy(INFERENCE_PY, model_dir / "code" / INFERENCE_PY.name)
+    for name, data in inference_files().items():
+        (model_dir / "code" / name).parent.mkdir(parents=True, exist_ok=True)
+        (model_dir / "code" / name).write_bytes(data)
     return load_container(model_dir, SERVING_ENVIRONMENT)
 
 
@@ -303,13 +307,23 @@ def test_boto3_reads_an_unknown_endpoint_as_sagemaker_reports_it(runtime, payloa
 
 
 def test_the_shipped_handlers_import_only_what_the_container_has(container):
-    """inference.py ships alone: besides the standard library it may import only numpy, xgboost
-    and the toolkit (present in the container); never the kit, which is not there."""
-    tree = ast.parse((container.model_dir / "code" / INFERENCE_PY.name).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module and not node.level}
-    assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
-    outside = imported - set(sys.stdlib_module_names) - {"__future__"}
+    """The inference bundle: besides the standard library its files import only numpy,
+    xgboost and the toolkit (present in the container), and of the kit only modules the bundle
+    itself ships."""
+    code = container.model_dir / "code"
+    shipped = {p.relative_to(code).with_suffix("").as_posix().replace("/", ".")
+               for p in code.rglob("*.py")}
+    outside: set[str] = set()
+    for path in code.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        assert not any(isinstance(node, ast.ImportFrom) and node.level
+                       for node in ast.walk(tree)), path
+        modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                   for alias in node.names}
+        modules |= {node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module}
+        kit = {m for m in modules if m.split(".")[0] == "mlops_kit"}
+        assert kit <= shipped, f"{path.name} imports kit modules the bundle lacks: {kit - shipped}"
+        outside |= {m.split(".")[0] for m in modules - kit}
+    outside -= set(sys.stdlib_module_names) | {"__future__"}
     assert outside == {"numpy", "xgboost", "sagemaker_inference"}

@@ -214,16 +214,17 @@ def test_vectorised_categories_equal_the_per_value_rule():
         assert category_names(column).tolist() == [category_key(v) for v in column]
 
 
-def test_serving_and_drift_copies_of_the_rule_are_identical():
-    """inference.py ships alone and drift.py ships into a Lambda without it: the rule is
-    copied, and a copy that drifts would make the monitor count what serving does not score."""
-    import inspect
+def test_serving_training_and_drift_share_one_category_rule():
+    """One definition: a rule that differed would make the monitor count what serving does
+    not score. Both code bundles ship it."""
+    from mlops_kit.core import categories, drift
+    from mlops_pipelines import bundle
+    from mlops_pipelines.steps import inference, train
 
-    from mlops_kit.core import drift
-    from mlops_pipelines.steps import inference
-
-    assert inspect.getsource(drift.category_key) == inspect.getsource(inference.category_key)
-    assert drift._MISSING_TEXTS == inference._MISSING_TEXTS
+    assert drift.category_key is inference.category_key is train.category_key \
+        is categories.category_key
+    assert "mlops_kit/core/categories.py" in bundle.inference_bundle().members
+    assert "mlops_kit/core/categories.py" in bundle.steps_bundle().members
 
 
 def test_drift_monitor_counts_csv_and_json_codes_in_one_bucket(tmp_path):

@@ -51,12 +51,30 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from .clients import Backoff, LazyClient, error_code, is_throttling
+from mlops_kit import retry
+
+from .clients import (Backoff, LazyClient, botocore_retried, error_code,
+                      unretried_throttling)
 
 CLAIM_ATTEMPTS = 3
 """Conditional claim writes before giving up when the claim keeps changing under us."""
+
+
+class _ClaimChanged(Exception):
+    """The claim that refused ours was released or went stale before we read it (`held`, or
+    None when it is gone): try the claim again."""
+
+    def __init__(self, held: dict[str, Any] | None):
+        super().__init__("the rollback claim changed between the write and the read")
+        self.held = held
+
+
+_RECLAIM = retry.Backoff(max_attempts=CLAIM_ATTEMPTS, base_delay=0.0, max_delay=0.0,
+                         retry_if=lambda exc: isinstance(exc, _ClaimChanged))
+"""The claim changed under us: write again at once (nothing to wait for)."""
 
 LEDGER_TABLE: dict[str, Any] = {
     "partition_key": {"name": "pk", "type": "S"},
@@ -121,23 +139,25 @@ def iso_milli(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
+class _LedgerDeserializer(TypeDeserializer):
+    """boto3's decoding of DynamoDB's typed values, with numbers as the ledger writes them:
+    int for an integer's digits, float otherwise (boto3 gives Decimal)."""
+
+    def _deserialize_n(self, value: str) -> int | float:
+        return int(value) if value.lstrip("-").isdigit() else float(value)
+
+
+_DECODE = _LedgerDeserializer().deserialize
+_ENCODE = TypeSerializer().serialize
+
+
+def _typed(**values: Any) -> dict[str, Any]:
+    """Plain values (str, int) as DynamoDB attribute values."""
+    return {name: _ENCODE(value) for name, value in values.items()}
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in item.items():
-        if "S" in value:
-            out[key] = value["S"]
-        elif "N" in value:
-            number = value["N"]
-            out[key] = int(number) if number.lstrip("-").isdigit() else float(number)
-        elif "BOOL" in value:
-            out[key] = value["BOOL"]
-        elif "NULL" in value:
-            out[key] = None
-    return out
+    return {name: _DECODE(value) for name, value in item.items()}
 
 
 class Ledger:
@@ -161,7 +181,7 @@ class Ledger:
                                   **kwargs)
 
     def _key(self, sk: str) -> dict[str, Any]:
-        return {"pk": _s(self.model_group), "sk": _s(sk)}
+        return _typed(pk=self.model_group, sk=sk)
 
     def now(self) -> datetime:
         return _CLOCK.now()
@@ -179,30 +199,24 @@ class Ledger:
         kwargs: dict[str, Any] = dict(
             TableName=self.table_name, ConsistentRead=True,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": _s(self.model_group), ":prefix": _s(prefix)})
-        while True:
-            response = self._call("query", **kwargs)
-            for item in response.get("Items", []):
+            ExpressionAttributeValues=_typed(**{":pk": self.model_group, ":prefix": prefix}))
+        # botocore's paginator follows LastEvaluatedKey; each page is one Query that botocore
+        # retries for throttling like any call.
+        pages = self.client.get_paginator(operation_name="query").paginate(**kwargs)
+        for page in pages:
+            for item in page.get("Items", []):
                 yield _plain(item)
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return
-            kwargs["ExclusiveStartKey"] = last
 
     # -- versions ------------------------------------------------------------------------
 
     def put_version(self, version: int, record: dict[str, Any], model_package_arn: str,
                     transition: dict[str, Any]) -> None:
         """The registration record and its first transition, written together."""
-        item = {
-            **self._key(version_key(version)),
-            "record": _s(json.dumps(record, sort_keys=True)),
-            "model_package_arn": _s(model_package_arn),
-            "status": _s(record["status"]),
-            "status_changed_at": _s(record["status_changed_at"]),
-            "status_changed_by": _s(record["status_changed_by"]),
-            "status_reason": _s(record["status_reason"]),
-        }
+        item = {**self._key(version_key(version)), **_typed(
+            record=json.dumps(record, sort_keys=True), model_package_arn=model_package_arn,
+            status=record["status"], status_changed_at=record["status_changed_at"],
+            status_changed_by=record["status_changed_by"],
+            status_reason=record["status_reason"])}
         self._call("transact_write_items", TransactItems=[
             {"Put": {"TableName": self.table_name, "Item": item}},
             {"Put": self._transition_put(version, transition)},
@@ -215,19 +229,18 @@ class Ledger:
         package registered outside the kit), then it takes the new status and the transition
         is appended, in one transaction. False when another writer got there first."""
         names = {"#status": "status"}
-        values = {":to": _s(transition["to_status"]),
-                  ":at": _s(transition["at"]), ":by": _s(transition["actor"]),
-                  ":why": _s(transition["reason"])}
+        values = _typed(**{":to": transition["to_status"], ":at": transition["at"],
+                           ":by": transition["actor"], ":why": transition["reason"]})
         update = ("SET #status = :to, status_changed_at = :at, status_changed_by = :by, "
                   "status_reason = :why")
         if model_package_arn:
             update += ", model_package_arn = if_not_exists(model_package_arn, :arn)"
-            values[":arn"] = _s(model_package_arn)
+            values[":arn"] = _ENCODE(model_package_arn)
         if expected is None:
             condition = "attribute_not_exists(#status)"
         else:
             condition = "#status = :expected"
-            values[":expected"] = _s(expected)
+            values[":expected"] = _ENCODE(expected)
         return self._update_with_transition(version, transition, update=update,
                                             condition=condition, values=values, names=names)
 
@@ -235,12 +248,12 @@ class Ledger:
                 model_package_arn: str = "") -> bool:
         """Mark the version archived once (`archived_at` absent before) and append the
         transition, in one transaction. False when it was archived already."""
-        values = {":at": _s(transition["at"]), ":by": _s(transition["actor"]),
-                  ":why": _s(transition["reason"])}
+        values = _typed(**{":at": transition["at"], ":by": transition["actor"],
+                           ":why": transition["reason"]})
         update = "SET archived_at = :at, archived_by = :by, archived_reason = :why"
         if model_package_arn:
             update += ", model_package_arn = if_not_exists(model_package_arn, :arn)"
-            values[":arn"] = _s(model_package_arn)
+            values[":arn"] = _ENCODE(model_package_arn)
         return self._update_with_transition(version, transition, update=update,
                                             condition="attribute_not_exists(archived_at)",
                                             values=values)
@@ -276,11 +289,11 @@ class Ledger:
     def _transition_put(self, version: int, transition: dict[str, Any]) -> dict[str, Any]:
         sk = (f"{TRANSITION_PREFIX}{iso_micro(self.now())}#{int(version):010d}#"
               f"{uuid.uuid4().hex[:8]}")
-        item = {**self._key(sk), "version": {"N": str(int(version))},
-                "from_status": _s(transition["from_status"]),
-                "to_status": _s(transition["to_status"]), "actor": _s(transition["actor"]),
-                "reason": _s(transition["reason"]), "at": _s(transition["at"]),
-                "details": _s(json.dumps(transition.get("details") or {}, sort_keys=True))}
+        item = {**self._key(sk), **_typed(
+            version=int(version), from_status=transition["from_status"],
+            to_status=transition["to_status"], actor=transition["actor"],
+            reason=transition["reason"], at=transition["at"],
+            details=json.dumps(transition.get("details") or {}, sort_keys=True))}
         return {"TableName": self.table_name, "Item": item,
                 "ConditionExpression": "attribute_not_exists(pk)"}
 
@@ -290,12 +303,12 @@ class Ledger:
                        record: dict[str, Any]) -> dict[str, Any] | None:
         """Append a deployment once per id. Returns None when written, else the record already
         stored under that id."""
-        body = _s(json.dumps(record, sort_keys=True))
+        body = json.dumps(record, sort_keys=True)
         history_sk = f"{DEPLOYMENT_PREFIX}{iso_micro(self.now())}#{deployment_id}"
-        guard = {**self._key(DEPLOYMENT_ID_PREFIX + deployment_id), "record": body,
-                 "history_sk": _s(history_sk), "endpoint_name": _s(endpoint_name)}
-        history = {**self._key(history_sk), "record": body, "endpoint_name": _s(endpoint_name),
-                   "deployment_id": _s(deployment_id)}
+        guard = {**self._key(DEPLOYMENT_ID_PREFIX + deployment_id),
+                 **_typed(record=body, history_sk=history_sk, endpoint_name=endpoint_name)}
+        history = {**self._key(history_sk), **_typed(record=body, endpoint_name=endpoint_name,
+                                                     deployment_id=deployment_id)}
         condition = "attribute_not_exists(pk)"
         try:
             self._call("transact_write_items", TransactItems=[
@@ -321,47 +334,56 @@ class Ledger:
         stands, whose `claimed_by` is the holder. Endpoint names hold no '#', so the key is
         unambiguous."""
         sk = self._claim_key(endpoint_name, rolled_back_from)
-        held: dict[str, Any] | None = None
-        for _ in range(CLAIM_ATTEMPTS):
-            now = self.now()
-            claim = {**self._key(sk), "claimed_by": _s(deployment_id),
-                     "claimed_at": _s(iso_micro(now)), "endpoint_name": _s(endpoint_name),
-                     "rolled_back_from": _s(rolled_back_from)}
-            for name, version in (("from_version", from_version), ("to_version", to_version)):
-                if version is not None:
-                    claim[name] = {"N": str(int(version))}
-            condition = ("attribute_not_exists(pk) OR attribute_exists(released_at) OR "
-                         "claimed_by = :me")
-            values = {":me": _s(deployment_id)}
-            if stale_after is not None:
-                # Both sides are iso_micro strings (fixed width, UTC, 'Z'): string order is
-                # time order.
-                condition += " OR claimed_at < :stale"
-                values[":stale"] = _s(iso_micro(now - stale_after))
-            try:
-                # A one-item transaction, like every ledger write: throttling and conflicts
-                # with a concurrent claim are retried by `_call`, and the condition failure is
-                # read the same way as the deployment guard's. Put replaces the whole item, so
-                # a taken-over or released claim leaves nothing of its own behind.
-                self._call("transact_write_items", TransactItems=[
-                    {"Put": {"TableName": self.table_name, "Item": claim,
-                             "ConditionExpression": condition,
-                             "ExpressionAttributeValues": values}}])
-            except ClientError as exc:
-                if not _condition_failed(exc):
-                    raise
-            else:
-                return _plain(claim)
-            # Held by another alarm's rollback, and live. Read it; should it have been released
-            # or gone stale between the write and the read, try again.
-            held = self.get(sk)
-            if held is not None and "released_at" not in held and not (
-                    stale_after is not None
-                    and held["claimed_at"] < iso_micro(self.now() - stale_after)):
-                return held
-        if held is None:  # pragma: no cover - released and deleted by nobody: cannot happen
-            raise RuntimeError(f"the rollback claim {sk} kept changing")
-        return held
+        try:
+            return _RECLAIM.call(self._try_claim, sk, deployment_id,
+                                 _typed(endpoint_name=endpoint_name,
+                                        rolled_back_from=rolled_back_from),
+                                 from_version=from_version, to_version=to_version,
+                                 stale_after=stale_after)
+        except _ClaimChanged as changed:
+            if changed.held is None:  # pragma: no cover - released and deleted by nobody
+                raise RuntimeError(f"the rollback claim {sk} kept changing") from changed
+            return changed.held
+
+    def _try_claim(self, sk: str, deployment_id: str, subject: dict[str, Any], *,
+                   from_version: int | None, to_version: int | None,
+                   stale_after: timedelta | None) -> dict[str, Any]:
+        """One conditional claim write: the claim written, or the live claim of another
+        holder; `_ClaimChanged` when that claim was released or went stale before we read it."""
+        now = self.now()
+        claim = {**self._key(sk), **subject,
+                 **_typed(claimed_by=deployment_id, claimed_at=iso_micro(now))}
+        for name, version in (("from_version", from_version), ("to_version", to_version)):
+            if version is not None:
+                claim[name] = _ENCODE(int(version))
+        condition = "attribute_not_exists(pk) OR attribute_exists(released_at) OR claimed_by = :me"
+        values = _typed(**{":me": deployment_id})
+        if stale_after is not None:
+            # Both sides are iso_micro strings (fixed width, UTC, 'Z'): string order is time
+            # order.
+            condition += " OR claimed_at < :stale"
+            values[":stale"] = _ENCODE(iso_micro(now - stale_after))
+        try:
+            # A one-item transaction, like every ledger write: throttling and conflicts with a
+            # concurrent claim are retried by `_call`, and the condition failure is read the
+            # same way as the deployment guard's. Put replaces the whole item, so a taken-over
+            # or released claim leaves nothing of its own behind.
+            self._call("transact_write_items", TransactItems=[
+                {"Put": {"TableName": self.table_name, "Item": claim,
+                         "ConditionExpression": condition, "ExpressionAttributeValues": values}}])
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+        else:
+            return _plain(claim)
+        # Held by another alarm's rollback. Read it; should it have been released or gone
+        # stale between the write and the read, the claim is worth another try.
+        held = self.get(sk)
+        if held is not None and "released_at" not in held and not (
+                stale_after is not None
+                and held["claimed_at"] < iso_micro(self.now() - stale_after)):
+            return held
+        raise _ClaimChanged(held)
 
     def release_rollback(self, endpoint_name: str, rolled_back_from: str,
                          deployment_id: str) -> bool:
@@ -372,8 +394,8 @@ class Ledger:
                 "Key": self._key(self._claim_key(endpoint_name, rolled_back_from)),
                 "UpdateExpression": "SET released_at = :now",
                 "ConditionExpression": "claimed_by = :me AND attribute_not_exists(released_at)",
-                "ExpressionAttributeValues": {":me": _s(deployment_id),
-                                              ":now": _s(iso_micro(self.now()))}}}])
+                "ExpressionAttributeValues": _typed(**{":me": deployment_id,
+                                                       ":now": iso_micro(self.now())})}}])
         except ClientError as exc:
             if _condition_failed(exc):
                 return False
@@ -397,10 +419,12 @@ _TRANSIENT_CANCELLATIONS = frozenset({"ThrottlingError", "ProvisionedThroughputE
 
 
 def _transient(exc: BaseException) -> bool:
-    """Throttling, and a transaction cancelled only for throttling or a conflict with another
-    transaction in flight: DynamoDB reports both as TransactionCanceledException, which is not
-    a throttling code, so without this a throttled transaction would fail the whole call."""
-    if is_throttling(exc) or error_code(exc) == "TransactionInProgressException":
+    """Throttling botocore has not retried already, and a transaction cancelled only for
+    throttling or a conflict with another transaction in flight: DynamoDB reports both as
+    TransactionCanceledException, which botocore does not retry, so without this a throttled
+    transaction would fail the whole call."""
+    if unretried_throttling(exc) or (error_code(exc) == "TransactionInProgressException"
+                                     and not botocore_retried(exc)):
         return True
     if error_code(exc) != "TransactionCanceledException":
         return False

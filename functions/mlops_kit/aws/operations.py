@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlops_kit.aws.clients import DEFAULT_CONFIG, Backoff, error_code, error_message
+from mlops_kit.aws.clients import Backoff, default_client, error_code, error_message
 from mlops_kit.aws.models import resource_name
 from mlops_kit.core.rotation import version_of_variant
 
@@ -60,9 +60,7 @@ class OperationInputError(ValueError):
 
 
 def _default_client(service: str, region: str | None) -> Any:
-    import boto3
-
-    return boto3.client(service, region_name=region, config=DEFAULT_CONFIG)
+    return default_client(service, region=region)
 
 
 client_factory: Callable[[str, str | None], Any] = _default_client

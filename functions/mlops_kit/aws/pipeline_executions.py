@@ -55,18 +55,14 @@ class PipelineExecutions:
         described = client.describe_pipeline_execution(PipelineExecutionArn=arn)
         report = ExecutionReport(arn, described["PipelineExecutionStatus"],
                                  failure_reason=described.get("FailureReason", ""))
-        token = None
-        while True:
-            page = client.list_pipeline_execution_steps(
-                PipelineExecutionArn=arn, SortOrder="Ascending",
-                **({"NextToken": token} if token else {}))
+        pages = client.get_paginator("list_pipeline_execution_steps").paginate(
+            PipelineExecutionArn=arn, SortOrder="Ascending")
+        for page in pages:
             for step in page.get("PipelineExecutionSteps", []):
                 report.steps[step["StepName"]] = {
                     "status": step.get("StepStatus", ""),
                     "failure_reason": step.get("FailureReason", "")}
-            token = page.get("NextToken")
-            if not token:
-                return report
+        return report
 
     def follow(self, arn: str, *, on_change: Callable[[ExecutionReport], None] = lambda r: None,
                interval: float = 15.0, timeout: float = 6 * 3600) -> ExecutionReport:

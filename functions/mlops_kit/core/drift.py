@@ -12,9 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 # Categories are counted by the one naming rule (`categories`, bundled with this module).
-# `_MISSING_TEXTS` is imported only for tests/unit/test_preprocess.py's guard of the former
-# copy in pipelines/steps/inference.py; it goes with that guard.
-from mlops_kit.core.categories import _MISSING_TEXTS, category_key  # noqa: F401
+from mlops_kit.core.categories import category_key
 
 PSI_EPSILON = 1e-4
 """Additive smoothing of bin proportions, so an empty bin gives a large but finite PSI."""

@@ -10,14 +10,12 @@ from typing import Any, Mapping
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
+from mlops_kit.ports import InvalidEventError
+
 DETAIL_TYPE = "SageMaker Model Package State Change"
 SOURCE = "aws.sagemaker"
 LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "local"
-
-
-class InvalidEventError(ValueError):
-    """The event is not a model package state change the kit can read; says what is wrong."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from aws_lambda_powertools.utilities.data_classes import CloudWatchAlarmEvent, EventBridgeEvent
 
 from mlops_kit.core.timestamps import alarm_timestamp, iso_seconds, parse_iso
-from mlops_kit.deploy.events import InvalidEventError
+from mlops_kit.ports import InvalidEventError
 
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
 

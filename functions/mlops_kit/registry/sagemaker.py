@@ -44,6 +44,7 @@ from typing import Any, Iterable, Mapping
 
 from botocore.exceptions import ClientError
 
+from mlops_kit import retry
 from mlops_kit.aws.clients import Backoff, LazyClient, error_code, error_message
 from mlops_kit.aws.ledger import IAM_ACTIONS as LEDGER_IAM_ACTIONS
 from mlops_kit.aws.ledger import (DEPLOYMENT_PREFIX, TRANSITION_PREFIX, VERSION_PREFIX, Ledger,
@@ -532,18 +533,24 @@ class SageMakerRegistry(ModelRegistry):
         """Append our transition after whatever the ledger holds now, but only while SageMaker
         holds our status (ours was the last package update): the trail then ends where
         SageMaker is. A writer whose update SageMaker already superseded records nothing."""
-        for _ in range(attempts):
+        def append_once() -> bool:
             item = self.ledger.get(version_key(version)) or {}
             if item.get("status") == str(status):
                 return False
             if self._describe(version, arn).get("ModelApprovalStatus") != str(status):
                 return False
-            if self.ledger.change_status(version, item.get("status"), {
+            if not self.ledger.change_status(version, item.get("status"), {
                     "from_status": item.get("status") or "", "to_status": str(status),
                     "actor": actor, "reason": reason, "at": at,
                     "details": {"model_package_arn": arn}}, arn):
-                return True
-        return False
+                raise _LedgerMoved(version)  # another writer's change landed: read again
+            return True
+
+        try:
+            return retry.Backoff(attempts, base_delay=0.0, max_delay=0.0,
+                                 retry_if=_is_ledger_moved).call(append_once)
+        except _LedgerMoved:
+            return False
 
     def archive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
         """Archive for the retention policy: recorded in the ledger (with a transition to
@@ -659,6 +666,14 @@ class SageMakerRegistry(ModelRegistry):
 def _rollback_claim(item: Mapping[str, Any]) -> RollbackClaim:
     return RollbackClaim(item["endpoint_name"], item["rolled_back_from"], item["claimed_by"],
                          item["claimed_at"], item.get("from_version"), item.get("to_version"))
+
+
+class _LedgerMoved(Exception):
+    """The ledger's status changed between our read and our compare-and-swap."""
+
+
+def _is_ledger_moved(exc: BaseException) -> bool:
+    return isinstance(exc, _LedgerMoved)
 
 
 def _missing(exc: ClientError) -> bool:
