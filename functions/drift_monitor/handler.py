@@ -1,8 +1,8 @@
-"""Drift monitor Lambda (scheduled): `mlops_kit.monitoring.run.DriftRun` with the AWS adapters:
-the last window of captured traffic (S3) against the serving champion's baseline, the ground
-truth landed in the interval joined to the champion's scores (when GROUND_TRUTH_S3_URI is
-set), the champion's SageMaker metrics and capture health, published as EMF (Powertools),
-each datapoint stamped with the time it describes.
+"""Drift monitor Lambda (scheduled): `mlops_kit.monitoring.run.DriftRun` with the AWS adapters,
+wired by `mlops_kit.homes.aws.drift_run`: the last window of captured traffic (S3) against the
+serving champion's baseline, the ground truth landed in the interval joined to the champion's
+scores (when GROUND_TRUTH_S3_URI is set), the champion's SageMaker metrics and capture health,
+published as EMF (Powertools), each datapoint stamped with the time it describes.
 
 Only its own schedule's recent runs are acted on (`mlops_kit.core.schedules`): any other event
 publishes nothing. Corrupt or partial capture lines are skipped and counted (CaptureSkipped),
@@ -11,7 +11,7 @@ never fatal. Settings and IAM: `mlops_kit.contract.FUNCTIONS["drift_monitor"]`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -19,12 +19,13 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops_kit.contract import DriftMonitorSettings, function
+from mlops_kit.core.metric_catalogue import NAMESPACE
 from mlops_kit.core.schedules import NotThisSchedule, scheduled_run_time
 
 CONTRACT = function("drift_monitor")
 logger = Logger(service=CONTRACT.service)
 tracer = Tracer(service=CONTRACT.service)
-metrics = Metrics(namespace="MLOpsKit/Monitoring", service=CONTRACT.service)
+metrics = Metrics(namespace=NAMESPACE, service=CONTRACT.service)
 
 settings: DriftMonitorSettings = CONTRACT.settings()
 
@@ -42,36 +43,15 @@ def dependencies() -> dict[str, Any]:
     return _deps
 
 
-def drift_run():
-    """The run over this container's dependencies (the AWS adapters of each port)."""
-    from mlops_kit.aws.ground_truth import S3Labels
-    from mlops_kit.aws.monitoring import (SERVICE_METRICS_LAG, S3Capture, SageMakerBaselines,
-                                          SageMakerSignals)
-    from mlops_kit.monitoring.run import DriftRun, Schedule
+def monitor(now: datetime) -> dict[str, Any]:
+    """One run at `now` over this container's adapters (`mlops_kit.homes.aws.drift_run`)."""
+    from mlops_kit.homes import aws
 
     deps = dependencies()
-    if deps.get("cloudwatch") is None:  # one client per container, as every adapter's
-        from mlops_kit.aws.clients import default_client
-
-        deps["cloudwatch"] = default_client("cloudwatch")
-    labels = None
-    if "ground_truth" in deps and settings.ground_truth_s3_uri:
-        labels = S3Labels(deps["ground_truth"], deps["documents"],
-                          ground_truth_uri=settings.ground_truth_s3_uri,
-                          capture_uri=settings.capture_s3_uri)
-    return DriftRun(
-        settings.endpoint_name,
-        baselines=SageMakerBaselines(deps["endpoints"], deps["registry"], deps["documents"]),
-        capture=S3Capture(deps["documents"], settings.capture_s3_uri), sink=deps["sink"],
-        schedule=Schedule(interval=timedelta(minutes=settings.schedule_minutes),
-                          capture_window=timedelta(minutes=settings.window_minutes),
-                          label_lookback=timedelta(hours=settings.ground_truth_lookback_hours),
-                          service_lag=SERVICE_METRICS_LAG),
-        labels=labels, home=SageMakerSignals(deps["cloudwatch"]))
-
-
-def monitor(now: datetime) -> dict[str, Any]:
-    return drift_run().run(now).summary()
+    adapters = aws.Monitoring(**deps)
+    summary = aws.drift_run(settings, adapters=adapters).run(now).summary()
+    deps.setdefault("cloudwatch", adapters.cloudwatch)  # one client per container
+    return summary
 
 
 @metrics.log_metrics

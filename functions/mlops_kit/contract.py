@@ -9,7 +9,9 @@ at cold start with the name of what is missing or malformed). The deployed-twin 
 (tests/deployed/) check the synthesized templates against it and run every path under exactly
 the role the template grants.
 
-Standard library only: infra imports this module, and every Lambda bundle carries it.
+Standard library only: infra imports this module, and every Lambda bundle carries it. The
+metrics the monitoring Lambdas publish come from `core/metric_catalogue.py` (standard library
+only too), where the publishers and the alarm definitions take them from.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
+
+from .core import metric_catalogue
 
 # -- resources a grant can name (infra maps each to ARNs of the stage) --------------------
 ENDPOINT = "endpoint"
@@ -43,7 +47,7 @@ ANY = "*"
 """Actions that support no resource scoping (cloudwatch:GetMetricData)."""
 
 CONTROL_NAMESPACE = "MLOpsKit/Control"
-MONITORING_NAMESPACE = "MLOpsKit/Monitoring"
+MONITORING_NAMESPACE = metric_catalogue.NAMESPACE
 SCORING_NAMESPACE = "MLOpsKit/Scoring"
 
 
@@ -112,6 +116,13 @@ class Metric:
     namespace: str
     name: str
     dimensions: tuple[str, ...]
+
+
+def _published_by(publisher: str) -> tuple[Metric, ...]:
+    """What the metric catalogue says `publisher` publishes: one Metric per dimension set."""
+    return tuple(Metric(spec.namespace, spec.name, dimensions)
+                 for spec in metric_catalogue.published_by(publisher)
+                 for dimensions in spec.dimension_sets)
 
 
 @dataclass(frozen=True)
@@ -394,18 +405,7 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
                      "every variant's invocations)", (
                 Access(("cloudwatch:GetMetricData",), ANY),)),
         ),
-        metrics=(
-            Metric(MONITORING_NAMESPACE, "FeaturePSI", ("EndpointName", "Feature", "VariantName")),
-            Metric(MONITORING_NAMESPACE, "FeaturePSIMax", ("EndpointName",)),
-            Metric(MONITORING_NAMESPACE, "PredictionPSI", ("EndpointName",)),
-            Metric(MONITORING_NAMESPACE, "PredictionPSI", ("EndpointName", "VariantName")),
-            Metric(MONITORING_NAMESPACE, "AUPR", ("EndpointName",)),
-            Metric(MONITORING_NAMESPACE, "CaptureRecords", ("EndpointName", "VariantName")),
-            Metric(MONITORING_NAMESPACE, "CaptureSkipped", ("EndpointName", "VariantName")),
-            Metric(MONITORING_NAMESPACE, "CaptureRecords", ("EndpointName",)),
-            Metric(MONITORING_NAMESPACE, "UncapturedInvocations", ("EndpointName",)),
-            Metric(MONITORING_NAMESPACE, "ChampionInvocation5XXErrors", ("EndpointName",)),
-            Metric(MONITORING_NAMESPACE, "ChampionModelLatency", ("EndpointName",))),
+        metrics=_published_by(metric_catalogue.DRIFT_MONITOR),
         settings_type=DriftMonitorSettings),
     FunctionContract(
         "probe", "probe",
@@ -418,8 +418,7 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
             CodePath("invoke every variant with baseline rows", (
                 Access(("sagemaker:InvokeEndpoint",), ENDPOINT),)),
         ),
-        metrics=(Metric(MONITORING_NAMESPACE, "ProbeSuccess", ("EndpointName", "VariantName")),
-                 Metric(MONITORING_NAMESPACE, "ProbeLatency", ("EndpointName", "VariantName"))),
+        metrics=_published_by(metric_catalogue.PROBE),
         settings_type=ProbeSettings),
     FunctionContract(
         "stream_scorer", "stream-scorer",

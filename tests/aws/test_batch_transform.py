@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from mlops_kit.aws.batch_transform import BatchTransformLauncher, NoChampionError
 from mlops_kit.aws.models import model_name
 from mlops_kit.core.rotation import VariantWeight
-from mlops_kit.deploy.endpoints import ModelSource
+from mlops_kit.endpoints import ModelSource
 from mlops_kit.registry.base import DeploymentRecord
 from mlops_kit.registry.sagemaker import SageMakerRegistry
 

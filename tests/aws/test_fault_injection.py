@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from mlops_kit.aws.clients import Backoff
 from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
-from mlops_kit.deploy.endpoints import EndpointBusyError
+from mlops_kit.endpoints import EndpointBusyError
 from mlops_kit.deploy.events import model_package_event
 from mlops_kit.deploy.rollback import RollbackController, RollbackDeferred
 from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints

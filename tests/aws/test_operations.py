@@ -22,7 +22,7 @@ from mlops_kit.aws.operations import (DISCARD_IAM_ACTIONS, LIST_IAM_ACTIONS, REP
                                       TeardownReport, is_kit_config_name, is_kit_model_name)
 from mlops_kit.cli.app import app
 from mlops_kit.core.rotation import Lineup, promotion_weights
-from mlops_kit.deploy.endpoints import ModelSource
+from mlops_kit.endpoints import ModelSource
 from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints, endpoint_config_name
 
 from .conftest import ACCOUNT, IMAGE_URI, REGION, ROLE_ARN

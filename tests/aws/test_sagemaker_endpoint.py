@@ -12,7 +12,7 @@ from botocore.stub import ANY
 from mlops_kit.aws import models
 from mlops_kit.aws.models import SERVING_ENVIRONMENT, model_name
 from mlops_kit.core.rotation import Lineup, VariantWeight, promotion_weights
-from mlops_kit.deploy.endpoints import EndpointBusyError, EndpointNotFoundError, ModelSource
+from mlops_kit.endpoints import EndpointBusyError, EndpointNotFoundError, ModelSource
 from mlops_kit.deploy.sagemaker_endpoint import (DataCapture, SageMakerEndpoints,
                                                  canary_deployment_config, endpoint_config_name)
 

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mlops_kit.deploy.endpoints import EndpointBusyError
+from mlops_kit.endpoints import EndpointBusyError
 from mlops_kit.deploy.events import (InvalidEventError, deploy_decision, model_package_event,
                                      parse_model_package_event)
 from mlops_kit.serving.state import load_state, save_state

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mlops_kit.deploy.endpoints import EndpointBusyError
+from mlops_kit.endpoints import EndpointBusyError
 from mlops_kit.deploy.events import model_package_event
 from mlops_kit.deploy.rollback import RollbackController, RollbackDeferred, RollbackSettings
 from mlops_kit.deploy.controller import DeploymentSettings

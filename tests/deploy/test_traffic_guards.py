@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
-from mlops_kit.deploy.endpoints import EndpointBusyError
+from mlops_kit.endpoints import EndpointBusyError
 from mlops_kit.deploy.events import model_package_event
 from mlops_kit.deploy.local_endpoint import (MODEL_FILE, LocalEndpoints,
                                              model_artifact_available)

@@ -79,7 +79,7 @@ def test_an_alarm_during_a_long_update_is_kept_and_replayed_once(world, monkeypa
     endpoint.endpoint_status = "Updating"
     monkeypatch.setattr("time.sleep", lambda seconds: None)
     alarm = alarm_event(f"{sc.endpoint}-feature-drift")
-    from mlops_kit.deploy.endpoints import EndpointBusyError
+    from mlops_kit.endpoints import EndpointBusyError
 
     with pytest.raises(EndpointBusyError) as failure:
         sc.run("rollback_controller", alarm)

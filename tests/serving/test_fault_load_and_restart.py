@@ -34,7 +34,7 @@ import pytest
 
 from mlops_kit.config import LocalSettings
 from mlops_kit.core.rotation import VariantWeight
-from mlops_kit.deploy.endpoints import ModelSource
+from mlops_kit.endpoints import ModelSource
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
 from mlops_kit.local.control_plane import publish, rollback_controller, single_writer
 from mlops_kit.monitoring.alarm_events import alarm_state_change_event

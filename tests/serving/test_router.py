@@ -201,8 +201,8 @@ import os  # noqa: E402  (the tests above do not need it)
 
 
 class _StateStatFrozen:
-    """Stands in for `os` inside the router module: `stat` of the state file, and `fstat` of a
-    descriptor open on it, keep answering with one recorded stat result. That is what a worker
+    """Stands in for `os` inside `serving/state_follower.py`: `stat` of the state file, and `fstat`
+    of a descriptor open on it, keep answering with one recorded stat result. That is what a worker
     sees when same-size replacements within one timestamp tick reuse the freed inode of the
     file it read: mtime, ctime, inode and size all equal, content different."""
 
@@ -238,14 +238,14 @@ def _shifted_stat(st, seconds):
 
 def test_a_state_replaced_within_one_timestamp_tick_is_applied_on_the_next_request(
         router, home, sample_rows, monkeypatch):
-    from mlops_kit.serving import router as router_module
+    from mlops_kit.serving import state_follower
 
     body = sample_rows[0][0].encode()
     router.refresh()  # models loaded; the writes below change weights only, in milliseconds
     save_state(home, load_state(home, ENDPOINT).with_weights({"v3": 1.0, "v2": 0.0}))
     assert router.invoke(body, "text/csv").variant.variant_name == "v3"
     seen = os.stat(router.path)
-    monkeypatch.setattr(router_module, "os", _StateStatFrozen(router.path, seen))
+    monkeypatch.setattr(state_follower, "os", _StateStatFrozen(router.path, seen))
     rollback = load_state(home, ENDPOINT).with_weights({"v3": 0.0, "v2": 1.0})
     save_state(home, rollback)
     assert os.stat(router.path).st_size == seen.st_size  # nothing in the stat tells them apart
@@ -258,13 +258,13 @@ def test_a_settled_state_with_a_repeated_signature_is_noticed_within_the_recheck
         home, sample_rows, monkeypatch):
     import time
 
-    from mlops_kit.serving import router as router_module
+    from mlops_kit.serving import state_follower
 
     # The file the router reads looks an hour old: no same-tick write is expected any more, so
     # only the periodic re-read can catch the repeated signature (e.g. after a clock step).
-    long_ago = _shifted_stat(os.stat(router_module.state_path(home, ENDPOINT)), -3600)
-    monkeypatch.setattr(router_module, "os",
-                        _StateStatFrozen(router_module.state_path(home, ENDPOINT), long_ago))
+    long_ago = _shifted_stat(os.stat(state_follower.state_path(home, ENDPOINT)), -3600)
+    monkeypatch.setattr(state_follower, "os",
+                        _StateStatFrozen(state_follower.state_path(home, ENDPOINT), long_ago))
     router = ScoringRouter(home, ENDPOINT, recheck_seconds=0.05)
     try:
         body = sample_rows[0][0].encode()

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from botocore.exceptions import ClientError
 
-from mlops_kit.deploy.endpoints import ModelSource
+from mlops_kit.endpoints import ModelSource
 
 from .clients import Backoff, LazyClient, error_message
 from .models import ensure_model, resource_name

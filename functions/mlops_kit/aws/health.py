@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
 from mlops_kit.aws.clients import LazyClient
-from mlops_kit.monitoring.metrics import NAMESPACE
+from mlops_kit.core.metric_catalogue import NAMESPACE, PROBE_SUCCESS
 
 IAM_ACTIONS_HEALTH = ("cloudwatch:GetMetricData",)
 IAM_ACTIONS_NOTIFY = ("sns:Publish",)
@@ -31,7 +31,7 @@ class CloudWatchProbeResults:
         # The period still in progress holds the newest probe: end the query past it.
         end = self.clock() + timedelta(minutes=1)
         queries = [{"Id": f"v{i}", "ReturnData": True, "MetricStat": {
-            "Metric": {"Namespace": NAMESPACE, "MetricName": "ProbeSuccess",
+            "Metric": {"Namespace": NAMESPACE, "MetricName": PROBE_SUCCESS.name,
                        "Dimensions": [{"Name": "EndpointName", "Value": endpoint_name},
                                       {"Name": "VariantName", "Value": name}]},
             "Period": 60, "Stat": "Minimum"}} for i, name in enumerate(names)]

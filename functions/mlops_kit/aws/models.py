@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from mlops_kit.deploy.endpoints import ModelSource
+from mlops_kit.endpoints import ModelSource
 
 from .clients import error_code, error_message
 

@@ -60,6 +60,7 @@ def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
     from datetime import datetime, timezone
 
     from mlops_kit.config import LocalSettings
+    from mlops_kit.core.metric_catalogue import FEATURE_PSI_MAX
     from mlops_kit.local.monitor import LocalMonitor
     from mlops_kit.serving.router import ScoringRouter, ServingError
     from mlops_pipelines.steps.inference import PayloadError
@@ -96,7 +97,7 @@ def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
         probes = monitor.probe(invoke, now) if probe else []
         result = monitor.tick(now)
         summary = {"at": now.isoformat(), "records": result.records, "skipped": result.skipped,
-                   "feature_psi_max": result.value("FeaturePSIMax"),
+                   "feature_psi_max": result.value(FEATURE_PSI_MAX.name),
                    "probes": {r.variant_name: r.ok for r in probes},
                    "alarms": [e["detail"]["alarmName"] + " → " + e["detail"]["state"]["value"]
                               for e in result.events],

@@ -67,7 +67,7 @@ def registry_lineage(version: int = typer.Argument(..., help="Version number."),
 
 def _change_status(version: int, status: str, reason: str, actor: str | None, backend: str,
                    as_json: bool, unarchive: bool = False) -> None:
-    from mlops_kit.deploy.endpoints import EndpointBusyError
+    from mlops_kit.endpoints import EndpointBusyError
     from mlops_kit.registry.base import ApprovalStatus, RegistryError
 
     opened = _backend(backend)

@@ -29,7 +29,7 @@ def status_command(endpoint: Optional[str] = EndpointOption, as_json: bool = Jso
 
 def _traffic_shift(kind: str, endpoint: str | None, to: int | None, reason: str,
                    actor: str | None, backend: str, as_json: bool) -> None:
-    from mlops_kit.deploy.endpoints import EndpointBusyError
+    from mlops_kit.endpoints import EndpointBusyError
 
     opened = _backend(backend)
     if not reason.strip():

@@ -11,11 +11,11 @@ from typing import Any, Callable, Mapping
 from mlops_kit.core.guards import VersionFacts, promotion_refusal
 from mlops_kit.core.rotation import (DEFAULT_WARM_FALLBACKS, VariantWeight, plan_promotion,
                                      promotion_weights, same_serving, serving_champion)
-from mlops_kit.deploy.endpoints import EndpointAdapter, EndpointBusyError, ModelSource
+from mlops_kit.endpoints import EndpointAdapter, EndpointBusyError, ModelSource
 from mlops_kit.deploy.events import deploy_decision, parse_model_package_event
 from mlops_kit.registry.base import (ApprovalStatus, DeploymentRecord, ModelRegistry,
                                      ModelVersion)
-from mlops_kit.serving.state import now
+from mlops_kit.clock import utc_now_iso
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class DeploymentController:
         record = DeploymentRecord(
             deployment_id=deployment_id, endpoint_name=endpoint, kind="promote",
             version=lineup.champion, variants=target, actor=actor,  # type: ignore[arg-type]
-            reason=reason, at=now(),
+            reason=reason, at=utc_now_iso(),
             previous_version=previous.version if previous else None, evidence=evidence)
         said = plan.reason or reason
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from mlops_kit.core.rotation import VariantWeight, validate_lineup
-from mlops_kit.deploy.endpoints import EndpointBusyError, EndpointNotFoundError, EndpointView, ModelSource
+from mlops_kit.endpoints import EndpointBusyError, EndpointNotFoundError, EndpointView, ModelSource
 from mlops_kit.serving.state import EndpointState, ServedVariant, load_state, now, save_state
 
 

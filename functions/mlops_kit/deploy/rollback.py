@@ -18,13 +18,13 @@ from mlops_kit.core.rotation import VariantWeight, serving_champion
 from mlops_kit.core.shift_checks import (FOREIGN_CHANGE, UNRECORDED_SHIFT, claim_held_reason,
                                          stale_decision_reason)
 from mlops_kit.deploy.controller import DeploymentSettings, retry_horizon, retry_while_busy
-from mlops_kit.deploy.endpoints import EndpointAdapter, EndpointBusyError
+from mlops_kit.endpoints import EndpointAdapter, EndpointBusyError
 from mlops_kit.deploy.local_endpoint import model_artifact_available
 from mlops_kit.deploy.rollback_facts import (EndpointFacts, HealthSource, NoProbes,
                                              NothingToDecide, ShiftRequest, gather_facts)
 from mlops_kit.monitoring.alarm_events import AlarmTransition, parse_alarm_event
 from mlops_kit.registry.base import DeploymentRecord, ModelRegistry, RollbackClaim
-from mlops_kit.serving.state import now as iso_now
+from mlops_kit.clock import utc_now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class RollbackController:
         rolling back a second time."""
         return self._shift(ShiftRequest(
             endpoint_name, "rollback",
-            deployment_id or f"manual-rollback:{endpoint_name}:{iso_now()}", actor, reason,
+            deployment_id or f"manual-rollback:{endpoint_name}:{utc_now_iso()}", actor, reason,
             {"manual": True}, time.perf_counter(), to_version, manual=True))
 
     def rollforward(self, endpoint_name: str, to_version: int, *, actor: str,
@@ -167,7 +167,7 @@ class RollbackController:
         """Send the traffic back to a warm version (e.g. the one rolled back, once fixed)."""
         return self._shift(ShiftRequest(
             endpoint_name, "rollforward",
-            deployment_id or f"rollforward:{endpoint_name}:{iso_now()}", actor, reason,
+            deployment_id or f"rollforward:{endpoint_name}:{utc_now_iso()}", actor, reason,
             {"manual": True}, time.perf_counter(), to_version, manual=True))
 
     # -- the one path: gather facts → decide → claim → apply → record → notify ---------------
@@ -283,7 +283,7 @@ class RollbackController:
     def _record_and_notify(self, request: ShiftRequest, facts: EndpointFacts,
                            decision: RollbackDecision, attempts: int,
                            decided: float) -> RollbackOutcome:
-        shifted_at = iso_now()
+        shifted_at = utc_now_iso()
         variants = tuple(VariantWeight(v.variant_name, v.version, decision.weights[v.variant_name],
                                        v.instance_count) for v in facts.view.variants)
         seconds = round(request.elapsed(), 4)
@@ -316,7 +316,7 @@ class RollbackController:
             to_version=champion.version, stale_after=self.settings.claim_stale_after)
         if claim.claimed_by != request.deployment_id:
             return self._claimed_elsewhere(name, claim, previous, request.elapsed())
-        at = iso_now()
+        at = utc_now_iso()
         self.registry.record_deployment(DeploymentRecord(
             deployment_id=request.deployment_id, endpoint_name=name,
             kind=request.kind, version=champion.version,  # type: ignore[arg-type]

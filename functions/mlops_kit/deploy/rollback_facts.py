@@ -15,7 +15,7 @@ from mlops_kit.core.rollback_policy import RollbackFacts, VariantHealth, last_ro
 from mlops_kit.core.rotation import same_traffic, serving_champion
 from mlops_kit.core.shift_checks import (UNRECORDED_SHIFT, EndpointChange,
                                          classify_unrecorded_change)
-from mlops_kit.deploy.endpoints import EndpointAdapter, EndpointView
+from mlops_kit.endpoints import EndpointAdapter, EndpointView
 from mlops_kit.registry.base import DeploymentRecord, ModelRegistry, UnknownVersionError
 
 

@@ -35,7 +35,7 @@ from mlops_kit.aws.models import ensure_model, resource_name
 from mlops_kit.core.rotation import (BUSY_STATUSES, VariantWeight, check_weights, same_serving,
                                      validate_lineup, variant_set, version_of_variant)
 
-from .endpoints import EndpointBusyError, EndpointNotFoundError, EndpointView, ModelSource
+from mlops_kit.endpoints import EndpointBusyError, EndpointNotFoundError, EndpointView, ModelSource
 
 IAM_ACTIONS = ("sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
                "sagemaker:CreateModel", "sagemaker:CreateEndpointConfig",

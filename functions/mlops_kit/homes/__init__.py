@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
 
-from mlops_kit.deploy.endpoints import EndpointAdapter
+from mlops_kit.endpoints import EndpointAdapter
 from mlops_kit.registry.base import ModelRegistry, ModelVersion
 
 

@@ -115,6 +115,37 @@ def monitoring(settings: DriftMonitorSettings | ProbeSettings, clients: Clients 
     return made
 
 
+def drift_run(settings: DriftMonitorSettings, clients: Clients = None, *,
+              adapters: Monitoring | None = None):
+    """The drift monitor's run (`mlops_kit.monitoring.run.DriftRun`) with the AWS adapter of
+    each port: capture and baselines from S3 and the registry, the labels joined when
+    GROUND_TRUTH_S3_URI is set, the champion's SageMaker metrics, the EMF sink. `adapters`:
+    ones already built (the Lambda builds them once per container); else `monitoring(...)`."""
+    from mlops_kit.aws.clients import default_client
+    from mlops_kit.aws.ground_truth import S3Labels
+    from mlops_kit.aws.monitoring import (SERVICE_METRICS_LAG, S3Capture, SageMakerBaselines,
+                                          SageMakerSignals)
+    from mlops_kit.monitoring.run import DriftRun, Schedule
+
+    made = adapters if adapters is not None else monitoring(settings, clients)
+    if made.cloudwatch is None:  # adapters built without it (tests): the default client
+        made.cloudwatch = _client(clients, "cloudwatch") or default_client("cloudwatch")
+    labels = None
+    if made.ground_truth is not None and settings.ground_truth_s3_uri:
+        labels = S3Labels(made.ground_truth, made.documents,
+                          ground_truth_uri=settings.ground_truth_s3_uri,
+                          capture_uri=settings.capture_s3_uri)
+    return DriftRun(
+        settings.endpoint_name,
+        baselines=SageMakerBaselines(made.endpoints, made.registry, made.documents),
+        capture=S3Capture(made.documents, settings.capture_s3_uri), sink=made.sink,
+        schedule=Schedule(interval=timedelta(minutes=settings.schedule_minutes),
+                          capture_window=timedelta(minutes=settings.window_minutes),
+                          label_lookback=timedelta(hours=settings.ground_truth_lookback_hours),
+                          service_lag=SERVICE_METRICS_LAG),
+        labels=labels, home=SageMakerSignals(made.cloudwatch))
+
+
 # -- the CLI's view of a deployed stage ---------------------------------------------------
 
 FUNCTION_VARIABLES = {"deployment_controller": "MLOPS_DEPLOYMENT_FUNCTION",

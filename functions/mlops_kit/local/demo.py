@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mlops_kit.config import LocalSettings
+from mlops_kit.core.metric_catalogue import FEATURE_PSI_MAX, PREDICTION_PSI
 
 DRAWN_ALARMS = ("feature-drift", "prediction-drift")
 """The alarms the demo's drift moves, drawn with their thresholds."""
@@ -330,8 +331,8 @@ class Demo:
                 states = monitor.evaluator.states()
                 self.points.append({
                     "at": self.timeline.relative(ticked),
-                    "feature_psi_max": result.value("FeaturePSIMax"),
-                    "prediction_psi": _endpoint_value(result, "PredictionPSI"),
+                    "feature_psi_max": result.value(FEATURE_PSI_MAX.name),
+                    "prediction_psi": _endpoint_value(result, PREDICTION_PSI.name),
                     "alarms": {alarm: states.get(f"{self.settings.endpoint_name}-{alarm}", {})
                                .get("state", "INSUFFICIENT_DATA") for alarm in DRAWN_ALARMS}})
                 for event in result.events:

@@ -27,7 +27,7 @@ from mlops_kit.core.alarms import (DEFAULT_SCHEDULE_MINUTES, AlarmDefinition, in
                                    load_definitions)
 from mlops_kit.core.metric_catalogue import CAPTURE_RECORDS_DROPPED, MetricDatum
 from mlops_kit.core.rotation import serving_champion
-from mlops_kit.deploy.endpoints import EndpointBusyError
+from mlops_kit.endpoints import EndpointBusyError
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
 from mlops_kit.local.control_plane import (LocalNotifier, LocalProbeResults, local_registry,
                                            publish)

@@ -49,7 +49,7 @@ from mlops_kit.aws.clients import Backoff, LazyClient, error_code, error_message
 from mlops_kit.aws.ledger import IAM_ACTIONS as LEDGER_IAM_ACTIONS
 from mlops_kit.aws.ledger import (DEPLOYMENT_PREFIX, TRANSITION_PREFIX, VERSION_PREFIX, Ledger,
                                   iso_milli, version_key)
-from mlops_kit.deploy.endpoints import ModelSource
+from mlops_kit.endpoints import ModelSource
 
 from .base import (
     ApprovalStatus,

@@ -10,7 +10,7 @@ from mlops_kit.core.retention import (ArchiveDecision, RetentionCandidate, Reten
 from mlops_kit.core.rollback_policy import blocked_versions
 from mlops_kit.core.rotation import (DEFAULT_WARM_FALLBACKS, protected_versions, serving_champion,
                                      serving_lineup)
-from mlops_kit.deploy.endpoints import EndpointAdapter
+from mlops_kit.endpoints import EndpointAdapter
 from mlops_kit.registry.base import ApprovalStatus, DeploymentRecord, ModelRegistry
 
 
