@@ -137,7 +137,7 @@ def bench_local(args, workdir: Path) -> dict[str, Any]:
     from mlops_kit.local.demo import Demo
     from mlops_kit.local.monitor import LocalMonitor
     from mlops_kit.local.pipeline_runner import run_pipeline
-    from mlops_kit.serving.state import load_state, save_state
+    from mlops_kit.endpoint_state import load_state, save_state
     from mlops_pipelines.steps._io import write_table
 
     settings = LocalSettings(home=workdir / "home", model_group=DEFAULT_MODEL_GROUP,

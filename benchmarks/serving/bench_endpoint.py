@@ -150,7 +150,8 @@ def run_wrk(port: int, body: str, connections: int, seconds: int, workdir: Path)
 
 
 def bench_endpoint(model_dir: Path, body: str, seconds: int, workdir: Path) -> list[dict]:
-    from mlops_kit.serving.state import EndpointState, ServedVariant, now, save_state
+    from mlops_kit.clock import utc_now_iso
+    from mlops_kit.endpoint_state import EndpointState, ServedVariant, save_state
 
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")
@@ -159,7 +160,7 @@ def bench_endpoint(model_dir: Path, body: str, seconds: int, workdir: Path) -> l
         home = workdir / f"home-{capture:g}"
         variants = tuple(ServedVariant(f"v{v}", v, str(model_dir), 1.0 if v == 3 else 0.0)
                          for v in (3, 2, 1))
-        save_state(home, EndpointState(ENDPOINT, "InService", variants, "bench", now(), 1))
+        save_state(home, EndpointState(ENDPOINT, "InService", variants, "bench", utc_now_iso(), 1))
         process, port = start_server(home, capture)
         try:
             for connections in (1, 8):
@@ -179,13 +180,14 @@ def bench_batch(model_dir: Path, rows: int, workdir: Path) -> list[dict]:
     from mlops_kit.data.synthetic import generate
     from mlops_kit.serving.batch import _threads, score_file
     from mlops_kit.serving.router import ScoringRouter
-    from mlops_kit.serving.state import EndpointState, ServedVariant, now, save_state
+    from mlops_kit.clock import utc_now_iso
+    from mlops_kit.endpoint_state import EndpointState, ServedVariant, save_state
     from mlops_pipelines.steps import inference
     from mlops_pipelines.steps.train import encode_frame
 
     home = workdir / "home-batch"
     save_state(home, EndpointState(ENDPOINT, "InService",
-                                   (ServedVariant("v3", 3, str(model_dir), 1.0),), "b", now(), 1))
+                                   (ServedVariant("v3", 3, str(model_dir), 1.0),), "b", utc_now_iso(), 1))
     frame = generate(rows, seed=5)
     parquet, csv = workdir / "batch.parquet", workdir / "batch.csv"
     frame.to_parquet(parquet)

@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, metavar="PATH")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    from mlops_kit.serving.state import EndpointState, ServedVariant, now, save_state
+    from mlops_kit.clock import utc_now_iso
+    from mlops_kit.endpoint_state import EndpointState, ServedVariant, save_state
     from mlops_pipelines.steps import inference
 
     for name in PARSERS:
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         body = csv_lines(inference.model_fn(str(model_dir)), 10)[0]
         home = workdir / "home"
         variants = (ServedVariant("v1", 1, str(model_dir), 1.0),)
-        save_state(home, EndpointState(ENDPOINT, "InService", variants, "bench", now(), 1))
+        save_state(home, EndpointState(ENDPOINT, "InService", variants, "bench", utc_now_iso(), 1))
         rounds = []
         for index in range(args.rounds):
             order = list(PARSERS) if index % 2 == 0 else list(reversed(PARSERS))

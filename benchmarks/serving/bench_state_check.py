@@ -79,7 +79,7 @@ def per_call(function, calls: int) -> float:
 
 def rewrite(home: Path, state) -> None:
     """Replace the state file (atomically, new inode), as the controllers do."""
-    from mlops_kit.serving.state import save_state
+    from mlops_kit.endpoint_state import save_state
 
     save_state(home, state)
 
@@ -87,12 +87,13 @@ def rewrite(home: Path, state) -> None:
 def bench(root: Path, calls: int, rounds: int) -> dict:
     from mlops_kit.serving.router import STATE_RECHECK_SECONDS, STATE_SETTLE_SECONDS, \
         ScoringRouter
-    from mlops_kit.serving.state import EndpointState, ServedVariant, now, save_state
+    from mlops_kit.clock import utc_now_iso
+    from mlops_kit.endpoint_state import EndpointState, ServedVariant, save_state
 
     home = root / "home"
     model_dir = tiny_model(root / "model")
     state = EndpointState(ENDPOINT, "InService", (ServedVariant("v1", 1, str(model_dir), 1.0),),
-                          f"{ENDPOINT}-config", now(), 1)
+                          f"{ENDPOINT}-config", utc_now_iso(), 1)
     save_state(home, state)
     router = ScoringRouter(home, ENDPOINT)
     try:

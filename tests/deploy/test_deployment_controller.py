@@ -7,7 +7,7 @@ import pytest
 from mlops_kit.endpoints import EndpointBusyError
 from mlops_kit.deploy.events import (InvalidEventError, deploy_decision, model_package_event,
                                      parse_model_package_event)
-from mlops_kit.serving.state import load_state, save_state
+from mlops_kit.endpoint_state import load_state, save_state
 
 
 def approve(registry, controller, version, when=None):

@@ -11,7 +11,7 @@ from mlops_kit.endpoints import EndpointBusyError
 from mlops_kit.deploy.events import model_package_event
 from mlops_kit.deploy.rollback import RollbackController, RollbackDeferred, RollbackSettings
 from mlops_kit.deploy.controller import DeploymentSettings
-from mlops_kit.serving.state import load_state, save_state
+from mlops_kit.endpoint_state import load_state, save_state
 
 from .conftest import Sleeps, load_event
 

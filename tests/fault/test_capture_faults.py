@@ -125,7 +125,7 @@ def monitor_alarms_on_drops(settings: LocalSettings) -> int:
     notified = [json.loads(line) for line in
                 (settings.home / "notifications.jsonl").read_text().splitlines()]
     assert [n["message"]["alarm"] for n in notified] == [name]
-    from mlops_kit.serving.state import load_state
+    from mlops_kit.endpoint_state import load_state
 
     assert {v.variant_name: v.weight for v in load_state(settings.home, ENDPOINT).variants} \
         == {"v3": 1.0, "v2": 0.0, "v1": 0.0}  # no rollback

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops_kit.serving.state import EndpointState, ServedVariant, load_state, now, save_state
+from mlops_kit.clock import utc_now_iso
+from mlops_kit.endpoint_state import EndpointState, ServedVariant, load_state, save_state
 
 ENDPOINT = "fraud-scorer-test"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -68,7 +69,7 @@ def make_state(model_versions, weights: dict[int, float], generation: int = 1,
                endpoint: str = ENDPOINT) -> EndpointState:
     variants = tuple(ServedVariant(f"v{v}", v, str(model_versions[v]), float(w))
                      for v, w in sorted(weights.items(), reverse=True))
-    return EndpointState(endpoint, "InService", variants, f"{endpoint}-config", now(), generation)
+    return EndpointState(endpoint, "InService", variants, f"{endpoint}-config", utc_now_iso(), generation)
 
 
 def write_state(home: Path, model_versions, weights: dict[int, float],

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mlops_kit.cli.serving import register
 from mlops_kit.serving.batch import BatchInputError, score_file
 from mlops_kit.serving.router import ScoringRouter
-from mlops_kit.serving.state import load_state, save_state
+from mlops_kit.endpoint_state import load_state, save_state
 from mlops_kit.serving.stream import score_stream
 from mlops_pipelines.steps import inference
 

@@ -39,7 +39,7 @@ from mlops_kit.deploy.local_endpoint import LocalEndpoints
 from mlops_kit.local.control_plane import publish, rollback_controller, single_writer
 from mlops_kit.monitoring.alarm_events import alarm_state_change_event
 from mlops_kit.serving.capture import iter_capture
-from mlops_kit.serving.state import load_state
+from mlops_kit.endpoint_state import load_state
 
 from .conftest import ENDPOINT, RunningServer, start_server, worker_pids, write_state
 

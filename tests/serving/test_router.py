@@ -10,7 +10,7 @@ import pytest
 
 from mlops_kit.serving.router import (EndpointUnavailable, NoTrafficError, ScoringRouter,
                                       UnknownVariantError, negotiate_accept)
-from mlops_kit.serving.state import load_state, save_state
+from mlops_kit.endpoint_state import load_state, save_state
 from mlops_pipelines.steps import inference
 from mlops_pipelines.steps.inference import PayloadError
 

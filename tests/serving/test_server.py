@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from mlops_kit.serving.capture import read_capture
-from mlops_kit.serving.state import load_state, save_state
+from mlops_kit.endpoint_state import load_state, save_state
 from mlops_pipelines.steps import inference
 
 from .conftest import ENDPOINT, start_server, worker_pids, write_state

@@ -10,7 +10,8 @@ from typing import Mapping, Sequence
 
 from mlops_kit.core.rotation import VariantWeight, validate_lineup
 from mlops_kit.endpoints import EndpointBusyError, EndpointNotFoundError, EndpointView, ModelSource
-from mlops_kit.serving.state import EndpointState, ServedVariant, load_state, now, save_state
+from mlops_kit.clock import utc_now_iso
+from mlops_kit.endpoint_state import EndpointState, ServedVariant, load_state, save_state
 
 
 MODEL_FILE = "xgboost-model"
@@ -76,7 +77,7 @@ class LocalEndpoints:
                                            sort_keys=True).encode()).hexdigest()[:12]
         config_name = f"{endpoint_name}-{digest}"
         save_state(self.home, EndpointState(endpoint_name, "InService", served, config_name,
-                                            now(), (current.generation + 1) if current else 1))
+                                            utc_now_iso(), (current.generation + 1) if current else 1))
         return config_name
 
     def set_weights(self, endpoint_name: str, weights: Mapping[str, float]) -> None:

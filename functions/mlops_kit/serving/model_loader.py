@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from mlops_kit.serving.kernel import ModelKernel
-from mlops_kit.serving.state import EndpointState
+from mlops_kit.endpoint_state import EndpointState
 
 ModelLoader = Callable[[str], Any]
 """`inference.model_fn`: a model directory to a LoadedModel."""

@@ -7,7 +7,7 @@ a router, a rollback (a weight change in the state file) moves all three at once
 It is three parts, one module each:
 
 * `serving/state_follower.py` follows the state file (written by the deployment and rollback
-  controllers, `serving/state.py`) and keeps the routing table of its newest good state: what
+  controllers, `endpoint_state.py`) and keeps the routing table of its newest good state: what
   a changed, unreadable or partly loadable file does, and why a quiet file costs one `os.stat`;
 * `serving/model_loader.py` loads each model directory once, shared by every table serving it;
 * `serving/routing.py` holds the table: weighted random routing, pinned variants, where an

@@ -29,7 +29,7 @@ import numpy as np
 from mlops_kit.core.rotation import serving_champion
 from mlops_kit.serving.kernel import ModelKernel
 from mlops_kit.serving.model_loader import ModelHandle
-from mlops_kit.serving.state import EndpointState
+from mlops_kit.endpoint_state import EndpointState
 
 
 class ServingError(Exception):

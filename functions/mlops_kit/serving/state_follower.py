@@ -1,6 +1,6 @@
 """Following one endpoint's state file: the routing table that serves its newest good state.
 
-The state file (`serving/state.py`) is written by the deployment and rollback controllers. A
+The state file (`endpoint_state.py`) is written by the deployment and rollback controllers. A
 follower keeps every variant in it loaded, warm fallbacks included.
 
 Following the file costs one `os.stat` (and one clock read) per request. The stat signature
@@ -52,7 +52,7 @@ from typing import Any
 
 from mlops_kit.serving.model_loader import ModelCache, ModelHandle, ModelLoader
 from mlops_kit.serving.routing import RoutingTable, takes_traffic, variant_set
-from mlops_kit.serving.state import EndpointState, state_path
+from mlops_kit.endpoint_state import EndpointState, state_path
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,10 @@
 control plane (deployment and rollback controllers), followed by every server worker.
 
 A worker stats the file before each request (and compares its bytes while it is young, and
-periodically: a same-size replacement can repeat the stat signature; see `serving/router.py`),
+periodically: a same-size replacement can repeat the stat signature; see
+`serving/state_follower.py`),
 so a weight change takes effect on the next request, with no restart and nothing dropped.
+Below both the writers (deploy) and the reader (serving): the file is the contract between them.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mlops_kit.clock import utc_now_iso
 from mlops_kit.core.rotation import VariantWeight
 from mlops_kit.ports import DamagedStateError
 
@@ -66,11 +68,7 @@ class EndpointState:
                          for v in self.variants)
         if sum(v.weight for v in variants) <= 0:
             raise ValueError("total weight would be 0: the endpoint would serve nothing")
-        return replace(self, variants=variants, updated_at=now(), generation=self.generation + 1)
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return replace(self, variants=variants, updated_at=utc_now_iso(), generation=self.generation + 1)
 
 
 def state_path(home: str | Path, endpoint_name: str) -> Path:
