@@ -1,5 +1,7 @@
 """The deployment and rollback Lambdas end to end against moto: real event shapes, Powertools
-idempotency on DynamoDB, duplicated and foreign events."""
+idempotency on DynamoDB, duplicated and foreign events. Each handler runs through its own
+module wiring (`mlops_kit.aws.lambda_runtime`, `mlops_kit.homes.aws`): settings from the
+environment the test sets, moto clients injected into the module's `clients`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 
 from mlops_kit.registry.sagemaker import SageMakerRegistry
 
-from builders import load_handler, raised_now, registration
+from builders import alarm_event, load_handler, registration
 
 from .conftest import ACCOUNT, IMAGE_URI, LEDGER, REGION, ROLE_ARN
 
@@ -35,8 +37,7 @@ class Context:
 
 
 def event(name: str) -> dict:
-    loaded = json.loads((EVENTS / name).read_text())
-    return raised_now(loaded) if name.startswith("cloudwatch-alarm") else loaded
+    return json.loads((EVENTS / name).read_text())
 
 
 @pytest.fixture()
@@ -73,17 +74,17 @@ def load(monkeypatch, tables, make_client):
     def load_module(function: str):
         module = load_handler(function, monkeypatch)
         module.persistence.client = make_client("dynamodb")
+        for service in ("sagemaker", "dynamodb", "cloudwatch", "sns"):
+            module.clients.inject(service, make_client(service))
         return module
     return load_module
 
 
 def test_approval_deploys_once_and_foreign_events_are_ignored(load, registry, sagemaker):
-    from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
     from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
 
     handler = load("deployment_controller")
-    endpoints = SageMakerEndpoints(sagemaker, execution_role_arn=ROLE_ARN)
-    handler._controller = DeploymentController(registry, endpoints, DeploymentSettings(ENDPOINT))
+    endpoints = SageMakerEndpoints(sagemaker)
 
     registry.approve(1, actor="bob", reason="ship it")
     approved = event("sagemaker-model-package-state-change.approved.json")
@@ -92,6 +93,13 @@ def test_approval_deploys_once_and_foreign_events_are_ignored(load, registry, sa
     assert first["action"] == "deployed"
     view = endpoints.describe(ENDPOINT)
     assert [(v.variant_name, v.weight) for v in view.variants] == [("v1", 1.0)]
+    # Deployed as the environment says: the execution role and data capture of the settings.
+    config = sagemaker.describe_endpoint_config(
+        EndpointConfigName=sagemaker.describe_endpoint(EndpointName=ENDPOINT)[
+            "EndpointConfigName"])
+    assert config["DataCaptureConfig"]["DestinationS3Uri"] == "s3://kit-capture/capture"
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert model["ExecutionRoleArn"] == ROLE_ARN
 
     # Redelivered under another event id: Powertools returns the stored result, nothing runs.
     redelivered = dict(copy.deepcopy(approved), id="another-id")
@@ -146,16 +154,10 @@ def serving(registry, sagemaker, make_client):
 
 
 def test_alarm_rolls_back_once_in_both_shapes(load, registry, sagemaker, serving):
-    from mlops_kit.aws.health import CloudWatchProbeResults
-    from mlops_kit.deploy.rollback import RollbackController
-
-    endpoints, cloudwatch = serving
+    endpoints, _ = serving
     handler = load("rollback_controller")
-    handler._controller = RollbackController(
-        registry, endpoints, managed_endpoints=[ENDPOINT],
-        health=CloudWatchProbeResults(cloudwatch, variants=lambda n: ["v1", "v2"]))
 
-    alarm = event("cloudwatch-alarm-state-change.eventbridge.json")
+    alarm = alarm_event("feature-drift")
     outcome = handler.lambda_handler(alarm, Context())
     assert (outcome["action"], outcome["from_version"], outcome["to_version"]) == \
         ("rolled_back", 2, 1)
@@ -163,7 +165,7 @@ def test_alarm_rolls_back_once_in_both_shapes(load, registry, sagemaker, serving
     assert weights == {"v1": 1.0, "v2": 0.0}
     assert handler.lambda_handler(copy.deepcopy(alarm), Context()) == outcome  # replay
     # The other shape, a different alarm, moments later: within the cooldown, no second shift.
-    second = handler.lambda_handler(event("cloudwatch-alarm.lambda-action.json"), Context())
+    second = handler.lambda_handler(alarm_event("prediction-drift"), Context())
     assert second["action"] == "none" and "cooldown" in second["reason"]
     rollbacks = [d for d in registry.deployments(ENDPOINT) if d.kind == "rollback"]
     assert len(rollbacks) == 1 and rollbacks[0].evidence["alarm"] == alarm["detail"]["alarmName"]
@@ -171,17 +173,14 @@ def test_alarm_rolls_back_once_in_both_shapes(load, registry, sagemaker, serving
 
 def test_foreign_and_malformed_alarms_are_ignored_without_error(load, registry, sagemaker,
                                                                serving):
-    from mlops_kit.deploy.rollback import RollbackController
-
     endpoints, _ = serving
     handler = load("rollback_controller")
-    handler._controller = RollbackController(registry, endpoints, managed_endpoints=[ENDPOINT])
-    foreign = event("cloudwatch-alarm-state-change.eventbridge.json")
+    foreign = alarm_event("feature-drift")
     foreign["detail"]["alarmName"] = "someone-elses-alarm"
     foreign["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {}
     assert handler.lambda_handler(foreign, Context())["action"] == "ignored"
     assert handler.lambda_handler({"hello": "world"}, Context())["action"] == "ignored"
-    back_to_ok = event("cloudwatch-alarm.lambda-action.json")
+    back_to_ok = alarm_event("prediction-drift")
     back_to_ok["alarmData"]["state"]["value"] = "OK"
     back_to_ok["alarmData"]["previousState"]["value"] = "ALARM"
     assert handler.lambda_handler(back_to_ok, Context())["action"] == "ignored"

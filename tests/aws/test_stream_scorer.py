@@ -5,19 +5,17 @@ Kinesis and Firehose outputs."""
 from __future__ import annotations
 
 import base64
-import importlib.util
+import csv
 import io
 import json
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-HANDLER = Path(__file__).resolve().parents[2] / "functions" / "stream_scorer" / "handler.py"
+import builders
 ENDPOINT = "fraud-scorer-prod"
 FEATURES = "amount,hour,merchant_risk,card_age_days"
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/transactions"
@@ -62,16 +60,12 @@ def load_handler(monkeypatch):
 
     def load(**env: str):
         for name in ("ENDPOINT_NAME", "OUTPUT_STREAM_NAME", "OUTPUT_DELIVERY_STREAM_NAME",
-                     "FEATURE_ORDER", "RECORD_ID_FIELD"):
+                     "FEATURE_ORDER", "RECORD_ID_FIELD", "ID_COLUMNS", "LABEL_COLUMN",
+                     "DATA_COLUMNS"):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        name = "stream_scorer_handler_under_test"
-        spec = importlib.util.spec_from_file_location(name, HANDLER)
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-        return module
+        return builders.load_handler("stream_scorer", monkeypatch)
     return load
 
 
@@ -180,8 +174,8 @@ def test_output_entries_that_fail_are_retried_then_reported(load_handler, runtim
     kinesis = make_client("kinesis", slot="stub")
     handler.clients.inject("sagemaker-runtime", client)
     handler.clients.inject("kinesis", kinesis)
-    sleeps: list[float] = []
-    handler.sleep = sleeps.append
+    sleeps = builders.Sleeps()
+    handler.sleep = sleeps
     event = kinesis_event(b"1,2,3", b"4,5,6")
     scored(stubber, "0.5", "1,2,3", sequence(event, 0))
     scored(stubber, "0.6", "4,5,6", sequence(event, 1))
@@ -256,3 +250,92 @@ def test_records_that_cannot_be_scored_say_why(load_handler, data, match):
     handler = load_handler(ENDPOINT_NAME=ENDPOINT, OUTPUT_STREAM_NAME="s", FEATURE_ORDER=FEATURES)
     with pytest.raises(handler.BadRecord, match=match):
         handler.to_csv(data, handler.settings())
+
+
+# -- the one id/label rule ------------------------------------------------------------------
+
+class RecordingRuntime:
+    """sagemaker-runtime that scores any features line 0.5 and keeps what it was sent."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, str]] = []
+
+    def invoke_endpoint(self, *, EndpointName, ContentType, Accept, Body, InferenceId):
+        self.calls.append((Body.decode(), InferenceId))
+        return {"Body": io.BytesIO(b"0.5"), "InvokedProductionVariant": "v3"}
+
+
+def sample_transaction() -> dict:
+    """A row of the sample data as `mlops data generate` writes it: id, features, label."""
+    from mlops_pipelines.steps.schema import FRAUD_SAMPLE_SCHEMA as schema
+
+    row = {name: 1.5 + i for i, name in enumerate(schema.numeric)}
+    row.update({name: f"c{i}" for i, name in enumerate(schema.categorical)})
+    return {"transaction_id": "tx-0001-00000007", **row, "is_fraud": 1}
+
+
+def test_the_sample_defaults_are_the_sample_schemas():
+    from mlops_pipelines.steps.schema import FRAUD_SAMPLE_SCHEMA
+
+    from mlops_kit.aws import stream_records
+
+    assert stream_records.SAMPLE_ID_COLUMNS == FRAUD_SAMPLE_SCHEMA.id_columns
+    assert stream_records.SAMPLE_LABEL == FRAUD_SAMPLE_SCHEMA.target
+
+
+def test_a_sample_record_is_scored_as_mlops_stream_scores_it_with_its_ids_passed_through(
+        load_handler, aws, make_client):
+    """Whichever layout a sample transaction comes in (a JSON object with its id and label,
+    a CSV line in the data's column order with or without the label), the endpoint is sent
+    the features RowReader (the `mlops stream` and endpoint rule) reads, and the output
+    carries the id by name."""
+    from mlops_pipelines.steps.inference import FeatureSpec, RowReader
+    from mlops_pipelines.steps.schema import FRAUD_SAMPLE_SCHEMA as schema
+
+    kinesis = make_client("kinesis")
+    kinesis.create_stream(StreamName="scores", ShardCount=1)
+    handler = load_handler(ENDPOINT_NAME=ENDPOINT, OUTPUT_STREAM_NAME="scores",
+                           FEATURE_ORDER=",".join(schema.features))
+    runtime = RecordingRuntime()
+    handler.clients.inject("sagemaker-runtime", runtime)
+    handler.clients.inject("kinesis", kinesis)
+    row = sample_transaction()
+    data_order = [row[c] for c in schema.data_columns]
+    event = kinesis_event(
+        json.dumps(row).encode(),
+        ",".join(map(str, data_order)).encode(),
+        ",".join(map(str, data_order[:-1])).encode(),     # without the label
+        json.dumps({"inferenceId": "req-9", **row}).encode())
+
+    assert handler.lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
+
+    features, ids = RowReader(FeatureSpec(schema.features, {}, schema.target, schema.id_columns,
+                                          schema.data_columns)).split_record(row)
+    expected = [str(v) if name in schema.categorical else float(v)
+                for name, v in zip(schema.features, features)]
+    for line, _ in runtime.calls:
+        sent = next(csv.reader([line]))
+        assert [v if name in schema.categorical else float(v)
+                for name, v in zip(schema.features, sent)] == expected
+    assert [inference_id for _, inference_id in runtime.calls] == [
+        ids[0], ids[0], ids[0], "req-9"]
+    out = read_stream(kinesis, "scores")
+    assert [(o["transaction_id"], o["id"], o["score"]) for o in out] == [
+        ("tx-0001-00000007", "tx-0001-00000007", 0.5)] * 4
+    assert "is_fraud" not in out[0] and out[3]["inferenceId"] == "req-9"
+
+
+def test_a_key_that_is_no_feature_id_or_label_is_refused(load_handler):
+    handler = load_handler(ENDPOINT_NAME=ENDPOINT, OUTPUT_STREAM_NAME="s", FEATURE_ORDER=FEATURES)
+    record = {"amount": 1, "hour": 2, "merchant_risk": 0.5, "card_age_days": 9, "amonut": 3}
+    with pytest.raises(handler.BadRecord, match="unknown feature.*amonut"):
+        handler.to_csv(json.dumps(record).encode(), handler.settings())
+
+
+def test_the_data_columns_come_from_the_environment(load_handler):
+    handler = load_handler(ENDPOINT_NAME=ENDPOINT, OUTPUT_STREAM_NAME="s", FEATURE_ORDER="a,b",
+                           ID_COLUMNS="key", LABEL_COLUMN="y", DATA_COLUMNS="b,key,y,a")
+    assert handler.to_csv(b"2,k-1,0,1", handler.settings()) == ("1,2", "k-1")
+    assert handler.to_csv(b"2,k-1,1", handler.settings()) == ("1,2", "k-1")
+    with pytest.raises(handler.BadRecord, match="5 CSV values for 2 features.*b, key, y, a"):
+        handler.to_csv(b"1,2,3,4,5", handler.settings())

@@ -155,16 +155,13 @@ class SageMakerBaselines:
         self.endpoints, self.registry, self.documents = endpoints, registry, documents
 
     def serving(self, endpoint_name: str):
-        from mlops_kit.core.rotation import serving_champion
         from mlops_kit.monitoring.drift_monitor import ChampionBaseline
-        from mlops_kit.monitoring.run import NotServing, Serving
+        from mlops_kit.monitoring.run import NotServing, Serving, champion_or_reason
 
         view = self.endpoints.describe(endpoint_name)
-        if view is None:
-            return NotServing(f"endpoint {endpoint_name} does not exist")
-        champion = serving_champion(view.variants)
-        if champion is None:
-            return NotServing("no variant takes traffic")
+        champion = champion_or_reason(endpoint_name, view)
+        if isinstance(champion, NotServing):
+            return champion
         baseline_uri, evaluation_uri = champion_baseline_uris(
             self.registry.sagemaker, self.registry.model_package_arn(champion.version))
         baseline = ChampionBaseline.from_documents(

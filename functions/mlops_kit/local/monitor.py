@@ -38,7 +38,7 @@ from mlops_kit.monitoring.ground_truth import GroundTruth
 from mlops_kit.monitoring.metrics import LocalMetricStore, write_atomically
 from mlops_kit.monitoring.probe import (Invoke, ProbeResult, baseline_rows, probe_metrics,
                                         probe_variants)
-from mlops_kit.monitoring.run import (DriftRun, HomeSignals, NotServing, Schedule, Serving,
+from mlops_kit.monitoring.run import (DriftRun, champion_or_reason, HomeSignals, NotServing, Schedule, Serving,
                                       Windows)
 from mlops_kit.ports import StateWriteError
 from mlops_kit.serving.capture import capture_health_dir
@@ -159,11 +159,9 @@ class LocalBaselines:
 
     def serving(self, endpoint_name: str) -> Serving | NotServing:
         view = self.endpoints.describe(endpoint_name)
-        if view is None:
-            return NotServing(f"endpoint {endpoint_name} does not exist")
-        champion = serving_champion(view.variants)
-        if champion is None:
-            return NotServing("no variant takes traffic")
+        champion = champion_or_reason(endpoint_name, view)
+        if isinstance(champion, NotServing):
+            return champion
         version = self.registry.get(champion.version)
         baseline = json.loads(Path(version.lineage["drift_baseline"]).read_text())
         evaluation = json.loads(Path(version.lineage["evaluation"]).read_text())

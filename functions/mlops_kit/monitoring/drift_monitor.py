@@ -36,6 +36,47 @@ MIN_ROWS_FOR_DRIFT = 200
 median PSI near 1): a quiet period publishes no drift datapoint rather than a false alarm."""
 
 
+class FeatureOrder(tuple):
+    """The model's feature names in order (a tuple of them), knowing the data's columns too:
+    a captured row of exactly len(features) values is the features; one in the data's column
+    order (ids, features and label, as the training file has them), with or without the label,
+    is read by position, its ids and label dropped. The endpoint's own rule
+    (`mlops_pipelines.steps.inference.RowReader`), so drift is computed on every row the
+    endpoint scored, whichever layout the caller sent."""
+
+    id_columns: tuple[str, ...]
+    label: str
+    columns: tuple[str, ...]
+
+    def __new__(cls, features: Sequence[str], *, id_columns: Sequence[str] = (),
+                label: str = "", columns: Sequence[str] = ()) -> "FeatureOrder":
+        order = super().__new__(cls, features)
+        order.id_columns, order.label = tuple(id_columns), label
+        # The schema's default order (`DatasetSchema.data_columns`) unless it named its own.
+        order.columns = tuple(columns) or (order.id_columns + tuple(order)
+                                            + ((label,) if label else ()))
+        order._positions = {}
+        if set(order) <= set(order.columns):
+            for layout in (order.columns, tuple(c for c in order.columns if c != label)):
+                if len(layout) != len(order):  # a features-only row wins a tie
+                    order._positions.setdefault(len(layout),
+                                                tuple(layout.index(n) for n in order))
+        return order
+
+    def features_of(self, row: Sequence[Any]) -> Sequence[Any] | None:
+        """The row's feature values in model order, or None for a width neither layout has."""
+        if len(row) == len(self):
+            return row
+        positions = self._positions.get(len(row))
+        return None if positions is None else [row[p] for p in positions]
+
+
+def _features_of(row: Sequence[Any], feature_order: Sequence[str]) -> Sequence[Any] | None:
+    if isinstance(feature_order, FeatureOrder):
+        return feature_order.features_of(row)
+    return row if len(row) == len(feature_order) else None
+
+
 @dataclass(frozen=True)
 class ChampionBaseline:
     """What the monitor compares against: the champion's training-time distributions."""
@@ -44,6 +85,7 @@ class ChampionBaseline:
     features: Mapping[str, Any]
     """The preprocess step's baseline.json `features` section."""
     feature_order: tuple[str, ...]
+    """A `FeatureOrder` when read from the documents: it knows the data's column order."""
     score_baseline: Mapping[str, Any]
     """evaluation.json's `score_baseline` (quantile bins of the training scores)."""
 
@@ -51,8 +93,12 @@ class ChampionBaseline:
     def from_documents(cls, version: int, variant_name: str, baseline: Mapping[str, Any],
                        evaluation: Mapping[str, Any]) -> "ChampionBaseline":
         schema = baseline["schema"]
-        return cls(version, variant_name, baseline["features"],
-                   tuple(schema["numeric"]) + tuple(schema["categorical"]),
+        # baseline.json's schema names the ids and the label; it lists the data's column
+        # order only when the dataset schema declared one (else ids, features, label).
+        order = FeatureOrder(tuple(schema["numeric"]) + tuple(schema["categorical"]),
+                             id_columns=schema.get("id_columns", ()),
+                             label=schema.get("target", ""), columns=schema.get("columns", ()))
+        return cls(version, variant_name, baseline["features"], order,
                    evaluation["score_baseline"])
 
 
@@ -114,9 +160,10 @@ def _payload_text(part: Mapping[str, Any]) -> tuple[str, str]:
 def decode_capture(records: Iterable[Mapping[str, Any]], feature_order: Sequence[str]
                    ) -> DecodedCapture:
     """Rows and scores out of SageMaker capture records. Anything unreadable is counted and
-    skipped, never fatal: a torn line, another content type, a row of the wrong width."""
+    skipped, never fatal: a torn line, another content type, a row of the wrong width. A row
+    in the data's column order (ids, label) counts when `feature_order` is a `FeatureOrder`,
+    and so does an answer carrying the ids (`id,score` lines)."""
     decoded = DecodedCapture({name: [] for name in feature_order}, [], [])
-    width = len(feature_order)
     for record in records:
         decoded.records += 1
         try:
@@ -142,7 +189,7 @@ def decode_capture(records: Iterable[Mapping[str, Any]], feature_order: Sequence
         else:
             decoded.skip(f"content type {input_type or 'unknown'}")
             continue
-        scores = _scores(output_type, output_text)
+        scores = _scores(output_type, output_text, _sent_ids(rows, feature_order))
         if scores is None or len(scores) != len(rows):
             decoded.skip("output does not match input rows")
             continue
@@ -151,10 +198,11 @@ def decode_capture(records: Iterable[Mapping[str, Any]], feature_order: Sequence
         if not isinstance(inference_id, str):
             inference_id = None
         for row, score in zip(rows, scores):
-            if len(row) != width:
+            values = _features_of(row, feature_order)
+            if values is None:
                 decoded.skip("wrong number of values")
                 continue
-            for name, value in zip(feature_order, row):
+            for name, value in zip(feature_order, values):
                 decoded.columns[name].append(value)
             decoded.scores.append(score)
             decoded.inference_ids.append(inference_id if len(rows) == 1 else None)
@@ -172,13 +220,24 @@ def _json_rows(document: Any) -> list | None:
     return document
 
 
-def _scores(content_type: str, text: str) -> list[float] | None:
+def _sent_ids(rows: Sequence[Any], feature_order: Sequence[str]) -> bool:
+    """Whether some row sent ids, so the endpoint answered `ids...,score` lines."""
+    id_columns = getattr(feature_order, "id_columns", ())
+    return any(any(name in row for name in id_columns) if isinstance(row, dict)
+               else len(row) != len(feature_order) for row in rows)
+
+
+def _scores(content_type: str, text: str, with_ids: bool = False) -> list[float] | None:
+    """The answer's scores: JSON predictions (ids beside the score), or CSV of one score per
+    value, or, when the rows sent ids, one `ids...,score` line per row."""
     try:
         if content_type == "application/json":
             document = json.loads(text)
             return [float(p["score"]) for p in document["predictions"]]
+        if with_ids:
+            return [float(line[-1]) for line in csv.reader(io.StringIO(text)) if line]
         return [float(v) for v in text.replace(",", "\n").split()]
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+    except (ValueError, KeyError, TypeError, IndexError, json.JSONDecodeError):
         return None
 
 

@@ -50,6 +50,17 @@ class NotServing:
     reason: str
 
 
+def champion_or_reason(endpoint_name: str, view: Any) -> Any:
+    """The variant taking the traffic of `view` (an EndpointView, None when the endpoint does
+    not exist), or the NotServing that says why there is none: one answer in both homes."""
+    from mlops_kit.core.rotation import serving_champion
+
+    if view is None:
+        return NotServing(f"endpoint {endpoint_name} does not exist")
+    champion = serving_champion(view.variants)
+    return champion if champion is not None else NotServing("no variant takes traffic")
+
+
 @dataclass(frozen=True)
 class Windows:
     """The time ranges one run at `at` reads, each [start, end)."""
