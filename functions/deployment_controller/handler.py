@@ -22,7 +22,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops_kit.aws.lambda_runtime import ControlRuntime
 from mlops_kit.deploy.controller import DeploymentController
-from mlops_kit.deploy.events import InvalidEventError, deploy_decision, parse_model_package_event
+from mlops_kit.deploy.events import (InvalidEventError, ModelPackageStateChange, deploy_decision,
+                                     parse_model_package_event)
 from mlops_kit.homes import aws
 from mlops_kit.registry.base import UnknownVersionError
 
@@ -39,8 +40,8 @@ def controller() -> DeploymentController:
 
 
 @runtime.once("change")
-def promote_once(*, change: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    return controller().handle_event(event).to_dict()
+def promote_once(*, change: dict[str, Any], parsed: ModelPackageStateChange) -> dict[str, Any]:
+    return controller().handle_change(parsed).to_dict()
 
 
 @runtime.handler
@@ -54,7 +55,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return runtime.ignored(why, version=change.version)
     runtime.idempotency.register_lambda_context(context)
     try:
-        outcome = promote_once(change={"key": change.change_key}, event=event)
+        outcome = promote_once(change={"key": change.change_key}, parsed=change)
     except UnknownVersionError as exc:  # a version the registry lacks: no retry can fix it
         return runtime.rejected(exc, version=change.version)
     return runtime.handled("Promotion", outcome)

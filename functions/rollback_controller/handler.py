@@ -27,7 +27,7 @@ from mlops_kit.aws.lambda_runtime import ControlRuntime
 from mlops_kit.deploy.events import InvalidEventError
 from mlops_kit.deploy.rollback import RollbackController
 from mlops_kit.homes import aws
-from mlops_kit.monitoring.alarm_events import parse_alarm_event
+from mlops_kit.monitoring.alarm_events import AlarmTransition, parse_alarm_event
 
 runtime = ControlRuntime("rollback_controller")
 settings, clients, persistence = runtime.settings, runtime.clients, runtime.persistence
@@ -43,8 +43,8 @@ def controller() -> RollbackController:
 
 
 @runtime.once("transition")
-def shift_once(*, transition: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    return controller().handle_event(event).to_dict()
+def shift_once(*, transition: dict[str, Any], alarm: AlarmTransition) -> dict[str, Any]:
+    return controller().handle_alarm(alarm).to_dict()
 
 
 @runtime.handler
@@ -60,7 +60,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return runtime.ignored(why, alarm=alarm.alarm_name)
     runtime.idempotency.register_lambda_context(context)
     outcome = runtime.handled("Rollback", shift_once(transition={"key": alarm.transition_key},
-                                                     event=event))
+                                                     alarm=alarm))
     if outcome["action"] == "no_healthy_fallback":
         runtime.logger.error("no healthy fallback", extra=outcome)
     return outcome

@@ -12,7 +12,8 @@ from mlops_kit.core.guards import VersionFacts, promotion_refusal
 from mlops_kit.core.rotation import (DEFAULT_WARM_FALLBACKS, VariantWeight, plan_promotion,
                                      promotion_weights, same_serving, serving_champion)
 from mlops_kit.endpoints import EndpointAdapter, EndpointBusyError, ModelSource
-from mlops_kit.deploy.events import deploy_decision, parse_model_package_event
+from mlops_kit.deploy.events import (ModelPackageStateChange, deploy_decision,
+                                     parse_model_package_event)
 from mlops_kit.registry.base import (ApprovalStatus, DeploymentRecord, ModelRegistry,
                                      ModelVersion)
 from mlops_kit.clock import utc_now_iso
@@ -90,8 +91,11 @@ class DeploymentController:
         self.sleep = sleep
 
     def handle_event(self, event: Mapping[str, Any]) -> DeploymentOutcome:
-        """A model package state change: deploy on approval, ignore everything else."""
-        change = parse_model_package_event(event)
+        """A model package state change (raw EventBridge event): parsed, then `handle_change`."""
+        return self.handle_change(parse_model_package_event(event))
+
+    def handle_change(self, change: ModelPackageStateChange) -> DeploymentOutcome:
+        """A parsed model package state change: deploy on approval, ignore everything else."""
         act, why = deploy_decision(change)
         if not act:
             return DeploymentOutcome("ignored", change.version, why)

@@ -133,8 +133,14 @@ class RollbackController:
         return False, f"alarm {alarm.alarm_name} is not one of the kit's rollback alarms"
 
     def handle_event(self, event: Mapping[str, Any]) -> RollbackOutcome:
+        """An alarm event (raw, either delivery shape): parsed, then `handle_alarm`."""
         started = time.perf_counter()
-        alarm = parse_alarm_event(event)
+        return self.handle_alarm(parse_alarm_event(event), started)
+
+    def handle_alarm(self, alarm: AlarmTransition, started: float | None = None
+                     ) -> RollbackOutcome:
+        """A parsed alarm transition: roll back when it is the kit's alarm going into ALARM."""
+        started = time.perf_counter() if started is None else started
         if alarm.state != "ALARM" or alarm.previous_state == "ALARM":
             return RollbackOutcome("ignored", f"{alarm.alarm_name}: {alarm.previous_state or '?'}"
                                               f" → {alarm.state} is not a transition into ALARM",

@@ -26,6 +26,7 @@ from mlops_kit.deploy.rollback import RollbackController
 from mlops_kit.monitoring.alarm_events import ALARM_DETAIL_TYPE
 from mlops_kit.registry.base import ModelVersion
 from mlops_kit.registry.local import LocalRegistry, OutboxEvent
+from mlops_kit.tracking.registry_mirror import mirror_local_registry
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ def deliver_pending(settings: LocalSettings, *, registry: LocalRegistry | None =
     if not registry.db_path.exists() and registry.marker() is None:
         return []  # a new home: nothing was ever kept
     outcomes: list[Any] = []
+    delivered = 0
     with single_writer(settings, blocking=blocking) as held:
         if not held:
             return outcomes
@@ -188,8 +190,14 @@ def deliver_pending(settings: LocalSettings, *, registry: LocalRegistry | None =
                             failed.attempts, exc)
                 continue
             registry.mark_delivered(pending.seq, {"outcomes": [_as_dict(r) for r in results]})
+            delivered += 1
             if selected:
                 outcomes.extend(results)
+    if delivered:
+        # MLflow's registry follows what was applied, outside the event lock (MLflow's import
+        # takes seconds); best-effort: a broken store warns and never fails the delivery. An
+        # error above skips it: the sync is of the whole state, so the next one catches up.
+        mirror_local_registry(settings, registry)
     return outcomes
 
 

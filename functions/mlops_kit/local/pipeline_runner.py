@@ -33,6 +33,7 @@ from mlops_kit.config import LocalSettings
 from mlops_kit.core.gates import GATES, GateVerdict, evaluate_gates
 from mlops_kit.local import lineage
 from mlops_kit.registry.base import ModelRegistry, ModelVersion, RegistrationRequest
+from mlops_kit.tracking import run_log
 from mlops_pipelines import parameters
 from mlops_pipelines.steps import evaluate, preprocess, train
 from mlops_pipelines.steps._io import BadInputError, write_table
@@ -168,6 +169,9 @@ def run_pipeline(settings: LocalSettings, registry: ModelRegistry, *,
         staging.rename(final)
 
     result = PipelineRunResult(run_id, final, params, evaluation, verdicts, None, timings)
+    # Best-effort views for the scientist (a warning, never a lost registration).
+    run_log.record_evaluation(settings.mlflow_uri, training["run_id"], evaluation, verdicts,
+                              final / "evaluation", manifest=manifest, code_version=code_version)
     if not result.passed:
         reporter.step_finished("register", 0.0, "skipped: a gate failed")
         return result
@@ -195,6 +199,7 @@ def run_pipeline(settings: LocalSettings, registry: ModelRegistry, *,
         owner=settings.owner, use_case=settings.use_case,
         description=f"pipeline run {run_id}")
     result.version = _step(reporter, timings, "register", lambda: registry.register(request))
+    run_log.record_registration(settings, registry, training["run_id"], result.version)
     return result
 
 
