@@ -289,6 +289,9 @@ class StreamScorerSettings(_Settings):
     output_delivery_stream_name: str
     feature_order: tuple[str, ...]
     record_id_field: str
+    id_columns: tuple[str, ...]
+    label_column: str
+    data_columns: tuple[str, ...]
 
     def problems(self) -> list[str]:
         if bool(self.output_stream_name) == bool(self.output_delivery_stream_name):
@@ -428,7 +431,15 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
                     required=False, default=""),
              EnvVar("FEATURE_ORDER", "feature_order", tuple, required=False, default=(),
                     doc="feature names in the model's order; needed for JSON records"),
-             EnvVar("RECORD_ID_FIELD", "record_id_field", required=False, default="id")),
+             EnvVar("RECORD_ID_FIELD", "record_id_field", required=False, default="id"),
+             # The sample schema's (pipelines/steps/schema.py FRAUD_SAMPLE_SCHEMA; a test holds
+             # them equal): the one id/label rule of inference.RowReader, in the Lambda.
+             EnvVar("ID_COLUMNS", "id_columns", tuple, required=False,
+                    default=("transaction_id",), doc="the data's id columns: passed through"),
+             EnvVar("LABEL_COLUMN", "label_column", required=False, default="is_fraud",
+                    doc="the data's label: ignored in a record"),
+             EnvVar("DATA_COLUMNS", "data_columns", tuple, required=False, default=(),
+                    doc="the data's column order when it is not ids, features, label")),
         paths=(
             CodePath("score a record", (Access(("sagemaker:InvokeEndpoint",), ENDPOINT),)),
             CodePath("write the scores to the output stream", (

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from mlops_kit.contract import StreamScorerSettings
+from mlops_kit.contract import FUNCTIONS, StreamScorerSettings
 
-SAMPLE_ID_COLUMNS = ("transaction_id",)
-SAMPLE_LABEL = "is_fraud"
-"""`mlops_pipelines.steps.schema.FRAUD_SAMPLE_SCHEMA`'s id columns and label (a test holds
-them equal), until the stream scorer's contract declares these variables."""
+_DEFAULTS = {env.field: env.default for env in FUNCTIONS["stream_scorer"].env}
+SAMPLE_ID_COLUMNS: tuple[str, ...] = _DEFAULTS["id_columns"]
+SAMPLE_LABEL: str = _DEFAULTS["label_column"]
+"""The contract's defaults (ID_COLUMNS, LABEL_COLUMN): the sample schema's, a test holds them
+equal to `FRAUD_SAMPLE_SCHEMA`."""
 INFERENCE_ID = "inferenceId"
 
 
@@ -48,17 +48,9 @@ class RecordLayout:
     """The data's column order; empty: ids, features (model order), label."""
 
     @classmethod
-    def from_settings(cls, cfg: StreamScorerSettings,
-                      environ: Mapping[str, str] | None = None) -> "RecordLayout":
-        env = os.environ if environ is None else environ
-
-        def names(variable: str, default: tuple[str, ...]) -> tuple[str, ...]:
-            raw = env.get(variable)
-            return default if raw is None else tuple(n.strip() for n in raw.split(",")
-                                                      if n.strip())
-        return cls(tuple(cfg.feature_order), names("ID_COLUMNS", SAMPLE_ID_COLUMNS),
-                   env.get("LABEL_COLUMN", SAMPLE_LABEL).strip(), cfg.record_id_field,
-                   names("DATA_COLUMNS", ()))
+    def from_settings(cls, cfg: StreamScorerSettings) -> "RecordLayout":
+        return cls(tuple(cfg.feature_order), tuple(cfg.id_columns), cfg.label_column.strip(),
+                   cfg.record_id_field, tuple(cfg.data_columns))
 
     @property
     def data_columns(self) -> tuple[str, ...]:
