@@ -134,7 +134,8 @@ def build_baseline(train, schema: DatasetSchema, bins: int) -> dict[str, Any]:
         "positive_rate": float(train[schema.target].mean()),
         "features": features,
         "schema": {"target": schema.target, "numeric": list(schema.numeric),
-                   "categorical": list(schema.categorical), "id_columns": list(schema.id_columns)},
+                   "categorical": list(schema.categorical), "id_columns": list(schema.id_columns),
+                   "columns": list(schema.data_columns)},
     }
 
 
