@@ -51,6 +51,27 @@ class StudioConfig:
         return self.app_network_access_type or "VpcOnly"
 
 
+_TRACKING_SERVER_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/"
+    r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """`context.stages.<stage>.mlflow` (off by default: a tracking server is billed per hour).
+    `trackingServer` provisions a SageMaker managed MLflow tracking server in the stateful
+    stack; `trackingServerArn` points the training step at an existing one instead."""
+
+    tracking_server: bool = False
+    size: str = "Small"
+    """TrackingServerSize: "Small", "Medium" or "Large"."""
+    tracking_server_arn: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.tracking_server or self.tracking_server_arn is not None
+
+
 @dataclass(frozen=True)
 class StageConfig:
     stage: str
@@ -95,6 +116,7 @@ class StageConfig:
     new_data_key: str = "incoming/latest.parquet"
     """The one object key the new-data rule matches; the run gets InputDataUri=s3://<bucket>/<key>."""
     studio: StudioConfig = StudioConfig()
+    mlflow: MlflowConfig = MlflowConfig()
     account: str | None = None
     region: str | None = None
     fallback_region: str = DEFAULT_FALLBACK_REGION
@@ -132,6 +154,8 @@ _STUDIO_KEYS = {
     "userProfileName": "user_profile_name",
     "mlflowTrackingServerName": "mlflow_tracking_server_name",
 }
+_MLFLOW_KEYS = {"trackingServer": "tracking_server", "size": "size",
+                "trackingServerArn": "tracking_server_arn"}
 _TYPES = {f.name: f.type for f in fields(StageConfig)}
 _STUDIO_TYPES = {f.name: f.type for f in fields(StudioConfig)}
 
@@ -171,6 +195,15 @@ def _check(cfg: StageConfig) -> None:
         problems.append("newDataKey must not be under pipeline-code/, pipeline-runs/ or "
                         "datasets/ (written by the pipeline and the deployment)")
     problems += _check_studio(cfg.studio)
+    if cfg.mlflow.size not in ("Small", "Medium", "Large"):
+        problems.append("mlflow.size must be 'Small', 'Medium' or 'Large'")
+    if cfg.mlflow.tracking_server_arn is not None:
+        if cfg.mlflow.tracking_server:
+            problems.append("mlflow: trackingServer (provision one) and trackingServerArn (use "
+                            "an existing one) exclude each other")
+        if not _TRACKING_SERVER_ARN.match(cfg.mlflow.tracking_server_arn):
+            problems.append("mlflow.trackingServerArn must look like arn:aws:sagemaker:<region>:"
+                            "<account>:mlflow-tracking-server/<name>")
     if problems:
         raise ConfigError(f"stage {cfg.stage!r}: " + "; ".join(problems))
 
@@ -231,6 +264,17 @@ def _load_studio(stage: str, raw: Any) -> StudioConfig:
     return StudioConfig(**values)
 
 
+def _load_mlflow(stage: str, raw: Any) -> MlflowConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"stage {stage!r}: mlflow must be an object")
+    unknown = sorted(set(raw) - set(_MLFLOW_KEYS))
+    if unknown:
+        raise ConfigError(f"stage {stage!r}: unknown key(s) mlflow.{', mlflow.'.join(unknown)}")
+    kinds = {f.name: f.type for f in fields(MlflowConfig)}
+    return MlflowConfig(**{name: _typed(stage, f"mlflow.{key}", raw[key], kinds[name])
+                           for key, name in _MLFLOW_KEYS.items() if raw.get(key) is not None})
+
+
 def load(context: Mapping[str, Any], stage: str | None = None) -> StageConfig:
     """`context` is the app's context (node.try_get_context) as a mapping."""
     stage = stage or context.get("stage") or DEFAULT_STAGE
@@ -239,6 +283,7 @@ def load(context: Mapping[str, Any], stage: str | None = None) -> StageConfig:
         raise ConfigError(f"stage {stage!r} is not in cdk.json context 'stages' "
                           f"(known: {', '.join(sorted(stages)) or 'none'})")
     raw = dict(stages[stage])
+    mlflow_raw = raw.pop("mlflow", None)
     studio_raw = raw.pop("studio", None)
     studio = _load_studio(stage, studio_raw) if studio_raw is not None else None
     unknown = sorted(set(raw) - set(_KEYS))
@@ -253,6 +298,8 @@ def load(context: Mapping[str, Any], stage: str | None = None) -> StageConfig:
         values[name] = _typed(stage, key, raw[key], _TYPES[name])
     if studio is not None:
         values["studio"] = studio
+    if mlflow_raw is not None:
+        values["mlflow"] = _load_mlflow(stage, mlflow_raw)
     for required in ("endpoint_name", "model_group"):
         if required not in values:
             raise ConfigError(f"stage {stage!r}: {required} is required")

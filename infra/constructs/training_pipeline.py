@@ -10,6 +10,7 @@ fails only at its first execution, hours later).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -21,9 +22,17 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 PLACEHOLDERS = ("ArtifactBucket", "PipelineRoleArn", "ModelPackageGroupName")
+TRACKING_URI_PARAMETER = "MlflowTrackingUri"
+"""The pipeline parameter the training step passes to train.py as its MLflow tracking URI."""
 _STAGED_REF = re.compile(r"s3://\$\{ArtifactBucket\}/(pipeline-code/[^\"]*)")
 _XGBOOST_REPOSITORY = "sagemaker-xgboost"
 
+
+MLFLOW_ACTIONS = ("CreateExperiment", "GetExperiment", "GetExperimentByName", "SearchExperiments",
+                  "CreateRun", "UpdateRun", "GetRun", "SearchRuns", "LogBatch", "LogMetric",
+                  "LogParam", "LogInputs", "LogOutputs", "LogModel", "SetTag", "ListArtifacts")
+"""What the training step's MLflow client calls on the tracking server (experiment, run, params,
+metrics, tags, the model): no registry or delete action, no UI."""
 
 class PipelineAssetsMissing(RuntimeError):
     pass
@@ -38,10 +47,22 @@ def check_staged(definition_text: str, assets_dir: Path) -> list[str]:
     return missing
 
 
+def default_tracking_uri(definition_text: str, value: str) -> str:
+    """The definition with `MlflowTrackingUri`'s default set to `value`."""
+    definition = json.loads(definition_text)
+    (parameter,) = [p for p in definition["Parameters"] if p["Name"] == TRACKING_URI_PARAMETER]
+    parameter["DefaultValue"] = value
+    return json.dumps(definition, indent=2)
+
+
 class TrainingPipeline(Construct):
     def __init__(self, scope: Construct, id: str, *, definition_path: Path, assets_dir: Path,
                  artifacts: s3.IBucket, key_arn: str, model_group: str,
-                 model_packages_resources: list[str]) -> None:
+                 model_packages_resources: list[str],
+                 mlflow_tracking_uri: str | None = None) -> None:
+        """`mlflow_tracking_uri`: a SageMaker MLflow tracking server's ARN, made the default of
+        the `MlflowTrackingUri` parameter (a run may still override it) and granted to the
+        role; None (default): the training step tracks nothing remotely."""
         super().__init__(scope, id)
         text = definition_path.read_text()
         unknown = set(re.findall(r"\$\{([^}]+)\}", text)) - set(PLACEHOLDERS)
@@ -105,9 +126,15 @@ class TrainingPipeline(Construct):
             destination_bucket=artifacts, prune=False, retain_on_delete=True,
             memory_limit=512, extract=True)
 
-        body = Fn.sub(text, {"ArtifactBucket": artifacts.bucket_name,
-                             "PipelineRoleArn": role.role_arn,
-                             "ModelPackageGroupName": model_group})
+        values = {"ArtifactBucket": artifacts.bucket_name, "PipelineRoleArn": role.role_arn,
+                  "ModelPackageGroupName": model_group}
+        if mlflow_tracking_uri:
+            text = default_tracking_uri(text, "${%s}" % TRACKING_URI_PARAMETER)
+            values[TRACKING_URI_PARAMETER] = mlflow_tracking_uri
+            role.add_to_policy(iam.PolicyStatement(
+                sid="MlflowTracking", actions=[f"sagemaker-mlflow:{a}" for a in MLFLOW_ACTIONS],
+                resources=[mlflow_tracking_uri]))
+        body = Fn.sub(text, values)
         self.pipeline = sagemaker.CfnPipeline(
             self, "Pipeline", pipeline_name=f"{model_group}-training",
             pipeline_display_name=f"{model_group}-training",

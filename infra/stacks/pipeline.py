@@ -13,6 +13,7 @@ from constructs import Construct
 from ..config import StageConfig
 from ..constructs.pipeline_triggers import PipelineTriggers, pipeline_arn
 from ..constructs.studio import ScientistRole, Studio
+from ..constructs.tracking_server import tracking_server_name
 from ..constructs.training_pipeline import TrainingPipeline
 from .stateful import StatefulStack
 
@@ -31,7 +32,8 @@ class PipelineStack(Stack):
             self, "TrainingPipeline", definition_path=definition_path, assets_dir=assets_dir,
             artifacts=artifacts, key_arn=stateful.store.key.key_arn,
             model_group=stateful.registry.model_group,
-            model_packages_resources=stateful.registry.package_resources())
+            model_packages_resources=stateful.registry.package_resources(),
+            mlflow_tracking_uri=stateful.mlflow_tracking_uri)
         name = f"{stateful.registry.model_group}-training"
         self.triggers = PipelineTriggers(
             self, "Triggers", pipeline_name=name, bucket_name=store.artifacts_name_ref,
@@ -49,7 +51,8 @@ class PipelineStack(Stack):
                 model_group_resources=stateful.registry.package_resources(),
                 ledger_table_arn=stateful.tables.ledger.table_arn,
                 artifacts_arn=store.artifacts_arn_ref, key_arn=store.key.key_arn,
-                mlflow_tracking_server_name=cfg.studio.mlflow_tracking_server_name)
+                mlflow_tracking_server_name=cfg.studio.mlflow_tracking_server_name or (
+                    tracking_server_name(cfg.model_group) if cfg.mlflow.tracking_server else None))
             self.studio = Studio(self, "Studio", cfg=cfg.studio, stage=cfg.stage,
                                  role=self.scientist.role, key_arn=store.key.key_arn)
             CfnOutput(self, "StudioUserProfile", value=cfg.studio.user_profile_name,

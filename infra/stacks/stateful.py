@@ -11,6 +11,7 @@ from ..config import StageConfig
 from ..constructs.artifact_store import ArtifactStore
 from ..constructs.notifications import Notifications
 from ..constructs.registry import ModelRegistry, Tables
+from ..constructs.tracking_server import TrackingServer, tracking_server_name
 
 
 class StatefulStack(Stack):
@@ -26,6 +27,16 @@ class StatefulStack(Stack):
                                       reader_accounts=cfg.registry_reader_accounts)
         self.notifications = Notifications(self, "Notifications", key=self.store.key,
                                            email=cfg.alarm_email, removal_policy=removal)
+        # Named after the model group: one tracking server per stage (names are per account
+        # and region, and the model group is already unique per stage).
+        self.tracking_server = (TrackingServer(
+            self, "TrackingServer", artifacts=self.store.artifacts, key_arn=self.store.key.key_arn,
+            name=tracking_server_name(cfg.model_group), size=cfg.mlflow.size)
+            if cfg.mlflow.tracking_server else None)
+        self.mlflow_tracking_uri: str | None = (
+            self.tracking_server.arn if self.tracking_server else cfg.mlflow.tracking_server_arn)
+        """The training step's MLflow tracking URI (a tracking server ARN), None: no remote
+        tracking."""
         self.store.export(self, id)
         outputs = {
             "MlopsModelGroup": (cfg.model_group, "MLOPS_MODEL_GROUP"),
@@ -37,5 +48,8 @@ class StatefulStack(Stack):
             "ArtifactBucketName": (self.store.artifacts.bucket_name, "artifact bucket"),
             "CaptureS3Uri": (self.store.capture_s3_uri, "CAPTURE_S3_URI"),
         }
+        if self.tracking_server:
+            outputs["MlflowTrackingServerArn"] = (self.tracking_server.arn,
+                                                  "MLFLOW_TRACKING_URI (sagemaker-mlflow plugin)")
         for name, (value, meaning) in outputs.items():
             CfnOutput(self, name, value=value, description=meaning)
