@@ -99,7 +99,7 @@ def simulate(sc: Scenario, incident: str | None) -> tuple[list, datetime, dateti
     # the champion's promotion is not rolled back (core/rollback_policy.py superseded_reason).
     promoted_at = (first - schedule).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr("mlops_kit.deploy.controller.now", lambda: promoted_at)
+        patched.setattr("mlops_kit.deploy.controller.utc_now_iso", lambda: promoted_at)
         lifecycle_without_rollback(sc)  # v2 champion, v1 warm and probed
     traffic = Traffic(incident)
     emitted = []
