@@ -50,3 +50,5 @@ def test_status_after_an_automatic_rollback_names_it_its_alarm_the_cooldown_and_
     assert "last rollback" in text and rollback["alarm"] in text
     assert "cooldown" in text and "active until" in text
     assert "mlops rollforward --to 2" in text
+    # v2 is still warm on the endpoint, but a rolled-back version is no fallback.
+    assert report["lineup"] == [1] and "not a fallback" in text

@@ -161,7 +161,9 @@ def status_panel(report: dict[str, Any]):
     for column in ("variant", "version", "weight", "instances", "approval", "AUPR", "role"):
         table.add_column(column, no_wrap=True)
     for v in report["variants"]:
-        role = "champion" if v["version"] == report["champion"] else "warm fallback"
+        role = ("champion" if v["version"] == report["champion"] else
+                "warm fallback" if v["version"] in report.get("lineup", ()) else
+                "warm, not a fallback (rolled back or rejected)")
         aupr = f"{v['aupr']:.4f}" if v["aupr"] is not None else "-"
         table.add_row(v["variant_name"], str(v["version"]), f"{v['weight']:g}",
                       str(v["instance_count"]), v["approval_status"], aupr, role)
