@@ -137,3 +137,29 @@ def test_a_broken_store_warns_and_does_not_raise(tmp_path, caplog):
     nothing = LocalSettings.from_env({"MLOPS_HOME": str(tmp_path / "none")})
     assert mirror_local_registry(nothing, local_registry(nothing)) is None
     assert not nothing.mlflow_db.exists()
+
+
+def test_a_cli_process_without_mlflow_loaded_mirrors_in_the_background(runs, client, cli,
+                                                                        settings):
+    """`mlops rollback` in its own process does not import MLflow (on-call does not wait for
+    it): a detached child syncs, and the aliases follow within seconds."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    # After the alias test: v2 champion, v1 warm (that test rolled forward to v2 last).
+    assert _aliases(client, settings)["champion"] == 2
+    env = dict(os.environ, MLOPS_HOME=str(settings.home), MLOPS_MODEL_GROUP=settings.model_group,
+               MLOPS_ENDPOINT=settings.endpoint_name)
+    done = subprocess.run([sys.executable, "-c",
+                           "import sys\nfrom mlops_kit.cli.app import main\n"
+                           "sys.argv = ['mlops', 'rollback', '--reason', 'background drill']\n"
+                           "try:\n    main()\nfinally:\n"
+                           "    assert 'mlflow' not in sys.modules, 'the CLI imported MLflow'\n"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 90
+    while _aliases(client, settings) != {"champion": 1} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _aliases(client, settings) == {"champion": 1}

@@ -26,7 +26,7 @@ from mlops_kit.deploy.rollback import RollbackController
 from mlops_kit.monitoring.alarm_events import ALARM_DETAIL_TYPE
 from mlops_kit.registry.base import ModelVersion
 from mlops_kit.registry.local import LocalRegistry, OutboxEvent
-from mlops_kit.tracking.registry_mirror import mirror_local_registry
+from mlops_kit.tracking.registry_mirror import mirror_soon
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +194,10 @@ def deliver_pending(settings: LocalSettings, *, registry: LocalRegistry | None =
             if selected:
                 outcomes.extend(results)
     if delivered:
-        # MLflow's registry follows what was applied, outside the event lock (MLflow's import
-        # takes seconds); best-effort: a broken store warns and never fails the delivery. An
-        # error above skips it: the sync is of the whole state, so the next one catches up.
-        mirror_local_registry(settings, registry)
+        # MLflow's registry follows what was applied, outside the event lock and without
+        # making on-call wait for MLflow's import (tracking/registry_mirror.mirror_soon);
+        # best-effort: the sync is of the whole state, so the next one catches up.
+        mirror_soon(settings, registry)
     return outcomes
 
 
