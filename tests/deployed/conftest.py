@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import boto3
+import builders
 import pytest
 from moto import mock_aws
 
@@ -112,13 +112,7 @@ def event(name: str) -> dict:
 
 def load_handler(monkeypatch, function: str):
     """The function's handler.py, imported fresh (its cold start) under a private name."""
-    name = f"deployed_{function}_handler"
-    spec = importlib.util.spec_from_file_location(
-        name, ROOT / "functions" / function / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
+    return builders.load_handler(function, monkeypatch, alias=f"deployed_{function}_handler")
 
 
 class Context:
