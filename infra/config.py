@@ -1,14 +1,18 @@
 """One typed, frozen object per stage, read from cdk.json's context (`-c stage=dev`, default dev).
 
 Every knob of the deployment lives in `context.stages.<stage>` of cdk.json; nothing else reads
-context. Unknown keys and wrong types fail synth with the key's name.
+context. The stage is validated by pydantic models: unknown keys, wrong types and values out of
+range fail synth with an error naming the key as written in cdk.json (`studio.subnetIds[1]`).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, StrictBool, StrictInt,
+                      StrictStr, ValidationError, model_validator)
+from pydantic.alias_generators import to_camel
 
 DEFAULT_STAGE = "dev"
 DEFAULT_FALLBACK_REGION = "us-east-1"
@@ -17,29 +21,118 @@ _SCHEDULE = re.compile(r"^(rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|
                        r"|cron\(\S+( \S+){5}\))$")
 _DATA_KEY = re.compile(r"^[A-Za-z0-9!_.'()/-]+\.(csv|parquet)$")
 _HEX_ID = r"-([0-9a-f]{8}|[0-9a-f]{17})"
-_STUDIO_IDS = {"domain_id": r"d-[a-z0-9]{12}", "vpc_id": "vpc" + _HEX_ID,
-               "subnet_ids": "subnet" + _HEX_ID, "security_group_ids": "sg" + _HEX_ID}
+_TRACKING_SERVER_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/"
+    r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
+_PHRASES = {
+    "bool_type": "must be true or false", "int_type": "must be a whole number",
+    "string_type": "must be a string", "list_type": "must be a list",
+    "tuple_type": "must be a list", "model_type": "must be an object",
+    "dict_type": "must be an object", "missing": "is required",
+}
+"""Pydantic's error types, said the way a cdk.json author reads them."""
 
 
 class ConfigError(ValueError):
     """The stage context is missing or malformed (the message names the key)."""
 
 
-@dataclass(frozen=True)
-class StudioConfig:
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError("must be 1-63 letters, digits or hyphens")
+    return value
+
+
+def _looks_like(pattern: str):
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"{value!r} does not look like {pattern}")
+        return value
+    return AfterValidator(check)
+
+
+def _at_least(low: int):
+    def check(value: int) -> int:
+        if value < low:
+            raise ValueError(f"must be at least {low}")
+        return value
+    return AfterValidator(check)
+
+
+def _between(low: int, high: int, why: str = ""):
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be {low}..{high}{why}")
+        return value
+    return AfterValidator(check)
+
+
+def _schedule(value: str) -> str:
+    if not _SCHEDULE.match(value):
+        raise ValueError("must be 'rate(<n> minutes|hours|days)' or 'cron(<6 fields>)' "
+                         "(or null to disable)")
+    return value
+
+
+def _data_key(value: str) -> str:
+    if not _DATA_KEY.match(value) or "//" in value or value.startswith("/"):
+        raise ValueError("must be one object key ending in .csv or .parquet "
+                         "(no wildcard, no leading slash)")
+    if value.startswith(("pipeline-code/", "pipeline-runs/", "datasets/")):
+        raise ValueError("must not be under pipeline-code/, pipeline-runs/ or datasets/ "
+                         "(written by the pipeline and the deployment)")
+    return value
+
+
+def _one_of(*allowed: str):
+    def check(value: str) -> str:
+        if value not in allowed:
+            *others, last = [repr(a) for a in allowed]
+            raise ValueError(f"must be {', '.join(others)} or {last}")
+        return value
+    return AfterValidator(check)
+
+
+def _tracking_server_arn(value: str) -> str:
+    if not _TRACKING_SERVER_ARN.match(value):
+        raise ValueError("must look like arn:aws:sagemaker:<region>:<account>:"
+                         "mlflow-tracking-server/<name>")
+    return value
+
+
+Name = Annotated[StrictStr, AfterValidator(_name)]
+Count = Annotated[StrictInt, _at_least(1)]
+AccountId = Annotated[StrictStr, _looks_like(r"\d{12}")]
+
+
+class _Context(BaseModel):
+    """cdk.json's camelCase keys onto snake_case attributes; frozen, nothing unknown, no
+    coercion (`"yes"` is not true, `1.5` is not a count); a null value means "the default"."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel,
+                              populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+
+class StudioConfig(_Context):
     """`context.stages.<stage>.studio` (off unless `enabled`). With `domainId` the kit only adds a
     user profile to that existing domain; without it the kit creates an IAM-auth domain in
     `vpcId`/`subnetIds` (given, never looked up)."""
 
-    enabled: bool = False
-    domain_id: str | None = None
-    vpc_id: str | None = None
-    subnet_ids: tuple[str, ...] = ()
-    security_group_ids: tuple[str, ...] = ()
-    app_network_access_type: str | None = None
+    enabled: StrictBool = False
+    domain_id: Annotated[StrictStr, _looks_like(r"d-[a-z0-9]{12}")] | None = None
+    vpc_id: Annotated[StrictStr, _looks_like("vpc" + _HEX_ID)] | None = None
+    subnet_ids: tuple[Annotated[StrictStr, _looks_like("subnet" + _HEX_ID)], ...] = ()
+    security_group_ids: tuple[Annotated[StrictStr, _looks_like("sg" + _HEX_ID)], ...] = ()
+    app_network_access_type: Annotated[StrictStr, _one_of("VpcOnly", "PublicInternetOnly")] \
+        | None = None
     """"VpcOnly" (default) or "PublicInternetOnly"; only for a domain the kit creates."""
-    user_profile_name: str = "scientist"
-    mlflow_tracking_server_name: str | None = None
+    user_profile_name: Name = "scientist"
+    mlflow_tracking_server_name: Name | None = None
     """Grants the scientist role read access (sagemaker-mlflow) to this tracking server."""
 
     @property
@@ -50,76 +143,93 @@ class StudioConfig:
     def network_access(self) -> str:
         return self.app_network_access_type or "VpcOnly"
 
+    @model_validator(mode="after")
+    def _domain_or_network(self) -> StudioConfig:
+        if not self.enabled:
+            return self
+        if self.domain_id is not None:
+            if self.vpc_id or self.subnet_ids or self.security_group_ids \
+                    or self.app_network_access_type:
+                raise ValueError("vpcId/subnetIds/securityGroupIds/appNetworkAccessType apply "
+                                 "only to a domain the kit creates, not with domainId")
+        elif not self.vpc_id or not self.subnet_ids:
+            raise ValueError("creating a domain needs vpcId and subnetIds (or give domainId to "
+                             "attach to an existing domain)")
+        elif self.network_access == "VpcOnly" and not self.security_group_ids:
+            raise ValueError("a VpcOnly domain needs securityGroupIds")
+        return self
 
-_TRACKING_SERVER_ARN = re.compile(
-    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/"
-    r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
 
-
-@dataclass(frozen=True)
-class MlflowConfig:
+class MlflowConfig(_Context):
     """`context.stages.<stage>.mlflow` (off by default: a tracking server is billed per hour).
     `trackingServer` provisions a SageMaker managed MLflow tracking server in the stateful
     stack; `trackingServerArn` points the training step at an existing one instead."""
 
-    tracking_server: bool = False
-    size: str = "Small"
-    """TrackingServerSize: "Small", "Medium" or "Large"."""
-    tracking_server_arn: str | None = None
+    tracking_server: StrictBool = False
+    size: Annotated[StrictStr, _one_of("Small", "Medium", "Large")] = "Small"
+    """TrackingServerSize."""
+    tracking_server_arn: Annotated[StrictStr, AfterValidator(_tracking_server_arn)] | None = None
 
     @property
     def enabled(self) -> bool:
         return self.tracking_server or self.tracking_server_arn is not None
 
+    @model_validator(mode="after")
+    def _provision_or_point(self) -> MlflowConfig:
+        if self.tracking_server and self.tracking_server_arn is not None:
+            raise ValueError("trackingServer (provision one) and trackingServerArn (use an "
+                             "existing one) exclude each other")
+        return self
 
-@dataclass(frozen=True)
-class StageConfig:
-    stage: str
-    endpoint_name: str
-    model_group: str
-    instance_type: str = "ml.m5.large"
-    champion_instance_count: int = 1
-    fallback_instance_count: int = 1
-    warm_fallbacks: int = 2
-    capture_percent: int = 100
-    rollback_cooldown_minutes: int = 15
-    drift_schedule_minutes: int = 10
-    drift_window_minutes: int = 10
-    probe_schedule_minutes: int = 5
-    probe_max_latency_ms: int = 1000
-    alarm_email: str | None = None
-    removal_policy: str = "destroy"
-    """"destroy" or "retain" for buckets, the key, the topic and the idempotency table; the
-    ledger is always retained (it is the audit trail)."""
-    log_retention_days: int = 14
-    data_retention_days: int = 30
+
+class StageConfig(_Context):
+    stage: StrictStr
+    endpoint_name: Name
+    model_group: Name
+    instance_type: StrictStr = "ml.m5.large"
+    champion_instance_count: Count = 1
+    fallback_instance_count: Count = 1
+    warm_fallbacks: Annotated[StrictInt, _between(
+        0, 9, " (an endpoint config holds 10 variants)")] = 2
+    capture_percent: Annotated[StrictInt, _between(1, 100)] = 100
+    rollback_cooldown_minutes: StrictInt = 15
+    drift_schedule_minutes: Count = 10
+    drift_window_minutes: Count = 10
+    probe_schedule_minutes: Count = 5
+    probe_max_latency_ms: StrictInt = 1000
+    alarm_email: StrictStr | None = None
+    removal_policy: Annotated[StrictStr, _one_of("destroy", "retain")] = "destroy"
+    """Buckets, the key, the topic and the idempotency table; the ledger is always retained
+    (it is the audit trail)."""
+    log_retention_days: Count = 14
+    data_retention_days: Count = 30
     """Lifecycle expiry of data capture objects and of non-current artifact versions."""
-    ground_truth_lookback_hours: int = 6
+    ground_truth_lookback_hours: Count = 6
     """How long the drift monitor keeps captured scores for labels to join (AUPR alarm):
     labels landing later than this after their prediction are not joined."""
-    controller_reserved_concurrency: int | None = None
+    controller_reserved_concurrency: Count | None = None
     """Reserved concurrency of each controller Lambda; null (default) reserves none, which
     deploys in any account (an account on the default quota of 10 concurrent executions can
     reserve none: Lambda keeps 10 unreserved). Correctness never depends on it: deliveries are
     idempotent and a rollback claims its incident in the ledger (docs/deploy.md)."""
-    stream_scoring: bool = True
-    feature_order: tuple[str, ...] = ()
+    stream_scoring: StrictBool = True
+    feature_order: tuple[StrictStr, ...] = ()
     """FEATURE_ORDER of the stream scorer (needed for JSON records; CSV records need none)."""
-    registry_reader_accounts: tuple[str, ...] = ()
+    registry_reader_accounts: tuple[AccountId, ...] = ()
     """Accounts allowed to describe and list the model group (cross-account resource policy)."""
-    training_schedule: str | None = None
+    training_schedule: Annotated[StrictStr, AfterValidator(_schedule)] | None = None
     """EventBridge schedule expression (`rate(7 days)`, `cron(...)`) starting the training
     pipeline with its default parameters; null disables the schedule."""
-    new_data_trigger: bool = False
+    new_data_trigger: StrictBool = False
     """Start the pipeline when `new_data_key` is written in the artifact bucket (turns on the
     bucket's EventBridge notifications)."""
-    new_data_key: str = "incoming/latest.parquet"
+    new_data_key: Annotated[StrictStr, AfterValidator(_data_key)] = "incoming/latest.parquet"
     """The one object key the new-data rule matches; the run gets InputDataUri=s3://<bucket>/<key>."""
     studio: StudioConfig = StudioConfig()
     mlflow: MlflowConfig = MlflowConfig()
-    account: str | None = None
-    region: str | None = None
-    fallback_region: str = DEFAULT_FALLBACK_REGION
+    account: StrictStr | None = None
+    region: StrictStr | None = None
+    fallback_region: StrictStr = DEFAULT_FALLBACK_REGION
 
     @property
     def retain(self) -> bool:
@@ -130,149 +240,31 @@ class StageConfig:
         """Stack-name prefix: MlopsKit-<stage>."""
         return f"MlopsKit-{self.stage}"
 
-
-_KEYS = {
-    "endpointName": "endpoint_name", "modelGroup": "model_group", "instanceType": "instance_type",
-    "championInstanceCount": "champion_instance_count",
-    "fallbackInstanceCount": "fallback_instance_count", "warmFallbacks": "warm_fallbacks",
-    "capturePercent": "capture_percent", "rollbackCooldownMinutes": "rollback_cooldown_minutes",
-    "driftScheduleMinutes": "drift_schedule_minutes",
-    "driftWindowMinutes": "drift_window_minutes", "probeScheduleMinutes": "probe_schedule_minutes",
-    "probeMaxLatencyMs": "probe_max_latency_ms", "alarmEmail": "alarm_email",
-    "removalPolicy": "removal_policy", "logRetentionDays": "log_retention_days",
-    "dataRetentionDays": "data_retention_days", "streamScoring": "stream_scoring", "featureOrder": "feature_order",
-    "registryReaderAccounts": "registry_reader_accounts", "account": "account",
-    "trainingSchedule": "training_schedule", "newDataTrigger": "new_data_trigger",
-    "newDataKey": "new_data_key",
-    "groundTruthLookbackHours": "ground_truth_lookback_hours",
-    "controllerReservedConcurrency": "controller_reserved_concurrency",
-    "region": "region",
-}
-_STUDIO_KEYS = {
-    "enabled": "enabled", "domainId": "domain_id", "vpcId": "vpc_id", "subnetIds": "subnet_ids",
-    "securityGroupIds": "security_group_ids", "appNetworkAccessType": "app_network_access_type",
-    "userProfileName": "user_profile_name",
-    "mlflowTrackingServerName": "mlflow_tracking_server_name",
-}
-_MLFLOW_KEYS = {"trackingServer": "tracking_server", "size": "size",
-                "trackingServerArn": "tracking_server_arn"}
-_TYPES = {f.name: f.type for f in fields(StageConfig)}
-_STUDIO_TYPES = {f.name: f.type for f in fields(StudioConfig)}
+    @model_validator(mode="after")
+    def _window_holds_schedule(self) -> StageConfig:
+        if self.drift_window_minutes < self.drift_schedule_minutes:
+            raise ValueError("driftWindowMinutes must be at least driftScheduleMinutes: traffic "
+                             "between two runs would never be monitored")
+        return self
 
 
-def _check(cfg: StageConfig) -> None:
-    problems = []
-    for name in ("endpoint_name", "model_group"):
-        if not _NAME.match(getattr(cfg, name)):
-            problems.append(f"{name} must be 1-63 letters, digits or hyphens")
-    if cfg.removal_policy not in ("destroy", "retain"):
-        problems.append("removalPolicy must be 'destroy' or 'retain'")
-    if not 1 <= cfg.capture_percent <= 100:
-        problems.append("capturePercent must be 1..100")
-    if not 0 <= cfg.warm_fallbacks <= 9:
-        problems.append("warmFallbacks must be 0..9 (an endpoint config holds 10 variants)")
-    for name in ("champion_instance_count", "fallback_instance_count", "drift_schedule_minutes",
-                 "probe_schedule_minutes", "drift_window_minutes", "log_retention_days",
-                 "data_retention_days", "ground_truth_lookback_hours"):
-        if getattr(cfg, name) < 1:
-            problems.append(f"{name} must be at least 1")
-    if cfg.controller_reserved_concurrency is not None and cfg.controller_reserved_concurrency < 1:
-        problems.append("controllerReservedConcurrency must be at least 1 (or null: none)")
-    if cfg.drift_window_minutes < cfg.drift_schedule_minutes:
-        problems.append("driftWindowMinutes must be at least driftScheduleMinutes: traffic "
-                        "between two runs would never be monitored")
-    for acct in cfg.registry_reader_accounts:
-        if not re.fullmatch(r"\d{12}", acct):
-            problems.append(f"registryReaderAccounts: {acct!r} is not a 12-digit account id")
-    if cfg.training_schedule is not None and not _SCHEDULE.match(cfg.training_schedule):
-        problems.append("trainingSchedule must be 'rate(<n> minutes|hours|days)' or "
-                        "'cron(<6 fields>)' (or null to disable)")
-    if not _DATA_KEY.match(cfg.new_data_key) or "//" in cfg.new_data_key \
-            or cfg.new_data_key.startswith("/"):
-        problems.append("newDataKey must be one object key ending in .csv or .parquet "
-                        "(no wildcard, no leading slash)")
-    elif cfg.new_data_key.startswith(("pipeline-code/", "pipeline-runs/", "datasets/")):
-        problems.append("newDataKey must not be under pipeline-code/, pipeline-runs/ or "
-                        "datasets/ (written by the pipeline and the deployment)")
-    problems += _check_studio(cfg.studio)
-    if cfg.mlflow.size not in ("Small", "Medium", "Large"):
-        problems.append("mlflow.size must be 'Small', 'Medium' or 'Large'")
-    if cfg.mlflow.tracking_server_arn is not None:
-        if cfg.mlflow.tracking_server:
-            problems.append("mlflow: trackingServer (provision one) and trackingServerArn (use "
-                            "an existing one) exclude each other")
-        if not _TRACKING_SERVER_ARN.match(cfg.mlflow.tracking_server_arn):
-            problems.append("mlflow.trackingServerArn must look like arn:aws:sagemaker:<region>:"
-                            "<account>:mlflow-tracking-server/<name>")
-    if problems:
-        raise ConfigError(f"stage {cfg.stage!r}: " + "; ".join(problems))
+def _key_path(loc: tuple[Any, ...]) -> str:
+    """('studio', 'subnetIds', 1) -> 'studio.subnetIds[1]' (pydantic's loc, cdk.json's names)."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path
 
 
-def _check_studio(st: StudioConfig) -> list[str]:
-    problems = []
-    for name, pattern in _STUDIO_IDS.items():
-        value = getattr(st, name)
-        for item in (value if isinstance(value, tuple) else (value,) if value else ()):
-            if not re.fullmatch(pattern, item):
-                problems.append(f"studio.{name}: {item!r} does not look like {pattern}")
-    if not _NAME.match(st.user_profile_name):
-        problems.append("studio.userProfileName must be 1-63 letters, digits or hyphens")
-    if st.mlflow_tracking_server_name is not None and not _NAME.match(
-            st.mlflow_tracking_server_name):
-        problems.append("studio.mlflowTrackingServerName must be 1-63 letters, digits or hyphens")
-    if st.app_network_access_type not in (None, "VpcOnly", "PublicInternetOnly"):
-        problems.append("studio.appNetworkAccessType must be 'VpcOnly' or 'PublicInternetOnly'")
-    if not st.enabled:
-        return problems
-    if st.domain_id is not None:
-        if st.vpc_id or st.subnet_ids or st.security_group_ids or st.app_network_access_type:
-            problems.append("studio: vpcId/subnetIds/securityGroupIds/appNetworkAccessType "
-                            "apply only to a domain the kit creates, not with domainId")
-    else:
-        if not st.vpc_id or not st.subnet_ids:
-            problems.append("studio: creating a domain needs vpcId and subnetIds "
-                            "(or give domainId to attach to an existing domain)")
-        if st.network_access == "VpcOnly" and not st.security_group_ids:
-            problems.append("studio: a VpcOnly domain needs securityGroupIds")
-    return problems
-
-
-def _typed(stage: str, key: str, value: Any, kind: str) -> Any:
-    if "int" in kind and "str" not in kind:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"stage {stage!r}: {key} must be a whole number")
-    elif kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"stage {stage!r}: {key} must be true or false")
-    elif "tuple" in kind:
-        if not isinstance(value, list):
-            raise ConfigError(f"stage {stage!r}: {key} must be a list")
-        value = tuple(str(v) for v in value)
-    elif not isinstance(value, str):
-        raise ConfigError(f"stage {stage!r}: {key} must be a string")
-    return value
-
-
-def _load_studio(stage: str, raw: Any) -> StudioConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"stage {stage!r}: studio must be an object")
-    unknown = sorted(set(raw) - set(_STUDIO_KEYS))
-    if unknown:
-        raise ConfigError(f"stage {stage!r}: unknown key(s) studio.{', studio.'.join(unknown)}")
-    values = {name: _typed(stage, f"studio.{key}", raw[key], _STUDIO_TYPES[name])
-              for key, name in _STUDIO_KEYS.items() if raw.get(key) is not None}
-    return StudioConfig(**values)
-
-
-def _load_mlflow(stage: str, raw: Any) -> MlflowConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"stage {stage!r}: mlflow must be an object")
-    unknown = sorted(set(raw) - set(_MLFLOW_KEYS))
-    if unknown:
-        raise ConfigError(f"stage {stage!r}: unknown key(s) mlflow.{', mlflow.'.join(unknown)}")
-    kinds = {f.name: f.type for f in fields(MlflowConfig)}
-    return MlflowConfig(**{name: _typed(stage, f"mlflow.{key}", raw[key], kinds[name])
-                           for key, name in _MLFLOW_KEYS.items() if raw.get(key) is not None})
+def _problem(error: Mapping[str, Any]) -> str:
+    key = _key_path(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown key(s) {key}"
+    if error["type"] == "value_error":
+        message = str(error["ctx"]["error"])
+        return message if not key else f"{key} {message}" if message.startswith("must") \
+            else f"{key}: {message}"
+    return f"{key} {_PHRASES.get(error['type'], error['msg'])}".strip()
 
 
 def load(context: Mapping[str, Any], stage: str | None = None) -> StageConfig:
@@ -282,27 +274,17 @@ def load(context: Mapping[str, Any], stage: str | None = None) -> StageConfig:
     if stage not in stages:
         raise ConfigError(f"stage {stage!r} is not in cdk.json context 'stages' "
                           f"(known: {', '.join(sorted(stages)) or 'none'})")
-    raw = dict(stages[stage])
-    mlflow_raw = raw.pop("mlflow", None)
-    studio_raw = raw.pop("studio", None)
-    studio = _load_studio(stage, studio_raw) if studio_raw is not None else None
-    unknown = sorted(set(raw) - set(_KEYS))
-    if unknown:
-        raise ConfigError(f"stage {stage!r}: unknown key(s) {', '.join(unknown)}")
-    values: dict[str, Any] = {"stage": stage,
-                              "fallback_region": context.get("fallbackRegion")
-                              or DEFAULT_FALLBACK_REGION}
-    for key, name in _KEYS.items():
-        if key not in raw or raw[key] is None:
-            continue
-        values[name] = _typed(stage, key, raw[key], _TYPES[name])
-    if studio is not None:
-        values["studio"] = studio
-    if mlflow_raw is not None:
-        values["mlflow"] = _load_mlflow(stage, mlflow_raw)
-    for required in ("endpoint_name", "model_group"):
-        if required not in values:
-            raise ConfigError(f"stage {stage!r}: {required} is required")
-    cfg = StageConfig(**values)
-    _check(cfg)
-    return cfg
+    raw = stages[stage]
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"stage {stage!r}: stages.{stage} must be an object")
+    # `stage` and `fallbackRegion` come from the context around the stage, never from inside it.
+    injected = sorted(set(raw) & {"stage", "fallbackRegion"})
+    if injected:
+        raise ConfigError(f"stage {stage!r}: unknown key(s) {', '.join(injected)}")
+    try:
+        return StageConfig.model_validate({
+            **raw, "stage": stage,
+            "fallbackRegion": context.get("fallbackRegion") or DEFAULT_FALLBACK_REGION})
+    except ValidationError as exc:
+        raise ConfigError(f"stage {stage!r}: "
+                          + "; ".join(_problem(e) for e in exc.errors())) from None

@@ -107,11 +107,16 @@ def bench_in_process(model, lines: list[str]) -> list[dict]:
     return results
 
 
-def start_server(home: Path, capture_percent: float) -> tuple[subprocess.Popen, int]:
+def start_server(home: Path, capture_percent: float, *, workers: int = 2,
+                 python_path: str | None = None) -> tuple[subprocess.Popen, int]:
+    """`mlops serve` on a free port; `python_path` (PYTHONPATH) can switch in a baseline."""
     env = {**os.environ, "MLOPS_HOME": str(home)}
+    env.pop("PYTHONPATH", None)
+    if python_path:
+        env["PYTHONPATH"] = python_path
     process = subprocess.Popen(
         [sys.executable, "-m", "mlops_kit.cli.serving", "serve", "--endpoint", ENDPOINT,
-         "--port", "0", "--workers", "2", "--capture-percent", str(capture_percent)],
+         "--port", "0", "--workers", str(workers), "--capture-percent", str(capture_percent)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -39,34 +39,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from _common import percentile, report as json_report, write_json  # noqa: E402
-from bench_endpoint import (ENDPOINT, csv_lines, run_wrk,  # noqa: E402
-                            train_default_model)
+from bench_endpoint import (ENDPOINT, csv_lines, run_wrk, train_default_model,  # noqa: E402
+                            start_server as start_endpoint)
 
 BASELINE = HERE / "baseline"
 PARSERS = {"llhttp": None, "hand-written": str(BASELINE)}
 
 
 def start_server(home: Path, parser: str, workers: int) -> tuple[subprocess.Popen, int]:
-    import re
-
-    env = {**os.environ, "MLOPS_HOME": str(home)}
-    env.pop("PYTHONPATH", None)
-    if PARSERS[parser]:
-        env["PYTHONPATH"] = PARSERS[parser]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlops_kit.cli.serving", "serve", "--endpoint", ENDPOINT,
-         "--port", "0", "--workers", str(workers), "--capture-percent", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stdout.readline().decode()
-        found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if found:
-            return process, int(found.group(1))
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise RuntimeError("the endpoint did not start")
+    return start_endpoint(home, 0, workers=workers, python_path=PARSERS[parser])
 
 
 def stop(process: subprocess.Popen) -> None:

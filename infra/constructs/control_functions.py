@@ -101,11 +101,31 @@ class ControlFunctions(Construct):
                  serving_role: iam.IRole) -> None:
         super().__init__(scope, id)
         self.cfg = cfg
-        retention = _retention(cfg.log_retention_days)
-        removal = RemovalPolicy.RETAIN if cfg.retain else RemovalPolicy.DESTROY
         self.layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", ssm.StringParameter.value_for_string_parameter(
                 self, POWERTOOLS_LAYER_PARAMETER))
+        self._queues_and_streams(cfg, store)
+        specs = [_Spec("deployment_controller", 512, Duration.minutes(10)),
+                 _Spec("rollback_controller", 512, Duration.minutes(2)),
+                 _Spec("drift_monitor", 1024, Duration.minutes(5), "drift_monitor.txt"),
+                 _Spec("probe", 256, Duration.minutes(2))]
+        if cfg.stream_scoring:
+            specs.append(_Spec("stream_scorer", 256, Duration.minutes(1)))
+        env = self._environments(cfg, store, tables, notifications, serving_role)
+
+        self.functions: dict[str, lambda_.Function] = {}
+        self.roles: dict[str, iam.Role] = {}
+        for spec in specs:
+            role = self._function(spec, cfg, functions_dir, requirements_dir, env[spec.name])
+            store.grant_key_use(role)
+            self._grant(spec.name, role, store, tables, registry, notifications, serving_role)
+
+        self._rules(cfg)
+        self._alarms(cfg, notifications)
+        if cfg.stream_scoring:
+            self._stream_source(store)
+
+    def _queues_and_streams(self, cfg: StageConfig, store: ArtifactStore) -> None:
         self.dlq = sqs.Queue(self, "EventsDlq", encryption=sqs.QueueEncryption.SQS_MANAGED,
                              enforce_ssl=True, retention_period=Duration.days(14))
         self.failed_events = sqs.Queue(self, "FailedEvents",
@@ -122,53 +142,38 @@ class ControlFunctions(Construct):
             self.input_stream = kinesis.Stream(self, "ScoringInput", **common)
             self.output_stream = kinesis.Stream(self, "ScoringOutput", **common)
 
-        specs = [_Spec("deployment_controller", 512, Duration.minutes(10)),
-                 _Spec("rollback_controller", 512, Duration.minutes(2)),
-                 _Spec("drift_monitor", 1024, Duration.minutes(5), "drift_monitor.txt"),
-                 _Spec("probe", 256, Duration.minutes(2))]
-        if cfg.stream_scoring:
-            specs.append(_Spec("stream_scorer", 256, Duration.minutes(1)))
-        env = self._environments(cfg, store, tables, notifications, serving_role)
-        controllers = ("deployment_controller", "rollback_controller")
-
-        self.functions: dict[str, lambda_.Function] = {}
-        self.roles: dict[str, iam.Role] = {}
-        for spec in specs:
-            name = spec.name
-            ident = "".join(part.title() for part in name.split("_"))
-            role = iam.Role(self, f"{ident}Role",
-                            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                            description=f"mlops-kit {name} Lambda")
-            log_group = logs.LogGroup(self, f"{ident}Logs", retention=retention,
-                                      removal_policy=removal)
-            reqs = requirements_dir / spec.requirements if spec.requirements else None
-            asynchronous = {}
-            if name in controllers:
-                # After Lambda accepted the event, a function error gets CONTROLLER_RETRIES
-                # retries and then lands here instead of being discarded; it alarms, and
-                # `mlops events replay` delivers it again (docs/runbooks.md).
-                asynchronous = dict(on_failure=destinations.SqsDestination(self.failed_events),
-                                    retry_attempts=CONTROLLER_RETRIES,
-                                    max_event_age=CONTROLLER_MAX_EVENT_AGE,
-                                    reserved_concurrent_executions=(
-                                        cfg.controller_reserved_concurrency))
-            fn = lambda_.Function(
-                self, ident, runtime=lambda_.Runtime.PYTHON_3_12,
-                architecture=lambda_.Architecture.X86_64, handler="handler.lambda_handler",
-                code=function_code(functions_dir, name, reqs), role=role,
-                memory_size=spec.memory, timeout=spec.timeout, layers=[self.layer],
-                environment=env[name], tracing=lambda_.Tracing.ACTIVE, log_group=log_group,
-                description=f"mlops-kit {name} ({cfg.stage})", **asynchronous)
-            log_group.grant_write(role)
-            store.grant_key_use(role)
-            self.functions[name] = fn
-            self.roles[name] = role
-            self._grant(name, role, store, tables, registry, notifications, serving_role)
-
-        self._rules(cfg)
-        self._alarms(cfg, notifications)
-        if cfg.stream_scoring:
-            self._stream_source(store)
+    def _function(self, spec: _Spec, cfg: StageConfig, functions_dir: Path,
+                  requirements_dir: Path, environment: dict[str, str]) -> iam.Role:
+        """One control Lambda with its own role and log group; returns the role."""
+        name = spec.name
+        ident = "".join(part.title() for part in name.split("_"))
+        role = iam.Role(self, f"{ident}Role",
+                        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                        description=f"mlops-kit {name} Lambda")
+        log_group = logs.LogGroup(
+            self, f"{ident}Logs", retention=_retention(cfg.log_retention_days),
+            removal_policy=RemovalPolicy.RETAIN if cfg.retain else RemovalPolicy.DESTROY)
+        reqs = requirements_dir / spec.requirements if spec.requirements else None
+        asynchronous = {}
+        if name in ("deployment_controller", "rollback_controller"):
+            # After Lambda accepted the event, a function error gets CONTROLLER_RETRIES
+            # retries and then lands here instead of being discarded; it alarms, and
+            # `mlops events replay` delivers it again (docs/runbooks.md).
+            asynchronous = dict(on_failure=destinations.SqsDestination(self.failed_events),
+                                retry_attempts=CONTROLLER_RETRIES,
+                                max_event_age=CONTROLLER_MAX_EVENT_AGE,
+                                reserved_concurrent_executions=(
+                                    cfg.controller_reserved_concurrency))
+        self.functions[name] = lambda_.Function(
+            self, ident, runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.X86_64, handler="handler.lambda_handler",
+            code=function_code(functions_dir, name, reqs), role=role,
+            memory_size=spec.memory, timeout=spec.timeout, layers=[self.layer],
+            environment=environment, tracing=lambda_.Tracing.ACTIVE, log_group=log_group,
+            description=f"mlops-kit {name} ({cfg.stage})", **asynchronous)
+        log_group.grant_write(role)
+        self.roles[name] = role
+        return role
 
     # -- environment and permissions, from the contract --------------------------------------
     def _environments(self, cfg: StageConfig, store: ArtifactStore, tables: Tables,

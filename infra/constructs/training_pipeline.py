@@ -55,6 +55,72 @@ def default_tracking_uri(definition_text: str, value: str) -> str:
     return json.dumps(definition, indent=2)
 
 
+def _checked_definition(definition_path: Path, assets_dir: Path) -> str:
+    """The definition's text, once its placeholders are known and its staged code is there."""
+    text = definition_path.read_text()
+    unknown = set(re.findall(r"\$\{([^}]+)\}", text)) - set(PLACEHOLDERS)
+    if unknown:
+        raise ValueError(f"{definition_path}: unknown placeholder(s) {sorted(unknown)}")
+    if not assets_dir.is_dir():
+        raise PipelineAssetsMissing(
+            f"{assets_dir} does not exist: run `make definition` (mlops pipeline definition "
+            f"--out pipelines/definition.json --assets pipelines/build/artifact-bucket) "
+            f"before synth")
+    missing = check_staged(text, assets_dir)
+    if missing:
+        raise PipelineAssetsMissing(
+            f"{assets_dir} lacks {len(missing)} object(s) the definition references "
+            f"(first: {missing[0]}); definition and staged code are out of step: run "
+            f"`make definition`")
+    return text
+
+
+def _execution_role(scope: Construct, artifacts: s3.IBucket, key_arn: str,
+                    model_packages_resources: list[str]) -> iam.Role:
+    """The pipeline's and its jobs' role: the artifact bucket, the key, its own jobs, one
+    model package group, the XGBoost image and the jobs' logs and metrics."""
+    role = iam.Role(
+        scope, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+        description="SageMaker pipeline and its processing/training jobs")
+    role.add_to_policy(iam.PolicyStatement(
+        sid="ArtifactObjects", actions=["s3:GetObject", "s3:PutObject"],
+        resources=[artifacts.arn_for_objects("*")]))
+    role.add_to_policy(iam.PolicyStatement(
+        sid="ArtifactBucket", actions=["s3:ListBucket", "s3:GetBucketLocation"],
+        resources=[artifacts.bucket_arn]))
+    role.add_to_policy(iam.PolicyStatement(
+        sid="Key", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key_arn]))
+    role.add_to_policy(iam.PolicyStatement(
+        sid="Jobs", actions=["sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob",
+                             "sagemaker:DescribeProcessingJob",
+                             "sagemaker:DescribeTrainingJob", "sagemaker:StopProcessingJob",
+                             "sagemaker:StopTrainingJob", "sagemaker:AddTags"],
+        resources=[f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:processing-job/*",
+                   f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:training-job/*"]))
+    role.add_to_policy(iam.PolicyStatement(
+        sid="Register", actions=["sagemaker:CreateModelPackage",
+                                 "sagemaker:DescribeModelPackageGroup", "sagemaker:AddTags"],
+        resources=model_packages_resources))
+    role.add_to_policy(iam.PolicyStatement(
+        sid="PassSelf", actions=["iam:PassRole"], resources=[role.role_arn],
+        conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+    role.add_to_policy(iam.PolicyStatement(
+        sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+    role.add_to_policy(iam.PolicyStatement(
+        sid="XGBoostImage",
+        actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                 "ecr:BatchCheckLayerAvailability"],
+        resources=[f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:*:repository/{_XGBOOST_REPOSITORY}"]))
+    role.add_to_policy(iam.PolicyStatement(
+        sid="JobLogs", actions=["logs:CreateLogGroup", "logs:CreateLogStream",
+                                "logs:PutLogEvents", "logs:DescribeLogStreams"],
+        resources=[f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws/sagemaker/*"]))
+    role.add_to_policy(iam.PolicyStatement(
+        sid="JobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+        conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}))
+    return role
+
+
 class TrainingPipeline(Construct):
     def __init__(self, scope: Construct, id: str, *, definition_path: Path, assets_dir: Path,
                  artifacts: s3.IBucket, key_arn: str, model_group: str,
@@ -64,62 +130,8 @@ class TrainingPipeline(Construct):
         the `MlflowTrackingUri` parameter (a run may still override it) and granted to the
         role; None (default): the training step tracks nothing remotely."""
         super().__init__(scope, id)
-        text = definition_path.read_text()
-        unknown = set(re.findall(r"\$\{([^}]+)\}", text)) - set(PLACEHOLDERS)
-        if unknown:
-            raise ValueError(f"{definition_path}: unknown placeholder(s) {sorted(unknown)}")
-        if not assets_dir.is_dir():
-            raise PipelineAssetsMissing(
-                f"{assets_dir} does not exist: run `make definition` (mlops pipeline definition "
-                f"--out pipelines/definition.json --assets pipelines/build/artifact-bucket) "
-                f"before synth")
-        missing = check_staged(text, assets_dir)
-        if missing:
-            raise PipelineAssetsMissing(
-                f"{assets_dir} lacks {len(missing)} object(s) the definition references "
-                f"(first: {missing[0]}); definition and staged code are out of step: run "
-                f"`make definition`")
-
-        self.role = iam.Role(
-            self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description="SageMaker pipeline and its processing/training jobs")
-        role = self.role
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ArtifactObjects", actions=["s3:GetObject", "s3:PutObject"],
-            resources=[artifacts.arn_for_objects("*")]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ArtifactBucket", actions=["s3:ListBucket", "s3:GetBucketLocation"],
-            resources=[artifacts.bucket_arn]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="Key", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key_arn]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="Jobs", actions=["sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob",
-                                 "sagemaker:DescribeProcessingJob",
-                                 "sagemaker:DescribeTrainingJob", "sagemaker:StopProcessingJob",
-                                 "sagemaker:StopTrainingJob", "sagemaker:AddTags"],
-            resources=[f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:processing-job/*",
-                       f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:training-job/*"]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="Register", actions=["sagemaker:CreateModelPackage",
-                                     "sagemaker:DescribeModelPackageGroup", "sagemaker:AddTags"],
-            resources=model_packages_resources))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PassSelf", actions=["iam:PassRole"], resources=[role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="XGBoostImage",
-            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                     "ecr:BatchCheckLayerAvailability"],
-            resources=[f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:*:repository/{_XGBOOST_REPOSITORY}"]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="JobLogs", actions=["logs:CreateLogGroup", "logs:CreateLogStream",
-                                    "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            resources=[f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws/sagemaker/*"]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="JobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}))
+        text = _checked_definition(definition_path, assets_dir)
+        self.role = role = _execution_role(self, artifacts, key_arn, model_packages_resources)
 
         self.deployment = s3deploy.BucketDeployment(
             self, "StagedCode", sources=[s3deploy.Source.asset(str(assets_dir))],

@@ -1,5 +1,6 @@
-# Frozen copy of the hand-written HTTP/1.1 protocol (functions/mlops_kit/serving/http.py before
-# llhttp), for the side-by-side benchmark only: benchmarks/serving/baseline/sitecustomize.py.
+# Frozen copy of the hand-written HTTP/1.1 protocol class (functions/mlops_kit/serving/http.py
+# before llhttp), for the side-by-side benchmark only: benchmarks/serving/baseline/sitecustomize.py.
+# The response framing, request ids, dates and connection registry are imported from the kit.
 """HTTP/1.1 for asyncio: the server protocol the endpoint's workers run (keep-alive and
 pipelining, Content-Length and chunked bodies, `Expect: 100-continue`, HTTP/1.0 clients), its
 limits (head 64 KiB: 431; body above `max_body_bytes`, SageMaker's 6 MB: 413) and the response
@@ -17,96 +18,16 @@ and it never blocks: scoring runs inline in `data_received` (it is CPU-bound and
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
-import os
 import time
 from typing import Callable
 
+# Everything but the parser is the kit's own, so the benchmark compares parsers and nothing else.
+from mlops_kit.serving.http import (DEFAULT_MAX_BODY_BYTES, MAX_HEAD_BYTES, REASONS,
+                                    ConnectionRegistry, Response, error_response, http_date,
+                                    new_request_id)
+
 log = logging.getLogger(__name__)
-
-MAX_HEAD_BYTES = 64 * 1024
-DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
-
-REASONS = {
-    100: b"100 Continue", 200: b"200 OK", 400: b"400 Bad Request", 404: b"404 Not Found",
-    405: b"405 Method Not Allowed", 406: b"406 Not Acceptable", 408: b"408 Request Timeout",
-    411: b"411 Length Required", 413: b"413 Payload Too Large",
-    415: b"415 Unsupported Media Type", 424: b"424 Failed Dependency",
-    431: b"431 Request Header Fields Too Large", 500: b"500 Internal Server Error",
-    501: b"501 Not Implemented", 503: b"503 Service Unavailable",
-    505: b"505 HTTP Version Not Supported",
-}
-JSON_TYPE = b"application/json"
-
-Response = tuple[int, bytes, bytes, bytes]
-"""(status, content type, body, extra header lines)."""
-
-
-def _request_id_head() -> bytes:
-    digits = os.urandom(8).hex().encode()
-    return b"%s-%s-%s-" % (digits[:8], digits[8:12], digits[12:16])
-
-
-# x-amzn-RequestId is UUID-shaped: a random 64-bit head per process (each worker, each restart)
-# and a counter. Unique like a random UUID, without drawing 128 random bits per request.
-_REQUEST_ID_HEAD = _request_id_head()
-_request_serial = itertools.count()
-
-
-def new_request_id() -> bytes:
-    serial = next(_request_serial)
-    return b"%s%04x-%012x" % (_REQUEST_ID_HEAD, serial >> 48 & 0xFFFF, serial & 0xFFFFFFFFFFFF)
-
-
-_date_second = -1
-_date_text = b""
-
-
-def http_date() -> bytes:
-    global _date_second, _date_text
-    now = int(time.time())
-    if now != _date_second:
-        _date_second = now
-        _date_text = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)).encode()
-    return _date_text
-
-
-def error_response(status: int, code: str, message: str, extra: bytes = b"",
-                   **fields: object) -> Response:
-    """A SageMaker runtime error: JSON `{"ErrorCode", "Message", ...fields}` and the code in
-    `X-Amzn-ErrorType`, from which botocore's rest-json parser takes the error code (it then
-    reads the code's modeled fields, e.g. ModelError's `OriginalStatusCode`, from the body)."""
-    body = json.dumps({"ErrorCode": code, "Message": message, **fields}).encode()
-    return status, JSON_TYPE, body, extra + b"X-Amzn-ErrorType: %s\r\n" % code.encode()
-
-
-class ConnectionRegistry:
-    """The live connections of one worker: for idle sweeps and graceful draining."""
-
-    def __init__(self, on_close: Callable[[], None] | None = None, *,
-                 keepalive_seconds: float = 60.0, request_seconds: float = 30.0):
-        self.connections: set[HttpProtocol] = set()
-        self.draining = False
-        self.on_close = on_close
-        self.keepalive_seconds = keepalive_seconds
-        self.request_seconds = request_seconds
-
-    def sweep(self) -> None:
-        now = time.monotonic()
-        for connection in list(self.connections):
-            connection.expire(now, self.keepalive_seconds, self.request_seconds)
-
-    def drain(self) -> None:
-        """Stop keeping connections alive: idle ones close now, busy ones after responding."""
-        self.draining = True
-        for connection in list(self.connections):
-            connection.drain()
-
-    def abort_all(self) -> None:
-        for connection in list(self.connections):
-            connection.abort()
 
 
 class HttpProtocol(asyncio.Protocol):
