@@ -23,9 +23,8 @@ import time
 from typing import Callable
 
 # Everything but the parser is the kit's own, so the benchmark compares parsers and nothing else.
-from mlops_kit.serving.http import (DEFAULT_MAX_BODY_BYTES, MAX_HEAD_BYTES, REASONS,
-                                    ConnectionRegistry, Response, error_response, http_date,
-                                    new_request_id)
+from mlops_kit.serving.framing import REASONS, Response, error_response, http_date, new_request_id
+from mlops_kit.serving.http import DEFAULT_MAX_BODY_BYTES, MAX_HEAD_BYTES, ConnectionRegistry
 
 log = logging.getLogger(__name__)
 

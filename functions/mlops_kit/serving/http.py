@@ -1,8 +1,9 @@
 """HTTP/1.1 for asyncio: the server protocol the endpoint's workers run (keep-alive and
 pipelining, Content-Length and chunked bodies, `Expect: 100-continue`, HTTP/1.0 clients), its
-limits (head 64 KiB: 431; body above `max_body_bytes`, SageMaker's 6 MB: 413) and the response
-framing every answer shares (`x-amzn-RequestId`, `Date`, SageMaker's JSON error shape).
-What is answered lives in `mlops_kit.serving.wire.EndpointApp`.
+limits (head 64 KiB: 431; body above `max_body_bytes`, SageMaker's 6 MB: 413) and its
+connection lifecycle. The response framing every answer shares (`x-amzn-RequestId`, `Date`,
+SageMaker's JSON error shape) is `mlops_kit.serving.framing`; what is answered lives in
+`mlops_kit.serving.wire.EndpointApp`.
 
 Parsing is llhttp (Node's parser, through `httptools`, as uvicorn uses it), fed from an asyncio
 Protocol: it frames requests (Content-Length, chunked), and refuses what would let a proxy and
@@ -34,72 +35,20 @@ short); the answers a read produces go out in one write.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
-import os
 import time
 from typing import Callable
 
 import httptools
 
+from mlops_kit.serving.framing import (  # noqa: F401 - re-exported: the framing every answer shares
+    CONTINUE, ERROR_CODES, JSON_TYPE, REASONS, Response, error_response, format_response,
+    http_date, new_request_id)
+
 log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
-
-REASONS = {
-    100: b"100 Continue", 200: b"200 OK", 400: b"400 Bad Request", 404: b"404 Not Found",
-    405: b"405 Method Not Allowed", 406: b"406 Not Acceptable", 408: b"408 Request Timeout",
-    411: b"411 Length Required", 413: b"413 Payload Too Large",
-    415: b"415 Unsupported Media Type", 424: b"424 Failed Dependency",
-    431: b"431 Request Header Fields Too Large", 500: b"500 Internal Server Error",
-    501: b"501 Not Implemented", 503: b"503 Service Unavailable",
-    505: b"505 HTTP Version Not Supported",
-}
-JSON_TYPE = b"application/json"
-
-Response = tuple[int, bytes, bytes, bytes]
-"""(status, content type, body, extra header lines)."""
-
-
-def _request_id_head() -> bytes:
-    digits = os.urandom(8).hex().encode()
-    return b"%s-%s-%s-" % (digits[:8], digits[8:12], digits[12:16])
-
-
-# x-amzn-RequestId is UUID-shaped: a random 64-bit head per process (each worker, each restart)
-# and a counter. Unique like a random UUID, without drawing 128 random bits per request.
-_REQUEST_ID_HEAD = _request_id_head()
-_request_serial = itertools.count()
-
-
-def new_request_id() -> bytes:
-    serial = next(_request_serial)
-    return b"%s%04x-%012x" % (_REQUEST_ID_HEAD, serial >> 48 & 0xFFFF, serial & 0xFFFFFFFFFFFF)
-
-
-_date_second = -1
-_date_text = b""
-
-
-def http_date() -> bytes:
-    global _date_second, _date_text
-    now = int(time.time())
-    if now != _date_second:
-        _date_second = now
-        _date_text = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)).encode()
-    return _date_text
-
-
-def error_response(status: int, code: str, message: str, extra: bytes = b"",
-                   **fields: object) -> Response:
-    """A SageMaker runtime error: JSON `{"ErrorCode", "Message", ...fields}` and the code in
-    `X-Amzn-ErrorType`, from which botocore's rest-json parser takes the error code (it then
-    reads the code's modeled fields, e.g. ModelError's `OriginalStatusCode`, from the body)."""
-    body = json.dumps({"ErrorCode": code, "Message": message, **fields}).encode()
-    return status, JSON_TYPE, body, extra + b"X-Amzn-ErrorType: %s\r\n" % code.encode()
-
 
 class ConnectionRegistry:
     """The live connections of one worker: for idle sweeps and graceful draining."""
@@ -134,9 +83,6 @@ REFUSED_WHEN_REPEATED = frozenset({b"host", b"content-type", b"content-length",
 `x-amzn-sagemaker-*` (target variant, custom attributes, inference id, ...). Content-Length and
 Transfer-Encoding are llhttp's own refusals (request smuggling); Host is RFC 9112's MUST."""
 SAGEMAKER_FIELD_PREFIX = b"x-amzn-sagemaker-"
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-ERROR_CODES = {400: "BadRequest", 408: "RequestTimeout", 413: "PayloadTooLarge",
-               431: "HeaderTooLarge", 501: "NotImplemented", 505: "VersionNotSupported"}
 
 READ_SLACK_BYTES = 1024 * 1024
 """More than one read holds (asyncio reads 256 KiB at most)."""
@@ -381,24 +327,15 @@ class HttpProtocol(asyncio.Protocol):
         else:
             connection = b""
         if method == b"HEAD":
-            self._out.append(self._format(status, content_type, b"", extra, connection,
+            self._out.append(format_response(status, content_type, b"", extra, connection,
                                           length=len(payload)))
         else:
-            self._out.append(self._format(status, content_type, payload, extra, connection))
+            self._out.append(format_response(status, content_type, payload, extra, connection))
         if not keep_alive:
             self._close_after = True
             raise _Closing()  # pipelined requests after this one are not read
 
     # -- responding ----------------------------------------------------------------------------
-    @staticmethod
-    def _format(status: int, content_type: bytes, body: bytes, extra: bytes = b"",
-                connection: bytes = b"", length: int | None = None) -> bytes:
-        return (b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n"
-                b"x-amzn-RequestId: %s\r\n%s%s\r\n%s") % (
-            REASONS.get(status) or b"%d Error" % status, content_type,
-            len(body) if length is None else length, http_date(), new_request_id(), extra,
-            connection, body)
-
     def _callback_failed(self, error: BaseException | None) -> None:
         if isinstance(error, _Closing):
             return
@@ -409,7 +346,7 @@ class HttpProtocol(asyncio.Protocol):
         self._refuse(500, "internal error while handling the request", "InternalFailure")
 
     def _refuse(self, status: int, message: str, code: str | None = None) -> None:
-        self._out.append(self._format(*error_response(
+        self._out.append(format_response(*error_response(
             status, code or ERROR_CODES.get(status, "BadRequest"), message),
             connection=b"Connection: close\r\n"))
         self._close_after = True
@@ -428,7 +365,7 @@ class HttpProtocol(asyncio.Protocol):
         idle = now - self.last_active
         if self.busy:
             if idle > request_seconds:
-                transport.write(self._format(*error_response(
+                transport.write(format_response(*error_response(
                     408, "RequestTimeout", "request not completed in time"),
                     connection=b"Connection: close\r\n"))
                 self._closed = True
