@@ -36,27 +36,36 @@ class PipelineParameter:
             raise ValueError(f"parameter '{self.name}' expects {self.type}, got '{raw}'") from None
 
 
+def _step_parameters(step: Step, *rows: tuple[str, ParameterType, int | float | str, str]
+                     ) -> tuple[PipelineParameter, ...]:
+    """The parameters one step reads, from (name, type, default, description) rows."""
+    return tuple(PipelineParameter(name, type_, default, step, description)
+                 for name, type_, default, description in rows)
+
+
 PARAMETERS: tuple[PipelineParameter, ...] = (
-    PipelineParameter("target", "str", "is_fraud", "preprocess", "Label column (0/1)"),
-    PipelineParameter("validation_fraction", "float", 0.15, "preprocess",
-                      "Share of rows in the validation split (early stopping)"),
-    PipelineParameter("test_fraction", "float", 0.15, "preprocess",
-                      "Share of rows in the test split (evaluation and gates)"),
-    PipelineParameter("baseline_bins", "int", 10, "preprocess",
-                      "Quantile bins per numeric feature in the drift baseline"),
-    PipelineParameter("seed", "int", 42, "train", "Seed of the split and of XGBoost"),
-    PipelineParameter("max_depth", "int", 5, "train", "XGBoost max_depth"),
-    PipelineParameter("eta", "float", 0.1, "train", "XGBoost learning rate"),
-    PipelineParameter("num_round", "int", 400, "train", "Maximum boosting rounds"),
-    PipelineParameter("early_stopping_rounds", "int", 30, "train",
-                      "Stop when validation AUPR has not improved for this many rounds"),
-    PipelineParameter("subsample", "float", 0.8, "train", "XGBoost row subsample"),
-    PipelineParameter("colsample_bytree", "float", 0.8, "train", "XGBoost column subsample"),
-    PipelineParameter("min_child_weight", "float", 1.0, "train", "XGBoost min_child_weight"),
-    PipelineParameter("reg_lambda", "float", 1.0, "train", "XGBoost L2 regularisation"),
-) + tuple(
-    PipelineParameter(gate.name, "float", gate.default, "evaluate", gate.description)
-    for gate in GATES
+    *_step_parameters(
+        "preprocess",
+        ("target", "str", "is_fraud", "Label column (0/1)"),
+        ("validation_fraction", "float", 0.15,
+         "Share of rows in the validation split (early stopping)"),
+        ("test_fraction", "float", 0.15, "Share of rows in the test split (evaluation and gates)"),
+        ("baseline_bins", "int", 10, "Quantile bins per numeric feature in the drift baseline")),
+    *_step_parameters(
+        "train",
+        ("seed", "int", 42, "Seed of the split and of XGBoost"),
+        ("max_depth", "int", 5, "XGBoost max_depth"),
+        ("eta", "float", 0.1, "XGBoost learning rate"),
+        ("num_round", "int", 400, "Maximum boosting rounds"),
+        ("early_stopping_rounds", "int", 30,
+         "Stop when validation AUPR has not improved for this many rounds"),
+        ("subsample", "float", 0.8, "XGBoost row subsample"),
+        ("colsample_bytree", "float", 0.8, "XGBoost column subsample"),
+        ("min_child_weight", "float", 1.0, "XGBoost min_child_weight"),
+        ("reg_lambda", "float", 1.0, "XGBoost L2 regularisation")),
+    # Gate thresholds: one per gate, from the gate definitions the local run uses too.
+    *(PipelineParameter(gate.name, "float", gate.default, "evaluate", gate.description)
+      for gate in GATES),
 )
 
 PARAMETERS_BY_NAME: dict[str, PipelineParameter] = {p.name: p for p in PARAMETERS}
