@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Mapping
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, StrictBool, StrictInt,
-                      StrictStr, ValidationError, model_validator)
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, StrictBool, StrictInt, StrictStr, ValidationError, \
+    model_validator
+
+from mlops_kit.typed_config import (CamelDeclared, at_least, between, looks_like, one_of,
+                                    problems, resource_name)
 
 DEFAULT_STAGE = "dev"
 DEFAULT_FALLBACK_REGION = "us-east-1"
-_NAME = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
 _SCHEDULE = re.compile(r"^(rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)"
                        r"|cron\(\S+( \S+){5}\))$")
 _DATA_KEY = re.compile(r"^[A-Za-z0-9!_.'()/-]+\.(csv|parquet)$")
@@ -24,47 +25,10 @@ _HEX_ID = r"-([0-9a-f]{8}|[0-9a-f]{17})"
 _TRACKING_SERVER_ARN = re.compile(
     r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/"
     r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
-_PHRASES = {
-    "bool_type": "must be true or false", "int_type": "must be a whole number",
-    "string_type": "must be a string", "list_type": "must be a list",
-    "tuple_type": "must be a list", "model_type": "must be an object",
-    "dict_type": "must be an object", "missing": "is required",
-}
-"""Pydantic's error types, said the way a cdk.json author reads them."""
 
 
 class ConfigError(ValueError):
     """The stage context is missing or malformed (the message names the key)."""
-
-
-def _name(value: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError("must be 1-63 letters, digits or hyphens")
-    return value
-
-
-def _looks_like(pattern: str):
-    def check(value: str) -> str:
-        if not re.fullmatch(pattern, value):
-            raise ValueError(f"{value!r} does not look like {pattern}")
-        return value
-    return AfterValidator(check)
-
-
-def _at_least(low: int):
-    def check(value: int) -> int:
-        if value < low:
-            raise ValueError(f"must be at least {low}")
-        return value
-    return AfterValidator(check)
-
-
-def _between(low: int, high: int, why: str = ""):
-    def check(value: int) -> int:
-        if not low <= value <= high:
-            raise ValueError(f"must be {low}..{high}{why}")
-        return value
-    return AfterValidator(check)
 
 
 def _schedule(value: str) -> str:
@@ -84,15 +48,6 @@ def _data_key(value: str) -> str:
     return value
 
 
-def _one_of(*allowed: str):
-    def check(value: str) -> str:
-        if value not in allowed:
-            *others, last = [repr(a) for a in allowed]
-            raise ValueError(f"must be {', '.join(others)} or {last}")
-        return value
-    return AfterValidator(check)
-
-
 def _tracking_server_arn(value: str) -> str:
     if not _TRACKING_SERVER_ARN.match(value):
         raise ValueError("must look like arn:aws:sagemaker:<region>:<account>:"
@@ -100,35 +55,22 @@ def _tracking_server_arn(value: str) -> str:
     return value
 
 
-Name = Annotated[StrictStr, AfterValidator(_name)]
-Count = Annotated[StrictInt, _at_least(1)]
-AccountId = Annotated[StrictStr, _looks_like(r"\d{12}")]
+Name = Annotated[StrictStr, AfterValidator(resource_name)]
+Count = Annotated[StrictInt, at_least(1)]
+AccountId = Annotated[StrictStr, looks_like(r"\d{12}")]
 
 
-class _Context(BaseModel):
-    """cdk.json's camelCase keys onto snake_case attributes; frozen, nothing unknown, no
-    coercion (`"yes"` is not true, `1.5` is not a count); a null value means "the default"."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel,
-                              populate_by_name=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_is_default(cls, data: Any) -> Any:
-        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
-
-
-class StudioConfig(_Context):
+class StudioConfig(CamelDeclared):
     """`context.stages.<stage>.studio` (off unless `enabled`). With `domainId` the kit only adds a
     user profile to that existing domain; without it the kit creates an IAM-auth domain in
     `vpcId`/`subnetIds` (given, never looked up)."""
 
     enabled: StrictBool = False
-    domain_id: Annotated[StrictStr, _looks_like(r"d-[a-z0-9]{12}")] | None = None
-    vpc_id: Annotated[StrictStr, _looks_like("vpc" + _HEX_ID)] | None = None
-    subnet_ids: tuple[Annotated[StrictStr, _looks_like("subnet" + _HEX_ID)], ...] = ()
-    security_group_ids: tuple[Annotated[StrictStr, _looks_like("sg" + _HEX_ID)], ...] = ()
-    app_network_access_type: Annotated[StrictStr, _one_of("VpcOnly", "PublicInternetOnly")] \
+    domain_id: Annotated[StrictStr, looks_like(r"d-[a-z0-9]{12}")] | None = None
+    vpc_id: Annotated[StrictStr, looks_like("vpc" + _HEX_ID)] | None = None
+    subnet_ids: tuple[Annotated[StrictStr, looks_like("subnet" + _HEX_ID)], ...] = ()
+    security_group_ids: tuple[Annotated[StrictStr, looks_like("sg" + _HEX_ID)], ...] = ()
+    app_network_access_type: Annotated[StrictStr, one_of("VpcOnly", "PublicInternetOnly")] \
         | None = None
     """"VpcOnly" (default) or "PublicInternetOnly"; only for a domain the kit creates."""
     user_profile_name: Name = "scientist"
@@ -160,13 +102,13 @@ class StudioConfig(_Context):
         return self
 
 
-class MlflowConfig(_Context):
+class MlflowConfig(CamelDeclared):
     """`context.stages.<stage>.mlflow` (off by default: a tracking server is billed per hour).
     `trackingServer` provisions a SageMaker managed MLflow tracking server in the stateful
     stack; `trackingServerArn` points the training step at an existing one instead."""
 
     tracking_server: StrictBool = False
-    size: Annotated[StrictStr, _one_of("Small", "Medium", "Large")] = "Small"
+    size: Annotated[StrictStr, one_of("Small", "Medium", "Large")] = "Small"
     """TrackingServerSize."""
     tracking_server_arn: Annotated[StrictStr, AfterValidator(_tracking_server_arn)] | None = None
 
@@ -182,23 +124,23 @@ class MlflowConfig(_Context):
         return self
 
 
-class StageConfig(_Context):
+class StageConfig(CamelDeclared):
     stage: StrictStr
     endpoint_name: Name
     model_group: Name
     instance_type: StrictStr = "ml.m5.large"
     champion_instance_count: Count = 1
     fallback_instance_count: Count = 1
-    warm_fallbacks: Annotated[StrictInt, _between(
+    warm_fallbacks: Annotated[StrictInt, between(
         0, 9, " (an endpoint config holds 10 variants)")] = 2
-    capture_percent: Annotated[StrictInt, _between(1, 100)] = 100
+    capture_percent: Annotated[StrictInt, between(1, 100)] = 100
     rollback_cooldown_minutes: StrictInt = 15
     drift_schedule_minutes: Count = 10
     drift_window_minutes: Count = 10
     probe_schedule_minutes: Count = 5
     probe_max_latency_ms: StrictInt = 1000
     alarm_email: StrictStr | None = None
-    removal_policy: Annotated[StrictStr, _one_of("destroy", "retain")] = "destroy"
+    removal_policy: Annotated[StrictStr, one_of("destroy", "retain")] = "destroy"
     """Buckets, the key, the topic and the idempotency table; the ledger is always retained
     (it is the audit trail)."""
     log_retention_days: Count = 14
@@ -248,25 +190,6 @@ class StageConfig(_Context):
         return self
 
 
-def _key_path(loc: tuple[Any, ...]) -> str:
-    """('studio', 'subnetIds', 1) -> 'studio.subnetIds[1]' (pydantic's loc, cdk.json's names)."""
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
-    return path
-
-
-def _problem(error: Mapping[str, Any]) -> str:
-    key = _key_path(error["loc"])
-    if error["type"] == "extra_forbidden":
-        return f"unknown key(s) {key}"
-    if error["type"] == "value_error":
-        message = str(error["ctx"]["error"])
-        return message if not key else f"{key} {message}" if message.startswith("must") \
-            else f"{key}: {message}"
-    return f"{key} {_PHRASES.get(error['type'], error['msg'])}".strip()
-
-
 def load(context: Mapping[str, Any], stage: str | None = None) -> StageConfig:
     """`context` is the app's context (node.try_get_context) as a mapping."""
     stage = stage or context.get("stage") or DEFAULT_STAGE
@@ -286,5 +209,4 @@ def load(context: Mapping[str, Any], stage: str | None = None) -> StageConfig:
             **raw, "stage": stage,
             "fallbackRegion": context.get("fallbackRegion") or DEFAULT_FALLBACK_REGION})
     except ValidationError as exc:
-        raise ConfigError(f"stage {stage!r}: "
-                          + "; ".join(_problem(e) for e in exc.errors())) from None
+        raise ConfigError(f"stage {stage!r}: {problems(exc)}") from None
