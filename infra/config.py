@@ -13,6 +13,7 @@ from typing import Annotated, Any, Mapping
 from pydantic import AfterValidator, StrictBool, StrictInt, StrictStr, ValidationError, \
     model_validator
 
+from mlops_kit.fleet.loader import PromotionPolicy
 from mlops_kit.typed_config import (CamelDeclared, at_least, between, looks_like, one_of,
                                     problems, resource_name)
 
@@ -169,6 +170,8 @@ class StageConfig(CamelDeclared):
     """The one object key the new-data rule matches; the run gets InputDataUri=s3://<bucket>/<key>."""
     studio: StudioConfig = StudioConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    promotion: PromotionPolicy = PromotionPolicy()
+    """What this environment asks of a version before it is promoted here (soak, skip)."""
     account: StrictStr | None = None
     region: StrictStr | None = None
     fallback_region: StrictStr = DEFAULT_FALLBACK_REGION

@@ -18,7 +18,7 @@ PHRASES = {
     "float_type": "must be a number", "string_type": "must be a string",
     "list_type": "must be a list", "tuple_type": "must be a list",
     "model_type": "must be an object", "dict_type": "must be an object",
-    "missing": "is required",
+    "missing": "is required", "too_short": "must not be empty",
 }
 """Pydantic's error types, said the way a config author reads them."""
 
