@@ -17,6 +17,7 @@ from mlops_kit.cli.common import (EXIT_BAD_INPUT, EXIT_BUSY, EXIT_CANNOT_WRITE, 
                                   EXIT_DAMAGED_STATE, EXIT_GATE_FAILED, EXIT_NO_CHANGE, EXIT_OK,
                                   err)
 from mlops_kit.cli.data import data_app
+from mlops_kit.cli.models import models_app
 from mlops_kit.cli.pipeline import pipeline_app
 from mlops_kit.cli.registry import registry_app
 
@@ -55,6 +56,7 @@ app = typer.Typer(help="MLOps kit: pipelines, quality gates and a model registry
                   cls=_KitGroup, no_args_is_help=True, pretty_exceptions_enable=False,
                   add_completion=False)
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(registry_app, name="registry")
 traffic.register(app)
