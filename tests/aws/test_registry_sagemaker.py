@@ -15,6 +15,8 @@ from mlops_kit.registry.base import (ApprovalStatus, DeploymentRecord, InvalidRe
 from mlops_kit.registry.sagemaker import (MAX_METADATA_ENTRIES, REGISTER_METADATA_LIMIT,
                                           SageMakerRegistry, metadata_safe)
 
+from registry_cases import INVALID_REQUESTS
+
 from .conftest import IMAGE_URI, LEDGER
 
 GROUP = "fraud-detector"
@@ -126,11 +128,7 @@ def test_audit_trail_records_registration(registry):
 
 
 @pytest.mark.parametrize("overrides,match", [
-    ({"model_group": "bad_name!"}, "model group"),
-    ({"owner": " "}, "owner is required"),
-    ({"use_case": ""}, "use case is required"),
-    ({"gates": [{"gate": "min_aupr", "passed": False}]}, "gates failed"),
-    ({"lineage": {"data": {}}}, "lineage.code"),
+    *INVALID_REQUESTS,
     ({"model_artifact": "/tmp/model"}, "s3://"),
 ])
 def test_incomplete_or_failing_requests_are_refused_and_nothing_is_written(

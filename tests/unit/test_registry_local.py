@@ -6,6 +6,8 @@ from mlops_kit.registry.base import (ApprovalStatus, InvalidRegistrationError, R
                                      UnknownVersionError)
 from mlops_kit.registry.local import LocalRegistry
 
+from registry_cases import INVALID_REQUESTS
+
 GATES = [{"gate": "min_aupr", "passed": True, "value": 0.6, "threshold": 0.4}]
 LINEAGE = {"data": {"uri": "file:///d.parquet", "sha256": "ab" * 32}, "code": {"version": "git:x"},
            "parameters": {"seed": 42}, "libraries": {"xgboost-cpu": "3.0.5"}}
@@ -60,13 +62,7 @@ def test_audit_trail_records_registration(tmp_path, model_dir):
     assert (trail.from_status, trail.to_status, trail.actor) == ("", "PendingManualApproval", "alice")
 
 
-@pytest.mark.parametrize("overrides,match", [
-    ({"model_group": "bad_name!"}, "model group"),
-    ({"owner": " "}, "owner is required"),
-    ({"use_case": ""}, "use case is required"),
-    ({"gates": [{"gate": "min_aupr", "passed": False}]}, "gates failed"),
-    ({"lineage": {"data": {}}}, "lineage.code"),
-])
+@pytest.mark.parametrize("overrides,match", INVALID_REQUESTS)
 def test_incomplete_or_failing_requests_are_refused_and_nothing_is_written(
         tmp_path, model_dir, overrides, match):
     group = overrides.get("model_group", "fraud-detector")

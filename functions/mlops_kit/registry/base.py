@@ -18,6 +18,8 @@ from mlops_kit.core.rotation import Lineup, VariantWeight, promotion_order, serv
 
 MODEL_GROUP_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 """SageMaker's rule for ModelPackageGroupName; the local registry follows it too."""
+REGISTERED_REASON = "registered: all gates passed"
+"""The reason of a version's first transition (only passing candidates are registered)."""
 
 
 class ApprovalStatus(StrEnum):
@@ -39,10 +41,13 @@ class InvalidRegistrationError(RegistryError):
 
 
 @dataclass(frozen=True)
-class RegistrationRequest:
-    model_group: str
-    model_artifact: str
-    """Local model directory, or an s3:// URI of model.tar.gz."""
+class CandidateFacts:
+    """What a trained candidate brings to the registry: its request carries them, and its
+    version keeps them unchanged.
+
+    The classes below put these fields between their own by listing the bases last-first
+    (a dataclass takes its bases' fields in reverse MRO order), so that their field order,
+    and with it their positional arguments and `asdict` order, stay as they were."""
     training_run_id: str
     metrics: dict[str, float]
     latency: dict[str, float]
@@ -51,6 +56,26 @@ class RegistrationRequest:
     owner: str
     use_case: str
     description: str = ""
+
+
+@dataclass(frozen=True)
+class _RequestHead:
+    model_group: str
+    model_artifact: str
+    """Local model directory, or an s3:// URI of model.tar.gz."""
+
+
+@dataclass(frozen=True)
+class RegistrationRequest(CandidateFacts, _RequestHead):
+    """A candidate to register: model_group, model_artifact, then its `CandidateFacts`."""
+
+    def validate_for(self, model_group: str) -> None:
+        """`validate`, after checking the request is for the registry's `model_group`."""
+        if self.model_group != model_group:
+            raise InvalidRegistrationError(
+                f"request is for model group '{self.model_group}', registry holds "
+                f"'{model_group}'")
+        self.validate()
 
     def validate(self) -> None:
         problems = []
@@ -74,25 +99,39 @@ class RegistrationRequest:
 
 
 @dataclass(frozen=True)
-class ModelVersion:
+class _VersionHead:
     model_group: str
     version: int
     status: ApprovalStatus
     created_at: str
     model_uri: str
-    training_run_id: str
-    metrics: dict[str, float]
-    latency: dict[str, float]
-    gates: list[dict[str, Any]]
-    lineage: dict[str, Any]
-    owner: str
-    use_case: str
-    description: str = ""
+
+
+@dataclass(frozen=True)
+class _VersionStatusChange:
     status_changed_at: str = ""
     status_changed_by: str = ""
     status_reason: str = ""
     archived_at: str = ""
     """Set when the retention policy archived the version; archived versions stay readable."""
+
+
+@dataclass(frozen=True)
+class ModelVersion(_VersionStatusChange, CandidateFacts, _VersionHead):
+    """A registered version: its head (group, number, status, creation, model), its
+    `CandidateFacts`, then its last status change and archive."""
+
+    @classmethod
+    def registered(cls, request: RegistrationRequest, *, version: int, at: str, model_uri: str,
+                   lineage: dict[str, Any]) -> "ModelVersion":
+        """A new version of `request`, PendingManualApproval since `at`, as `register` stores it."""
+        return cls(
+            model_group=request.model_group, version=version, status=ApprovalStatus.PENDING,
+            created_at=at, model_uri=model_uri, training_run_id=request.training_run_id,
+            metrics=dict(request.metrics), latency=dict(request.latency),
+            gates=list(request.gates), lineage=lineage, owner=request.owner,
+            use_case=request.use_case, description=request.description, status_changed_at=at,
+            status_changed_by=request.owner, status_reason=REGISTERED_REASON)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -12,16 +12,9 @@ Where each fact lives:
   JSON, every status transition (who, when, why) and the deployment history. SageMaker keeps
   none of these.
 
-CustomerMetadataProperties limits (botocore's model): at most 50 entries, keys 1-128 and values
-1-256 characters, both only letters, numbers, spaces and `_ . : / = + - @`. Registration writes
-at most `REGISTER_METADATA_LIMIT` entries, most important first (owner, run, status, metrics,
-gates, latency, then lineage breadth-first), and skips what does not fit or uses other
-characters; `mlops:omitted` counts what was skipped. The ledger always has the whole record.
-
-`UpdateModelPackage` on real AWS leaves fields it is not sent alone (and merges
-CustomerMetadataProperties); moto replaces approval status, description and metadata with
-what is sent. Every update here therefore sends the status, the description and the complete
-metadata map, which gives the same result on both.
+The metadata map is `sagemaker_metadata`'s codec, the package request and the reading of a
+version back `sagemaker_package`'s; the reads of the audit trail, the deployment
+history and the rollback claims (`sagemaker_ledger`) go to the ledger only.
 
 Packages registered by the SageMaker pipeline (not through `register`) have no ledger record:
 they are read from the package itself, with metrics and lineage as the metadata carries them.
@@ -34,56 +27,38 @@ dynamodb:Query on the ledger table.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import unicodedata
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from botocore.exceptions import ClientError
 
-from mlops_kit import retry
 from mlops_kit.aws.clients import Backoff, LazyClient, error_code, error_message
 from mlops_kit.aws.ledger import IAM_ACTIONS as LEDGER_IAM_ACTIONS
-from mlops_kit.aws.ledger import (DEPLOYMENT_PREFIX, TRANSITION_PREFIX, VERSION_PREFIX, Ledger,
-                                  iso_milli, version_key)
+from mlops_kit.aws.ledger import VERSION_PREFIX, Ledger, version_key
+from mlops_kit.core.timestamps import iso_millis
 from mlops_kit.endpoints import ModelSource
 
-from .base import (
-    ApprovalStatus,
-    DeploymentRecord,
-    InvalidRegistrationError,
-    ModelRegistry,
-    ModelVersion,
-    RegistrationRequest,
-    RegistryError,
-    RollbackClaim,
-    Transition,
-    UnknownVersionError,
-)
+from .base import (ApprovalStatus, InvalidRegistrationError, ModelRegistry, ModelVersion,
+                   RegistrationRequest, RegistryError, UnknownVersionError)
+from .sagemaker_ledger import LedgerPort
+from .sagemaker_metadata import (GATE, KEY_ARCHIVED_AT, KEY_CHANGED_AT, KEY_CHANGED_BY,
+                                 KEY_OMITTED, KEY_OWNER, KEY_RECORD_STORE, KEY_RUN, KEY_USE_CASE,
+                                 LATENCY, LINEAGE, MAX_METADATA_ENTRIES, MAX_METADATA_KEY,
+                                 MAX_METADATA_VALUE, METRIC, PREFIX, REGISTER_METADATA_LIMIT,
+                                 RESERVED_METADATA_ENTRIES, customer_metadata, metadata_clean,
+                                 metadata_safe)
+from .sagemaker_package import (model_data_url, package_request, version_from_ledger,
+                               version_of)
 
-MAX_METADATA_ENTRIES = 50
-MAX_METADATA_KEY = 128
-MAX_METADATA_VALUE = 256
-RESERVED_METADATA_ENTRIES = 6
-"""Left free at registration for later writes (deployment write-back, annotations)."""
-REGISTER_METADATA_LIMIT = MAX_METADATA_ENTRIES - RESERVED_METADATA_ENTRIES
-PREFIX = "mlops:"
-KEY_OWNER = PREFIX + "owner"
-KEY_USE_CASE = PREFIX + "use_case"
-KEY_RUN = PREFIX + "training_run_id"
-KEY_CHANGED_BY = PREFIX + "status_changed_by"
-KEY_CHANGED_AT = PREFIX + "status_changed_at"
-KEY_RECORD_STORE = PREFIX + "record_store"
-KEY_OMITTED = PREFIX + "omitted"
-KEY_ARCHIVED_AT = PREFIX + "archived_at"
-_SUMMARY_KEYS = frozenset({KEY_OWNER, KEY_USE_CASE, KEY_RUN, KEY_CHANGED_BY, KEY_CHANGED_AT,
-                           KEY_RECORD_STORE, KEY_OMITTED, KEY_ARCHIVED_AT})
-METRIC, LATENCY, GATE, LINEAGE = (PREFIX + "metric:", PREFIX + "latency:", PREFIX + "gate:",
-                                  PREFIX + "lineage:")
-_ALLOWED_PUNCTUATION = set("_.:/=+-@")
+__all__ = ["GATE", "IAM_ACTIONS", "KEY_ARCHIVED_AT", "KEY_CHANGED_AT", "KEY_CHANGED_BY",
+           "KEY_OMITTED", "KEY_OWNER", "KEY_RECORD_STORE", "KEY_RUN", "KEY_USE_CASE", "LATENCY",
+           "LINEAGE", "MAX_METADATA_ENTRIES", "MAX_METADATA_KEY", "MAX_METADATA_VALUE", "METRIC",
+           "PREFIX", "REGISTER_METADATA_LIMIT", "RESERVED_METADATA_ENTRIES", "SageMakerRegistry",
+           "customer_metadata", "metadata_clean", "metadata_safe", "utc_now"]
+
 _ARN_GROUP = re.compile(r"^(arn:[^:]+:sagemaker:[^:]*:\d{12}):model-package-group/(.+)$")
 _ARN_VERSION = re.compile(r"/(\d+)$")
 
@@ -95,84 +70,10 @@ IAM_ACTIONS = ("sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPack
 
 
 def utc_now() -> str:
-    return iso_milli(datetime.now(timezone.utc))
+    return iso_millis(datetime.now(timezone.utc))
 
 
-def metadata_safe(text: str, limit: int) -> bool:
-    """True when SageMaker accepts `text` as a CustomerMetadataProperties key or value."""
-    if not 1 <= len(text) <= limit:
-        return False
-    return all(unicodedata.category(c)[0] in "LZN" or c in _ALLOWED_PUNCTUATION for c in text)
-
-
-def metadata_clean(text: str, limit: int = MAX_METADATA_VALUE) -> str:
-    """Replace what the metadata character set refuses with '_' (for names and actors)."""
-    cleaned = "".join(c if unicodedata.category(c)[0] in "LZN" or c in _ALLOWED_PUNCTUATION
-                      else "_" for c in str(text))
-    return cleaned[:limit] or "_"
-
-
-def _scalar(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list, tuple)):
-        return None
-    if isinstance(value, (bool, int, float)):
-        return json.dumps(value)
-    return str(value)
-
-
-def _flatten_breadth_first(tree: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """(dotted path, scalar) pairs, shallow ones first: the top of the lineage fits first."""
-    out: list[tuple[str, Any]] = []
-    level: list[tuple[str, Any]] = [(str(k), v) for k, v in tree.items()]
-    while level:
-        deeper: list[tuple[str, Any]] = []
-        for path, value in level:
-            if isinstance(value, Mapping):
-                deeper.extend((f"{path}.{k}", v) for k, v in value.items())
-            else:
-                out.append((path, value))
-        level = deeper
-    return out
-
-
-def customer_metadata(request: RegistrationRequest, *, registered_at: str,
-                      record_store: str) -> dict[str, str]:
-    """The registration summary that fits SageMaker's limits, most important entries first."""
-    fixed = [(KEY_OWNER, request.owner), (KEY_USE_CASE, request.use_case),
-             (KEY_RUN, request.training_run_id), (KEY_CHANGED_BY, request.owner),
-             (KEY_CHANGED_AT, registered_at), (KEY_RECORD_STORE, record_store)]
-    optional: list[tuple[str, Any]] = []
-    optional += [(METRIC + k, v) for k, v in request.metrics.items()]
-    for gate in request.gates:
-        verdict = "passed" if gate.get("passed") else "failed"
-        details = " ".join(f"{k}={_scalar(gate[k])}" for k in ("value", "threshold")
-                           if _scalar(gate.get(k)) is not None)
-        optional.append((GATE + str(gate.get("gate", "")), f"{verdict} {details}".strip()))
-    optional += [(LATENCY + k, v) for k, v in request.latency.items()]
-    optional += [(LINEAGE + path, value) for path, value in _flatten_breadth_first(request.lineage)]
-
-    properties: dict[str, str] = {}
-    for key, raw in fixed:
-        value = _scalar(raw)
-        if value:
-            properties[key] = value if metadata_safe(value, MAX_METADATA_VALUE) else \
-                metadata_clean(value)
-    budget = REGISTER_METADATA_LIMIT - 1  # one left for mlops:omitted
-    omitted = 0
-    for key, raw in optional:
-        value = _scalar(raw)
-        if (value is None or key in properties or len(properties) >= budget
-                or not metadata_safe(key, MAX_METADATA_KEY)
-                or not metadata_safe(value, MAX_METADATA_VALUE)):
-            omitted += 1
-            continue
-        properties[key] = value
-    if omitted:
-        properties[KEY_OMITTED] = str(omitted)
-    return properties
-
-
-class SageMakerRegistry(ModelRegistry):
+class SageMakerRegistry(LedgerPort, ModelRegistry):
     """`ModelRegistry` over one SageMaker model package group and the ledger table.
 
     Clients are injected (tests) or created on first use with the standard credential and
@@ -272,17 +173,13 @@ class SageMakerRegistry(ModelRegistry):
     def model_source(self, version: int) -> ModelSource:
         """What the endpoint adapter and the batch launcher deploy for a version."""
         described = self._describe(version, self.model_package_arn(version))
-        return ModelSource(version=int(version), model_uri=_model_data_url(described),
+        return ModelSource(version=int(version), model_uri=model_data_url(described),
                            model_package_arn=described["ModelPackageArn"])
 
     # -- register ------------------------------------------------------------------------
 
     def register(self, request: RegistrationRequest) -> ModelVersion:
-        if request.model_group != self.model_group:
-            raise InvalidRegistrationError(
-                f"request is for model group '{request.model_group}', registry holds "
-                f"'{self.model_group}'")
-        request.validate()
+        request.validate_for(self.model_group)
         if not request.model_artifact.startswith("s3://"):
             raise InvalidRegistrationError(
                 f"model artifact must be an s3:// URI of model.tar.gz for SageMaker, got "
@@ -292,73 +189,18 @@ class SageMakerRegistry(ModelRegistry):
                 "no inference image URI configured (the SageMaker XGBoost 3.0-5 image)")
         self._ensure_group(request)
         now = utc_now()
-        reason = "registered: all gates passed"
-        arn = self._call("create_model_package", **self._package_request(request, now))[
+        arn = self._call("create_model_package", **package_request(self, request, now))[
             "ModelPackageArn"]
         version_match = _ARN_VERSION.search(arn)
         number = (int(version_match.group(1)) if version_match
                   else int(self._describe(0, arn)["ModelPackageVersion"]))
-        version = ModelVersion(
-            model_group=self.model_group, version=number, status=ApprovalStatus.PENDING,
-            created_at=now, model_uri=request.model_artifact,
-            training_run_id=request.training_run_id, metrics=dict(request.metrics),
-            latency=dict(request.latency), gates=list(request.gates),
-            lineage={**request.lineage, "model_package_arn": arn}, owner=request.owner,
-            use_case=request.use_case,
-            description=request.description, status_changed_at=now,
-            status_changed_by=request.owner, status_reason=reason)
+        version = ModelVersion.registered(request, version=number, at=now,
+                                          model_uri=request.model_artifact,
+                                          lineage={**request.lineage, "model_package_arn": arn})
         self.ledger.put_version(number, version.to_dict(), arn, {
             "from_status": "", "to_status": str(version.status), "actor": request.owner,
-            "reason": reason, "at": now, "details": {"model_package_arn": arn}})
+            "reason": version.status_reason, "at": now, "details": {"model_package_arn": arn}})
         return version
-
-    def _package_request(self, request: RegistrationRequest, now: str) -> dict[str, Any]:
-        container: dict[str, Any] = {"Image": self.image_uri,
-                                     "ModelDataUrl": request.model_artifact,
-                                     "Framework": "XGBOOST", "FrameworkVersion": "3.0-5"}
-        if self.container_environment:
-            container["Environment"] = dict(self.container_environment)
-        spec: dict[str, Any] = {"Containers": [container],
-                                "SupportedContentTypes": self.content_types,
-                                "SupportedResponseMIMETypes": self.response_types}
-        if self.inference_instance_types:
-            spec["SupportedRealtimeInferenceInstanceTypes"] = self.inference_instance_types
-        if self.transform_instance_types:
-            spec["SupportedTransformInstanceTypes"] = self.transform_instance_types
-        lineage = request.lineage
-        generated_by = str(lineage.get("pipeline_execution_arn") or lineage.get("pipeline_run")
-                           or request.training_run_id)
-        metadata = {"GeneratedBy": generated_by[:1024]}
-        code = lineage.get("code")
-        if isinstance(code, Mapping):
-            if code.get("version"):
-                metadata["CommitId"] = str(code["version"])[:1024]
-            if code.get("repository"):
-                metadata["Repository"] = str(code["repository"])[:1024]
-        body: dict[str, Any] = {
-            "ModelPackageGroupName": self.model_group,
-            "ModelPackageDescription": (request.description or
-                                        f"training run {request.training_run_id}")[:1024],
-            "InferenceSpecification": spec,
-            "ModelApprovalStatus": str(ApprovalStatus.PENDING),
-            "MetadataProperties": metadata,
-            "CustomerMetadataProperties": customer_metadata(
-                request, registered_at=now,
-                record_store=f"dynamodb:{self.ledger.table_name}"),
-            "Domain": self.domain, "Task": self.task,
-        }
-        evaluation = _s3_uri(lineage.get("evaluation_uri"))
-        baseline = _s3_uri(lineage.get("baseline_uri") or lineage.get("drift_baseline"))
-        if evaluation:
-            body["ModelMetrics"] = {"ModelQuality": {"Statistics": _json_source(evaluation)}}
-        drift: dict[str, Any] = {}
-        if evaluation:
-            drift["ModelQuality"] = {"Statistics": _json_source(evaluation)}
-        if baseline:
-            drift["ModelDataQuality"] = {"Statistics": _json_source(baseline)}
-        if drift:
-            body["DriftCheckBaselines"] = drift
-        return body
 
     # -- read ----------------------------------------------------------------------------
 
@@ -387,7 +229,7 @@ class SageMakerRegistry(ModelRegistry):
             item = items.get(number)
             if item and item.get("record") and item.get("status") == summary.get(
                     "ModelApprovalStatus"):
-                versions.append(self._from_ledger(item, summary["ModelApprovalStatus"]))
+                versions.append(version_from_ledger(item, summary["ModelApprovalStatus"]))
             else:
                 versions.append(self._version(
                     self._describe(number, summary["ModelPackageArn"]), item))
@@ -407,83 +249,9 @@ class SageMakerRegistry(ModelRegistry):
                 return
             kwargs["NextToken"] = token
 
-    def _from_ledger(self, item: dict[str, Any], status: str) -> ModelVersion:
-        data = json.loads(item["record"])
-        data.update(status=ApprovalStatus(status),
-                    status_changed_at=item.get("status_changed_at", data["status_changed_at"]),
-                    status_changed_by=item.get("status_changed_by", data["status_changed_by"]),
-                    status_reason=item.get("status_reason", data["status_reason"]),
-                    archived_at=item.get("archived_at", data.get("archived_at", "")))
-        return ModelVersion(**data)
-
     def _version(self, described: dict[str, Any], item: dict[str, Any] | None) -> ModelVersion:
         """A version from its package, with the ledger's record where there is one."""
-        status = described.get("ModelApprovalStatus") or str(ApprovalStatus.PENDING)
-        if item and item.get("record"):
-            if item.get("status") == status:
-                return self._from_ledger(item, status)
-            # Changed outside the kit (console, CLI): SageMaker's word on who, when and why.
-            base = self._from_ledger(item, status)
-            return replace(base, status_changed_at=_iso(described.get("LastModifiedTime"))
-                           or base.status_changed_at,
-                           status_changed_by=_modified_by(described),
-                           status_reason=described.get("ApprovalDescription") or "")
-        return self._from_package(described, item)
-
-    def _from_package(self, described: dict[str, Any], item: dict[str, Any] | None
-                      ) -> ModelVersion:
-        """A version registered outside `register` (the pipeline's RegisterModel step)."""
-        props = dict(described.get("CustomerMetadataProperties") or {})
-        metrics = _numbers(props, METRIC)
-        latency = _numbers(props, LATENCY)
-        gates = [_gate(name[len(GATE):], text) for name, text in sorted(props.items())
-                 if name.startswith(GATE)]
-        lineage: dict[str, Any] = {}
-        for key, value in sorted(props.items()):
-            if key.startswith(LINEAGE):
-                _unflatten(lineage, key[len(LINEAGE):], value)
-            elif (key.startswith(PREFIX) and not key.startswith((METRIC, LATENCY, GATE))
-                  and key not in _SUMMARY_KEYS):
-                lineage[key[len(PREFIX):]] = value
-        quality = (described.get("ModelMetrics") or {}).get("ModelQuality", {})
-        if quality.get("Statistics", {}).get("S3Uri"):
-            lineage.setdefault("evaluation_uri", quality["Statistics"]["S3Uri"])
-        data_quality = (described.get("DriftCheckBaselines") or {}).get("ModelDataQuality", {})
-        if data_quality.get("Statistics", {}).get("S3Uri"):
-            lineage.setdefault("drift_baseline", data_quality["Statistics"]["S3Uri"])
-        generated_by = (described.get("MetadataProperties") or {}).get("GeneratedBy", "")
-        if generated_by:
-            lineage.setdefault("generated_by", generated_by)
-        lineage["model_package_arn"] = described["ModelPackageArn"]
-        created = _iso(described.get("CreationTime"))
-        status = described.get("ModelApprovalStatus") or str(ApprovalStatus.PENDING)
-        ours = item if item and item.get("status") == status else {}
-        return ModelVersion(
-            model_group=self.model_group, version=int(described["ModelPackageVersion"]),
-            status=ApprovalStatus(status), created_at=created,
-            model_uri=_model_data_url(described),
-            training_run_id=props.get(KEY_RUN) or props.get(PREFIX + "training_job")
-            or generated_by,
-            metrics=metrics, latency=latency, gates=gates, lineage=lineage,
-            owner=props.get(KEY_OWNER, ""), use_case=props.get(KEY_USE_CASE, ""),
-            description=described.get("ModelPackageDescription", ""),
-            status_changed_at=ours.get("status_changed_at") or _iso(
-                described.get("LastModifiedTime")) or created,
-            status_changed_by=ours.get("status_changed_by") or _modified_by(described),
-            status_reason=ours.get("status_reason") or described.get("ApprovalDescription", ""),
-            archived_at=(item or {}).get("archived_at", ""))
-
-    def transitions(self, version: int | None = None) -> list[Transition]:
-        trail = []
-        for item in self.ledger.query_prefix(TRANSITION_PREFIX):
-            if version is not None and int(item["version"]) != int(version):
-                continue
-            trail.append(Transition(
-                model_group=self.model_group, version=int(item["version"]),
-                from_status=item["from_status"], to_status=item["to_status"],
-                actor=item["actor"], reason=item["reason"], at=item["at"],
-                details=json.loads(item.get("details") or "{}")))
-        return trail
+        return version_of(self.model_group, described, item)
 
     # -- change --------------------------------------------------------------------------
 
@@ -527,30 +295,6 @@ class SageMakerRegistry(ModelRegistry):
         updated = replace(current, status=status, status_changed_at=now,
                           status_changed_by=actor, status_reason=reason)
         return updated, recorded
-
-    def _record_behind(self, version: int, status: ApprovalStatus, *, actor: str, reason: str,
-                       at: str, arn: str, attempts: int = 3) -> bool:
-        """Append our transition after whatever the ledger holds now, but only while SageMaker
-        holds our status (ours was the last package update): the trail then ends where
-        SageMaker is. A writer whose update SageMaker already superseded records nothing."""
-        def append_once() -> bool:
-            item = self.ledger.get(version_key(version)) or {}
-            if item.get("status") == str(status):
-                return False
-            if self._describe(version, arn).get("ModelApprovalStatus") != str(status):
-                return False
-            if not self.ledger.change_status(version, item.get("status"), {
-                    "from_status": item.get("status") or "", "to_status": str(status),
-                    "actor": actor, "reason": reason, "at": at,
-                    "details": {"model_package_arn": arn}}, arn):
-                raise _LedgerMoved(version)  # another writer's change landed: read again
-            return True
-
-        try:
-            return retry.Backoff(attempts, base_delay=0.0, max_delay=0.0,
-                                 retry_if=_is_ledger_moved).call(append_once)
-        except _LedgerMoved:
-            return False
 
     def archive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
         """Archive for the retention policy: recorded in the ledger (with a transition to
@@ -615,7 +359,10 @@ class SageMakerRegistry(ModelRegistry):
 
     def _update_package(self, described: dict[str, Any], *, status: str | None,
                         description: str | None, properties: dict[str, str]) -> None:
-        """UpdateModelPackage resending what must survive (moto drops what it is not sent)."""
+        """UpdateModelPackage resending what must survive: on real AWS it leaves fields it is
+        not sent alone (and merges CustomerMetadataProperties); moto replaces approval status,
+        description and metadata with what is sent. Sending the status, the description and
+        the complete metadata map gives the same result on both."""
         request: dict[str, Any] = {"ModelPackageArn": described["ModelPackageArn"]}
         if status:
             request["ModelApprovalStatus"] = status
@@ -628,117 +375,9 @@ class SageMakerRegistry(ModelRegistry):
             request["CustomerMetadataProperties"] = properties
         self._call("update_model_package", **request)
 
-    # -- deployments ---------------------------------------------------------------------
-
-    def record_deployment(self, record: DeploymentRecord) -> tuple[DeploymentRecord, bool]:
-        existing = self.ledger.put_deployment(record.deployment_id, record.endpoint_name,
-                                              record.to_dict())
-        if existing is not None:
-            return DeploymentRecord.from_dict(existing), False
-        return record, True
-
-    def deployments(self, endpoint_name: str | None = None) -> list[DeploymentRecord]:
-        history = []
-        for item in self.ledger.query_prefix(DEPLOYMENT_PREFIX):
-            if endpoint_name is not None and item.get("endpoint_name") != endpoint_name:
-                continue
-            history.append(DeploymentRecord.from_dict(json.loads(item["record"])))
-        return history
-
-    def claim_rollback(self, endpoint_name: str, rolled_back_from: str, deployment_id: str, *,
-                       from_version: int | None = None, to_version: int | None = None,
-                       stale_after: timedelta | None = None) -> RollbackClaim:
-        return _rollback_claim(self.ledger.claim_rollback(
-            endpoint_name, rolled_back_from, deployment_id, from_version=from_version,
-            to_version=to_version, stale_after=stale_after))
-
-    def release_rollback(self, endpoint_name: str, rolled_back_from: str,
-                         deployment_id: str) -> bool:
-        return self.ledger.release_rollback(endpoint_name, rolled_back_from, deployment_id)
-
-    def rollback_claim(self, endpoint_name: str, rolled_back_from: str) -> RollbackClaim | None:
-        item = self.ledger.rollback_claim(endpoint_name, rolled_back_from)
-        return _rollback_claim(item) if item is not None else None
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-def _rollback_claim(item: Mapping[str, Any]) -> RollbackClaim:
-    return RollbackClaim(item["endpoint_name"], item["rolled_back_from"], item["claimed_by"],
-                         item["claimed_at"], item.get("from_version"), item.get("to_version"))
-
-
-class _LedgerMoved(Exception):
-    """The ledger's status changed between our read and our compare-and-swap."""
-
-
-def _is_ledger_moved(exc: BaseException) -> bool:
-    return isinstance(exc, _LedgerMoved)
-
 
 def _missing(exc: ClientError) -> bool:
     message = error_message(exc).lower()
     return error_code(exc) in ("ValidationException", "ResourceNotFound") and any(
         phrase in message for phrase in ("does not exist", "not found", "could not find"))
 
-
-def _s3_uri(value: Any) -> str:
-    text = value if isinstance(value, str) else ""
-    return text if text.startswith(("s3://", "https://")) else ""
-
-
-def _json_source(uri: str) -> dict[str, str]:
-    return {"ContentType": "application/json", "S3Uri": uri}
-
-
-def _model_data_url(described: Mapping[str, Any]) -> str:
-    containers = (described.get("InferenceSpecification") or {}).get("Containers") or [{}]
-    return containers[0].get("ModelDataUrl", "")
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, datetime):
-        return iso_milli(value.astimezone(timezone.utc))
-    return str(value or "")
-
-
-def _modified_by(described: Mapping[str, Any]) -> str:
-    """Who last changed a package outside the kit, as SageMaker recorded it."""
-    user = described.get("LastModifiedBy") or {}
-    return user.get("UserProfileName") or (user.get("IamIdentity") or {}).get("Arn", "")
-
-
-def _numbers(props: Mapping[str, str], prefix: str) -> dict[str, float]:
-    out = {}
-    for key, value in props.items():
-        if key.startswith(prefix):
-            try:
-                out[key[len(prefix):]] = float(value)
-            except ValueError:
-                continue
-    return out
-
-
-def _gate(name: str, text: str) -> dict[str, Any]:
-    words = text.split()
-    gate: dict[str, Any] = {"gate": name, "passed": bool(words) and words[0] == "passed"}
-    for word in words[1:]:
-        key, _, value = word.partition("=")
-        try:
-            gate[key] = json.loads(value)
-        except ValueError:
-            gate[key] = value
-    return gate
-
-
-def _unflatten(tree: dict[str, Any], path: str, value: str) -> None:
-    """Undo the breadth-first flattening; a path that collides stays whole at the top."""
-    *parents, leaf = path.split(".")
-    node = tree
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            tree[path] = value
-            return
-        node = child
-    node[leaf] = value

@@ -7,15 +7,12 @@ from typing import Any, Mapping, Sequence
 
 from mlops_kit.core.retention import (ArchiveDecision, RetentionCandidate, RetentionPolicy,
                                       select_for_archive)
-from mlops_kit.core.rollback_policy import blocked_versions
+from mlops_kit.core.rollback_policy import blocked_versions, champion_spells
 from mlops_kit.core.rotation import (DEFAULT_WARM_FALLBACKS, protected_versions, serving_champion,
                                      serving_lineup)
+from mlops_kit.core.timestamps import parse_iso
 from mlops_kit.endpoints import EndpointAdapter
 from mlops_kit.registry.base import ApprovalStatus, DeploymentRecord, ModelRegistry
-
-
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def prune(registry: ModelRegistry, *, endpoint_name: str | None, policy: RetentionPolicy,
@@ -26,7 +23,7 @@ def prune(registry: ModelRegistry, *, endpoint_name: str | None, policy: Retenti
     now = now or datetime.now(timezone.utc)
     protected = protected_versions(registry.deployments(endpoint_name),
                                    warm_fallbacks=warm_fallbacks)
-    candidates = [RetentionCandidate(v.version, _parse_time(v.created_at),
+    candidates = [RetentionCandidate(v.version, parse_iso(v.created_at),
                                      registry.ever_approved(v.version), bool(v.archived_at))
                   for v in registry.list_versions()]
     decisions = select_for_archive(candidates, protected, policy, now)
@@ -84,13 +81,7 @@ def status(registry: ModelRegistry, endpoints: EndpointAdapter, endpoint_name: s
                 approval, aupr = "unknown to the registry", None
             variants.append({**variant.to_dict(), "approval_status": approval, "aupr": aupr})
     champion = serving_champion(view.variants) if view else None
-    since = None
-    if champion is not None:
-        for record in reversed(history):
-            live = serving_champion(record.variants)
-            if live is None or live.version != champion.version:
-                break
-            since = record.at
+    since = _champion_since(history, champion.version) if champion is not None else None
     versions = registry.list_versions()
     # What serves now (the records' head when the endpoint is gone), without the versions a
     # rollback moved away from: they stay warm at weight 0 but are no fallback.
@@ -115,6 +106,15 @@ def status(registry: ModelRegistry, endpoints: EndpointAdapter, endpoint_name: s
     }
 
 
+def _champion_since(history: Sequence[DeploymentRecord], version: int) -> str | None:
+    """The `at` of the record that made `version` the champion, when the records' latest
+    champion spell is its (`core.rollback_policy.champion_spells`); else None."""
+    spells = champion_spells(history)
+    if not spells or spells[-1].version != version:
+        return None
+    return next(r.at for r in history if r.deployment_id == spells[-1].deployment_id)
+
+
 def story(history: Sequence[DeploymentRecord], alarms: Sequence[Mapping[str, Any]],
           cooldown: timedelta | None, now: datetime, *, exists: bool) -> dict[str, Any]:
     """The last rollback (who or which alarm, why, evidence), the cooldown it started, the
@@ -130,7 +130,7 @@ def story(history: Sequence[DeploymentRecord], alarms: Sequence[Mapping[str, Any
             "actor": rollback.actor, "reason": rollback.reason,
             "evidence": rollback.evidence, "deployment_id": rollback.deployment_id}
         if cooldown is not None:
-            until = _parse_time(rollback.at) + cooldown
+            until = parse_iso(rollback.at) + cooldown
             last["cooldown"] = {"until": until.isoformat(timespec="seconds"),
                                 "active": now < until, "minutes": cooldown.total_seconds() / 60}
     firing = [a for a in alarms if a.get("state") == "ALARM"]
