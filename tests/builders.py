@@ -104,6 +104,25 @@ def load_handler(function: str, monkeypatch: pytest.MonkeyPatch, *, alias: str |
     return module
 
 
+# -- drift baselines -----------------------------------------------------------------------------
+
+
+def baseline_documents(seed: int = 0):
+    """A model version's drift baselines as training writes them (the features' and the
+    scores'), and the amounts the feature baseline was built from."""
+    import numpy as np
+
+    from mlops_kit.core import drift
+
+    rng = np.random.default_rng(seed)
+    amounts = rng.lognormal(3, 1, 5000)
+    baseline = {"features": {"amount": drift.numeric_baseline(amounts, 10),
+                             "channel": drift.categorical_baseline(["pos"] * 70 + ["online"] * 30)},
+                "schema": {"numeric": ["amount"], "categorical": ["channel"], "target": "y"}}
+    evaluation = {"score_baseline": drift.numeric_baseline(rng.beta(1, 20, 5000), 10)}
+    return baseline, evaluation, amounts
+
+
 # -- full and read-only filesystems ------------------------------------------------------------------
 
 

@@ -21,7 +21,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops_kit.aws.lambda_runtime import ControlRuntime
-from mlops_kit.deploy.controller import DeploymentController
 from mlops_kit.deploy.events import (InvalidEventError, ModelPackageStateChange, deploy_decision,
                                      parse_model_package_event)
 from mlops_kit.homes import aws
@@ -29,14 +28,8 @@ from mlops_kit.registry.base import UnknownVersionError
 
 runtime = ControlRuntime("deployment_controller")
 settings, clients, persistence = runtime.settings, runtime.clients, runtime.persistence
-_controller: DeploymentController | None = None
+controller = runtime.lazy(lambda: aws.deployment_controller(settings, clients))
 """Built on first use from `settings` and `clients` (tests inject clients, or a controller)."""
-
-
-def controller() -> DeploymentController:
-    global _controller
-    _controller = _controller or aws.deployment_controller(settings, clients)
-    return _controller
 
 
 @runtime.once("change")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
@@ -24,26 +25,26 @@ def never(_: BaseException) -> bool:
     return False
 
 
+@dataclass(eq=False)  # compared by identity, as a policy object, and hashable
 class Backoff:
     """At most `max_attempts` calls, waiting `delay(n)` after the n-th failure: `base_delay`
     doubling up to `max_delay`, with jitter (a uniform draw in [½, 1] of it) unless
     `jitter=False`. `sleep` and `rng` are injectable for tests."""
 
-    def __init__(self, max_attempts: int = 5, base_delay: float = 0.2, max_delay: float = 5.0,
-                 sleep: Callable[[float], None] = time.sleep,
-                 rng: Callable[[], float] = random.random, *, jitter: bool = True,
-                 retry_if: Callable[[BaseException], bool] = never):
-        if max_attempts < 1:
+    max_attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+    sleep: Callable[[float], None] = time.sleep
+    rng: Callable[[], float] = random.random
+    _: KW_ONLY
+    jitter: bool = True
+    retry_if: Callable[[BaseException], bool] = never
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if base_delay < 0 or max_delay < base_delay:
+        if self.base_delay < 0 or self.max_delay < self.base_delay:
             raise ValueError("delays must satisfy 0 <= base_delay <= max_delay")
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self.sleep = sleep
-        self.rng = rng
-        self.jitter = jitter
-        self.retry_if = retry_if
 
     def delay(self, attempt: int) -> float:
         """The wait after failed attempt number `attempt` (1-based)."""

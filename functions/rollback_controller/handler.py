@@ -25,21 +25,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops_kit.aws.lambda_runtime import ControlRuntime
 from mlops_kit.deploy.events import InvalidEventError
-from mlops_kit.deploy.rollback import RollbackController
 from mlops_kit.homes import aws
 from mlops_kit.monitoring.alarm_events import AlarmTransition, parse_alarm_event
 
 runtime = ControlRuntime("rollback_controller")
 settings, clients, persistence = runtime.settings, runtime.clients, runtime.persistence
-_controller: RollbackController | None = None
+controller = runtime.lazy(lambda: aws.rollback_controller(settings, clients))
 """Built on first use from `settings` and `clients`, as the CLI's `--backend aws` builds it
 (tests inject clients, or a controller)."""
-
-
-def controller() -> RollbackController:
-    global _controller
-    _controller = _controller or aws.rollback_controller(settings, clients)
-    return _controller
 
 
 @runtime.once("transition")

@@ -15,7 +15,7 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from mlops_kit.core import drift
+from builders import baseline_documents
 from mlops_kit.core.rotation import VariantWeight
 from mlops_kit.registry.base import DeploymentRecord, RegistrationRequest
 from mlops_kit.registry.sagemaker import SageMakerRegistry
@@ -25,16 +25,6 @@ from .conftest import IMAGE_URI, LEDGER, ROLE_ARN
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, ENDPOINT, BUCKET = "fraud-scorer", "fraud-scorer-prod", "kit-artifacts"
 FEATURES = ["amount", "channel"]
-
-
-def baseline_documents():
-    rng = np.random.default_rng(0)
-    amounts = rng.lognormal(3, 1, 5000)
-    baseline = {"features": {"amount": drift.numeric_baseline(amounts, 10),
-                             "channel": drift.categorical_baseline(["pos"] * 70 + ["online"] * 30)},
-                "schema": {"numeric": ["amount"], "categorical": ["channel"], "target": "y"}}
-    evaluation = {"score_baseline": drift.numeric_baseline(rng.beta(1, 20, 5000), 10)}
-    return baseline, evaluation, amounts
 
 
 def capture_line(amount: float, channel: str, score: float, at: datetime) -> str:

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import numpy as np
 
-from mlops_kit.core import drift
+from builders import baseline_documents  # noqa: F401  (the deployed tests take it from here)
 from mlops_kit.monitoring.metrics import MetricDatum
 from mlops_kit.registry.base import RegistrationRequest
 
@@ -25,16 +24,6 @@ from .twin import ACCOUNT, REGION, as_function
 
 IMAGE_URI = f"683313688378.dkr.ecr.{REGION}.amazonaws.com/sagemaker-xgboost:3.0-5"
 FEATURES = ("amount", "channel")
-
-
-def baseline_documents(seed: int = 0) -> tuple[dict, dict, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    amounts = rng.lognormal(3, 1, 5000)
-    baseline = {"features": {"amount": drift.numeric_baseline(amounts, 10),
-                             "channel": drift.categorical_baseline(["pos"] * 70 + ["online"] * 30)},
-                "schema": {"numeric": ["amount"], "categorical": ["channel"], "target": "y"}}
-    evaluation = {"score_baseline": drift.numeric_baseline(rng.beta(1, 20, 5000), 10)}
-    return baseline, evaluation, amounts
 
 
 def capture_line(amount: float, channel: str, score: float, at: datetime,

@@ -226,6 +226,15 @@ def aws_state(world) -> dict[str, Any]:
 
 # -- deployment controller ---------------------------------------------------------------
 
+
+def control_handler(world, function: str, controller):
+    """A control Lambda's handler on this world: its idempotency on the world's table, and the
+    world's controller in place of the one it would build."""
+    handler = world["load"](function)
+    handler.persistence.client = world["dynamodb"]
+    handler.controller.inject(controller)
+    return handler
+
 APPROVED = fixture_event("sagemaker-model-package-state-change.approved.json")
 WRITEBACK = fixture_event("sagemaker-model-package-state-change.metadata-writeback.json")
 
@@ -234,11 +243,8 @@ WRITEBACK = fixture_event("sagemaker-model-package-state-change.metadata-writeba
 def deployment_handler(world):
     from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
 
-    handler = world["load"]("deployment_controller")
-    handler.persistence.client = world["dynamodb"]
-    handler._controller = DeploymentController(world["registry"], world["endpoints"],
-                                               DeploymentSettings(ENDPOINT))
-    return handler
+    return control_handler(world, "deployment_controller", DeploymentController(
+        world["registry"], world["endpoints"], DeploymentSettings(ENDPOINT)))
 
 
 def approved(**detail: Any) -> dict:
@@ -282,11 +288,8 @@ ALARM_ACTION = fixture_event("cloudwatch-alarm.lambda-action.json")
 def rollback_handler(world):
     from mlops_kit.deploy.rollback import RollbackController
 
-    handler = world["load"]("rollback_controller")
-    handler.persistence.client = world["dynamodb"]
-    handler._controller = RollbackController(world["registry"], world["endpoints"],
-                                             managed_endpoints=[ENDPOINT])
-    return handler
+    return control_handler(world, "rollback_controller", RollbackController(
+        world["registry"], world["endpoints"], managed_endpoints=[ENDPOINT]))
 
 
 def with_value(event: dict, path: tuple, value: Any) -> dict:

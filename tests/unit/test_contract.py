@@ -14,13 +14,29 @@ from mlops_kit import contract
 SOURCE = Path(contract.__file__)
 
 
-def test_the_contract_imports_only_the_standard_library():
-    tree = ast.parse(SOURCE.read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+def imported_modules(path: Path) -> set[str]:
+    """The absolute imports of a module's source, as full dotted names."""
+    tree = ast.parse(path.read_text())
+    imported = {alias.name for node in ast.walk(tree)
                 if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+    imported |= {node.module for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+    return imported
+
+
+def test_the_contract_imports_only_the_standard_library():
+    imported = {name.split(".")[0] for name in imported_modules(SOURCE)}
     assert imported - {"__future__"} <= set(sys.stdlib_module_names)
+
+
+def test_the_metric_catalogue_imports_only_the_standard_library_and_core():
+    from mlops_kit.core import metric_catalogue
+
+    imported = imported_modules(Path(metric_catalogue.__file__))
+    outside = {name for name in imported
+               if name.split(".")[0] not in sys.stdlib_module_names | {"__future__"}
+               and name != "mlops_kit.core" and not name.startswith("mlops_kit.core.")}
+    assert not outside
 
 
 def test_an_environment_rendered_by_the_cdk_side_parses_back_on_the_lambda_side():

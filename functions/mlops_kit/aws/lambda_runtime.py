@@ -9,12 +9,14 @@ the answers it logs and counts are shaped here so the two control Lambdas answer
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mlops_kit.contract import CONTROL_NAMESPACE, function
+
+T = TypeVar("T")
 
 IDEMPOTENCY_EXPIRY_SECONDS = 7 * 24 * 3600
 """Longer than EventBridge's and Lambda's retry horizons: a redelivery within it is a no-op."""
@@ -41,6 +43,23 @@ class Clients:
 
     def inject(self, service: str, client: Any) -> None:
         self._made[service] = client
+
+
+class Lazy(Generic[T]):
+    """A handler's service (a controller), built on first call and kept for the container:
+    the import stays cheap and tests may `inject` one instead, or inject its clients first."""
+
+    def __init__(self, build: Callable[[], T]):
+        self._build = build
+        self._made: T | None = None
+
+    def __call__(self) -> T:
+        if self._made is None:
+            self._made = self._build()
+        return self._made
+
+    def inject(self, service: T) -> None:
+        self._made = service
 
 
 class LambdaRuntime:
@@ -74,6 +93,10 @@ class ControlRuntime(LambdaRuntime):
 
         self.persistence = DynamoDBPersistenceLayer(table_name=self.settings.idempotency_table)
         self.idempotency = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS)
+
+    def lazy(self, build: Callable[[], T]) -> Lazy[T]:
+        """`build()` on first use (see `Lazy`)."""
+        return Lazy(build)
 
     def once(self, key_argument: str) -> Callable:
         from aws_lambda_powertools.utilities.idempotency import idempotent_function

@@ -51,13 +51,19 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from mlops_kit import retry
+from mlops_kit.core.timestamps import iso_micros, iso_millis
 
-from .clients import (Backoff, LazyClient, botocore_retried, error_code,
-                      unretried_throttling)
+from .clients import Backoff, LazyClient
+from .ledger_codec import encode, plain, typed
+from .ledger_errors import condition_failed, transient
+
+iso_micro = iso_micros
+"""The ledger's sort-key and claim time (`2026-12-03T17:09:35.123456Z`); under the name its importers use."""
+iso_milli = iso_millis
+"""The ledger's record time (`2026-12-03T17:09:35.123Z`); under the name its importers use."""
 
 CLAIM_ATTEMPTS = 3
 """Conditional claim writes before giving up when the claim keeps changing under us."""
@@ -131,35 +137,6 @@ class _Clock:
 _CLOCK = _Clock()
 
 
-def iso_micro(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def iso_milli(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class _LedgerDeserializer(TypeDeserializer):
-    """boto3's decoding of DynamoDB's typed values, with numbers as the ledger writes them:
-    int for an integer's digits, float otherwise (boto3 gives Decimal)."""
-
-    def _deserialize_n(self, value: str) -> int | float:
-        return int(value) if value.lstrip("-").isdigit() else float(value)
-
-
-_DECODE = _LedgerDeserializer().deserialize
-_ENCODE = TypeSerializer().serialize
-
-
-def _typed(**values: Any) -> dict[str, Any]:
-    """Plain values (str, int) as DynamoDB attribute values."""
-    return {name: _ENCODE(value) for name, value in values.items()}
-
-
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: _DECODE(value) for name, value in item.items()}
-
-
 class Ledger:
     """Low-level access to the ledger table for one model group."""
 
@@ -177,11 +154,11 @@ class Ledger:
         return self._client()
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
-        return self._backoff.call(getattr(self.client, operation), retry_if=_transient,
+        return self._backoff.call(getattr(self.client, operation), retry_if=transient,
                                   **kwargs)
 
     def _key(self, sk: str) -> dict[str, Any]:
-        return _typed(pk=self.model_group, sk=sk)
+        return typed(pk=self.model_group, sk=sk)
 
     def now(self) -> datetime:
         return _CLOCK.now()
@@ -192,27 +169,27 @@ class Ledger:
         response = self._call("get_item", TableName=self.table_name, Key=self._key(sk),
                               ConsistentRead=True)
         item = response.get("Item")
-        return _plain(item) if item else None
+        return plain(item) if item else None
 
     def query_prefix(self, prefix: str) -> Iterator[dict[str, Any]]:
         """Items whose sort key starts with `prefix`, in sort-key order, across pages."""
         kwargs: dict[str, Any] = dict(
             TableName=self.table_name, ConsistentRead=True,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=_typed(**{":pk": self.model_group, ":prefix": prefix}))
+            ExpressionAttributeValues=typed(**{":pk": self.model_group, ":prefix": prefix}))
         # botocore's paginator follows LastEvaluatedKey; each page is one Query that botocore
         # retries for throttling like any call.
         pages = self.client.get_paginator(operation_name="query").paginate(**kwargs)
         for page in pages:
             for item in page.get("Items", []):
-                yield _plain(item)
+                yield plain(item)
 
     # -- versions ------------------------------------------------------------------------
 
     def put_version(self, version: int, record: dict[str, Any], model_package_arn: str,
                     transition: dict[str, Any]) -> None:
         """The registration record and its first transition, written together."""
-        item = {**self._key(version_key(version)), **_typed(
+        item = {**self._key(version_key(version)), **typed(
             record=json.dumps(record, sort_keys=True), model_package_arn=model_package_arn,
             status=record["status"], status_changed_at=record["status_changed_at"],
             status_changed_by=record["status_changed_by"],
@@ -229,18 +206,18 @@ class Ledger:
         package registered outside the kit), then it takes the new status and the transition
         is appended, in one transaction. False when another writer got there first."""
         names = {"#status": "status"}
-        values = _typed(**{":to": transition["to_status"], ":at": transition["at"],
+        values = typed(**{":to": transition["to_status"], ":at": transition["at"],
                            ":by": transition["actor"], ":why": transition["reason"]})
         update = ("SET #status = :to, status_changed_at = :at, status_changed_by = :by, "
                   "status_reason = :why")
         if model_package_arn:
             update += ", model_package_arn = if_not_exists(model_package_arn, :arn)"
-            values[":arn"] = _ENCODE(model_package_arn)
+            values[":arn"] = encode(model_package_arn)
         if expected is None:
             condition = "attribute_not_exists(#status)"
         else:
             condition = "#status = :expected"
-            values[":expected"] = _ENCODE(expected)
+            values[":expected"] = encode(expected)
         return self._update_with_transition(version, transition, update=update,
                                             condition=condition, values=values, names=names)
 
@@ -248,12 +225,12 @@ class Ledger:
                 model_package_arn: str = "") -> bool:
         """Mark the version archived once (`archived_at` absent before) and append the
         transition, in one transaction. False when it was archived already."""
-        values = _typed(**{":at": transition["at"], ":by": transition["actor"],
+        values = typed(**{":at": transition["at"], ":by": transition["actor"],
                            ":why": transition["reason"]})
         update = "SET archived_at = :at, archived_by = :by, archived_reason = :why"
         if model_package_arn:
             update += ", model_package_arn = if_not_exists(model_package_arn, :arn)"
-            values[":arn"] = _ENCODE(model_package_arn)
+            values[":arn"] = encode(model_package_arn)
         return self._update_with_transition(version, transition, update=update,
                                             condition="attribute_not_exists(archived_at)",
                                             values=values)
@@ -281,15 +258,15 @@ class Ledger:
             self._call("transact_write_items", TransactItems=[
                 {"Update": change}, {"Put": self._transition_put(version, transition)}])
         except ClientError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
 
     def _transition_put(self, version: int, transition: dict[str, Any]) -> dict[str, Any]:
-        sk = (f"{TRANSITION_PREFIX}{iso_micro(self.now())}#{int(version):010d}#"
+        sk = (f"{TRANSITION_PREFIX}{iso_micros(self.now())}#{int(version):010d}#"
               f"{uuid.uuid4().hex[:8]}")
-        item = {**self._key(sk), **_typed(
+        item = {**self._key(sk), **typed(
             version=int(version), from_status=transition["from_status"],
             to_status=transition["to_status"], actor=transition["actor"],
             reason=transition["reason"], at=transition["at"],
@@ -304,10 +281,10 @@ class Ledger:
         """Append a deployment once per id. Returns None when written, else the record already
         stored under that id."""
         body = json.dumps(record, sort_keys=True)
-        history_sk = f"{DEPLOYMENT_PREFIX}{iso_micro(self.now())}#{deployment_id}"
+        history_sk = f"{DEPLOYMENT_PREFIX}{iso_micros(self.now())}#{deployment_id}"
         guard = {**self._key(DEPLOYMENT_ID_PREFIX + deployment_id),
-                 **_typed(record=body, history_sk=history_sk, endpoint_name=endpoint_name)}
-        history = {**self._key(history_sk), **_typed(record=body, endpoint_name=endpoint_name,
+                 **typed(record=body, history_sk=history_sk, endpoint_name=endpoint_name)}
+        history = {**self._key(history_sk), **typed(record=body, endpoint_name=endpoint_name,
                                                      deployment_id=deployment_id)}
         condition = "attribute_not_exists(pk)"
         try:
@@ -318,7 +295,7 @@ class Ledger:
                          "ConditionExpression": condition}},
             ])
         except ClientError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
             existing = self.get(DEPLOYMENT_ID_PREFIX + deployment_id)
             if existing is None:  # pragma: no cover - the guard cannot vanish
@@ -336,7 +313,7 @@ class Ledger:
         sk = self._claim_key(endpoint_name, rolled_back_from)
         try:
             return _RECLAIM.call(self._try_claim, sk, deployment_id,
-                                 _typed(endpoint_name=endpoint_name,
+                                 typed(endpoint_name=endpoint_name,
                                         rolled_back_from=rolled_back_from),
                                  from_version=from_version, to_version=to_version,
                                  stale_after=stale_after)
@@ -352,17 +329,17 @@ class Ledger:
         holder; `_ClaimChanged` when that claim was released or went stale before we read it."""
         now = self.now()
         claim = {**self._key(sk), **subject,
-                 **_typed(claimed_by=deployment_id, claimed_at=iso_micro(now))}
+                 **typed(claimed_by=deployment_id, claimed_at=iso_micros(now))}
         for name, version in (("from_version", from_version), ("to_version", to_version)):
             if version is not None:
-                claim[name] = _ENCODE(int(version))
+                claim[name] = encode(int(version))
         condition = "attribute_not_exists(pk) OR attribute_exists(released_at) OR claimed_by = :me"
-        values = _typed(**{":me": deployment_id})
+        values = typed(**{":me": deployment_id})
         if stale_after is not None:
-            # Both sides are iso_micro strings (fixed width, UTC, 'Z'): string order is time
+            # Both sides are iso_micros strings (fixed width, UTC, 'Z'): string order is time
             # order.
             condition += " OR claimed_at < :stale"
-            values[":stale"] = _ENCODE(iso_micro(now - stale_after))
+            values[":stale"] = encode(iso_micros(now - stale_after))
         try:
             # A one-item transaction, like every ledger write: throttling and conflicts with a
             # concurrent claim are retried by `_call`, and the condition failure is read the
@@ -372,16 +349,16 @@ class Ledger:
                 {"Put": {"TableName": self.table_name, "Item": claim,
                          "ConditionExpression": condition, "ExpressionAttributeValues": values}}])
         except ClientError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
         else:
-            return _plain(claim)
+            return plain(claim)
         # Held by another alarm's rollback. Read it; should it have been released or gone
         # stale between the write and the read, the claim is worth another try.
         held = self.get(sk)
         if held is not None and "released_at" not in held and not (
                 stale_after is not None
-                and held["claimed_at"] < iso_micro(self.now() - stale_after)):
+                and held["claimed_at"] < iso_micros(self.now() - stale_after)):
             return held
         raise _ClaimChanged(held)
 
@@ -394,10 +371,10 @@ class Ledger:
                 "Key": self._key(self._claim_key(endpoint_name, rolled_back_from)),
                 "UpdateExpression": "SET released_at = :now",
                 "ConditionExpression": "claimed_by = :me AND attribute_not_exists(released_at)",
-                "ExpressionAttributeValues": _typed(**{":me": deployment_id,
-                                                       ":now": iso_micro(self.now())})}}])
+                "ExpressionAttributeValues": typed(**{":me": deployment_id,
+                                                       ":now": iso_micros(self.now())})}}])
         except ClientError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -410,34 +387,3 @@ class Ledger:
     @staticmethod
     def _claim_key(endpoint_name: str, rolled_back_from: str) -> str:
         return f"{ROLLBACK_CLAIM_PREFIX}{endpoint_name}#{rolled_back_from}"
-
-
-_TRANSIENT_CANCELLATIONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded",
-                                      "TransactionConflict", "RequestLimitExceeded", "None"})
-"""Cancellation reasons of a TransactWriteItems that wrote nothing and may simply be sent again
-("None" marks the items that were not at fault)."""
-
-
-def _transient(exc: BaseException) -> bool:
-    """Throttling botocore has not retried already, and a transaction cancelled only for
-    throttling or a conflict with another transaction in flight: DynamoDB reports both as
-    TransactionCanceledException, which botocore does not retry, so without this a throttled
-    transaction would fail the whole call."""
-    if unretried_throttling(exc) or (error_code(exc) == "TransactionInProgressException"
-                                     and not botocore_retried(exc)):
-        return True
-    if error_code(exc) != "TransactionCanceledException":
-        return False
-    reasons = {str(r.get("Code") or "None")
-               for r in (exc.response.get("CancellationReasons") or [])}  # type: ignore[attr-defined]
-    return bool(reasons - {"None"}) and reasons <= _TRANSIENT_CANCELLATIONS
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    code = error_code(exc)
-    if code == "ConditionalCheckFailedException":
-        return True
-    if code == "TransactionCanceledException":
-        reasons = exc.response.get("CancellationReasons") or []
-        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
-    return False

@@ -102,53 +102,55 @@ class MetricSpec:
 _BOTH_DRIFT_RUNS = (DRIFT_MONITOR, LOCAL_MONITOR)
 _BOTH_PROBES = (PROBE, LOCAL_MONITOR)
 
-FEATURE_PSI = MetricSpec(
-    "FeaturePSI", "None", (("EndpointName", "Feature", "VariantName"),), _BOTH_DRIFT_RUNS,
-    "PSI of one feature of one variant's captured traffic against the champion's baseline")
-FEATURE_PSI_MAX = MetricSpec(
-    "FeaturePSIMax", "None", (ENDPOINT,), _BOTH_DRIFT_RUNS,
-    "the serving champion's worst FeaturePSI (alarm feature-drift)")
-PREDICTION_PSI = MetricSpec(
-    "PredictionPSI", "None", (ENDPOINT, VARIANT), _BOTH_DRIFT_RUNS,
-    "PSI of the scores against the champion's training scores: the champion's at endpoint "
-    "level (alarm prediction-drift), every variant's per variant (dashboards)")
-AUPR = MetricSpec(
-    "AUPR", "None", (ENDPOINT,), _BOTH_DRIFT_RUNS,
-    "the champion's AUPR on the labels that arrived, joined on inferenceId (alarm performance)")
-CAPTURE_RECORDS = MetricSpec(
-    "CaptureRecords", "Count", (ENDPOINT, VARIANT), _BOTH_DRIFT_RUNS,
-    "capture records the run found: per variant (both homes), every variant's at endpoint "
-    "level (AWS)")
-CAPTURE_SKIPPED = MetricSpec(
-    "CaptureSkipped", "Count", (VARIANT,), _BOTH_DRIFT_RUNS,
-    "capture records the run could not read (torn, wrong schema), per variant")
-UNCAPTURED_INVOCATIONS = MetricSpec(
-    "UncapturedInvocations", "Count", (ENDPOINT,), (DRIFT_MONITOR,),
-    "the interval's invocations (AWS/SageMaker Invocations, every variant) when the capture "
-    "held no record for it, else 0 (alarm capture-stopped)")
-CAPTURE_RECORDS_DROPPED = MetricSpec(
-    "CaptureRecordsDropped", "Count", (ENDPOINT,), (LOCAL_MONITOR,),
-    "capture records the local endpoint's workers could not write in the interval, from "
-    "their health files (alarm capture-dropped)")
-CHAMPION_5XX = MetricSpec(
-    "ChampionInvocation5XXErrors", "Count", (ENDPOINT,), (DRIFT_MONITOR,),
-    "the serving champion's SageMaker Invocation5XXErrors (Sum), per minute, republished at "
-    "endpoint level (alarm champion-5xx)")
-CHAMPION_LATENCY = MetricSpec(
-    "ChampionModelLatency", "Microseconds", (ENDPOINT,), (DRIFT_MONITOR,),
-    "the serving champion's SageMaker ModelLatency (p99), per minute, republished at endpoint "
-    "level (alarm champion-latency)")
-PROBE_SUCCESS = MetricSpec(
-    "ProbeSuccess", "None", (VARIANT,), _BOTH_PROBES,
-    "1 when a variant, invoked pinned with baseline rows, answered well, else 0")
-PROBE_LATENCY = MetricSpec(
-    "ProbeLatency", "Milliseconds", (VARIANT,), _BOTH_PROBES,
-    "the probe request's round trip, per variant")
-
-CATALOGUE: tuple[MetricSpec, ...] = (
-    FEATURE_PSI, FEATURE_PSI_MAX, PREDICTION_PSI, AUPR, CAPTURE_RECORDS, CAPTURE_SKIPPED,
-    UNCAPTURED_INVOCATIONS, CAPTURE_RECORDS_DROPPED, CHAMPION_5XX, CHAMPION_LATENCY,
-    PROBE_SUCCESS, PROBE_LATENCY)
+# The catalogue as a table, one row per metric, each row commented with the name it is bound
+# to: (name, unit, dimension sets, published by, what it is).
+CATALOGUE: tuple[MetricSpec, ...] = tuple(MetricSpec(*row) for row in (
+    # FEATURE_PSI
+    ("FeaturePSI", "None", (("EndpointName", "Feature", "VariantName"),), _BOTH_DRIFT_RUNS,
+     "PSI of one feature of one variant's captured traffic against the champion's baseline"),
+    # FEATURE_PSI_MAX
+    ("FeaturePSIMax", "None", (ENDPOINT,), _BOTH_DRIFT_RUNS,
+     "the serving champion's worst FeaturePSI (alarm feature-drift)"),
+    # PREDICTION_PSI
+    ("PredictionPSI", "None", (ENDPOINT, VARIANT), _BOTH_DRIFT_RUNS,
+     "PSI of the scores against the champion's training scores: the champion's at endpoint "
+     "level (alarm prediction-drift), every variant's per variant (dashboards)"),
+    # AUPR
+    ("AUPR", "None", (ENDPOINT,), _BOTH_DRIFT_RUNS,
+     "the champion's AUPR on the labels that arrived, joined on inferenceId (alarm performance)"),
+    # CAPTURE_RECORDS
+    ("CaptureRecords", "Count", (ENDPOINT, VARIANT), _BOTH_DRIFT_RUNS,
+     "capture records the run found: per variant (both homes), every variant's at endpoint "
+     "level (AWS)"),
+    # CAPTURE_SKIPPED
+    ("CaptureSkipped", "Count", (VARIANT,), _BOTH_DRIFT_RUNS,
+     "capture records the run could not read (torn, wrong schema), per variant"),
+    # UNCAPTURED_INVOCATIONS
+    ("UncapturedInvocations", "Count", (ENDPOINT,), (DRIFT_MONITOR,),
+     "the interval's invocations (AWS/SageMaker Invocations, every variant) when the capture "
+     "held no record for it, else 0 (alarm capture-stopped)"),
+    # CAPTURE_RECORDS_DROPPED
+    ("CaptureRecordsDropped", "Count", (ENDPOINT,), (LOCAL_MONITOR,),
+     "capture records the local endpoint's workers could not write in the interval, from "
+     "their health files (alarm capture-dropped)"),
+    # CHAMPION_5XX
+    ("ChampionInvocation5XXErrors", "Count", (ENDPOINT,), (DRIFT_MONITOR,),
+     "the serving champion's SageMaker Invocation5XXErrors (Sum), per minute, republished at "
+     "endpoint level (alarm champion-5xx)"),
+    # CHAMPION_LATENCY
+    ("ChampionModelLatency", "Microseconds", (ENDPOINT,), (DRIFT_MONITOR,),
+     "the serving champion's SageMaker ModelLatency (p99), per minute, republished at endpoint "
+     "level (alarm champion-latency)"),
+    # PROBE_SUCCESS
+    ("ProbeSuccess", "None", (VARIANT,), _BOTH_PROBES,
+     "1 when a variant, invoked pinned with baseline rows, answered well, else 0"),
+    # PROBE_LATENCY
+    ("ProbeLatency", "Milliseconds", (VARIANT,), _BOTH_PROBES,
+     "the probe request's round trip, per variant"),
+))
+(FEATURE_PSI, FEATURE_PSI_MAX, PREDICTION_PSI, AUPR, CAPTURE_RECORDS, CAPTURE_SKIPPED,
+ UNCAPTURED_INVOCATIONS, CAPTURE_RECORDS_DROPPED, CHAMPION_5XX, CHAMPION_LATENCY,
+ PROBE_SUCCESS, PROBE_LATENCY) = CATALOGUE
 
 _BY_KEY = {(m.namespace, m.name): m for m in CATALOGUE}
 if len(_BY_KEY) != len(CATALOGUE):  # pragma: no cover - a broken catalogue fails on import

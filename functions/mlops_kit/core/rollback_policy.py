@@ -7,11 +7,12 @@ history) and this module decides. The same decision runs in the Lambda and local
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
 from mlops_kit.core.guards import VersionFacts, rollforward_refusal
 from mlops_kit.core.rotation import BUSY_STATUSES, VariantWeight, serving_champion
+from mlops_kit.core.timestamps import parse_iso
 
 DEFAULT_COOLDOWN_MINUTES = 15
 """How long after a rollback the automatic path does nothing (against flapping): the one
@@ -184,8 +185,7 @@ def last_rollback_time(records: Sequence) -> datetime | None:
 
 def record_time(at: str) -> datetime:
     """A record's ISO-8601 `at` as an aware datetime (UTC when it names no zone)."""
-    parsed = datetime.fromisoformat(at.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parse_iso(at)
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,13 @@ def superseded_reason(history: Sequence[Any], alarm_raised_at: datetime | None,
     later = [s for s in spells if s.since > alarm_raised_at]
     if not later:
         return ""
-    first = later[0]
+    return _superseded_message(alarm_raised_at, about, later[0], serving_now)
+
+
+def _superseded_message(alarm_raised_at: datetime, about: ChampionSpell | None,
+                        first: ChampionSpell, serving_now: int) -> str:
+    """`superseded_reason`'s text: what the alarm was about, the first change after it, and
+    what serves now."""
     raised = alarm_raised_at.isoformat(timespec="seconds")
     was = (f"v{about.version}" if about is not None and about.version is not None
            else "no champion the kit recorded (it predates the first deployment record)")

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import AbstractSet, Any, Mapping, Protocol, Sequence
 
 from mlops_kit.core.rotation import VariantWeight, same_traffic, serving_champion, variant_set
+from mlops_kit.core.timestamps import parse_iso
 
 AS_RECORDED = "as_recorded"
 UNRECORDED_SHIFT = "unrecorded_shift"
@@ -165,7 +166,7 @@ def claim_held_reason(endpoint_name: str, claim: Claim, from_version: int | None
     details = {"claimed_by": claim.claimed_by, "claimed_at": claim.claimed_at,
                "rolled_back_from": claim.rolled_back_from}
     try:
-        claimed_at = datetime.fromisoformat(claim.claimed_at.replace("Z", "+00:00"))
+        claimed_at = parse_iso(claim.claimed_at)
     except ValueError:  # pragma: no cover - both stores write ISO-8601
         return ClaimHeld(reason, False, details)
     age = now - claimed_at

@@ -17,6 +17,7 @@ from mlops_kit.deploy.events import (ModelPackageStateChange, deploy_decision,
 from mlops_kit.registry.base import (ApprovalStatus, DeploymentRecord, ModelRegistry,
                                      ModelVersion)
 from mlops_kit.clock import utc_now_iso
+from mlops_kit.retry import Backoff
 
 
 @dataclass(frozen=True)
@@ -54,29 +55,29 @@ def default_model_source(version: ModelVersion) -> ModelSource:
     return ModelSource(version.version, version.model_uri, arn)
 
 
+def busy_backoff(settings: DeploymentSettings,
+                 sleep: Callable[[float], None] = time.sleep) -> Backoff:
+    """The settings' waiting while the endpoint is busy, as the kit's one backoff helper:
+    doubling from the base, capped, without jitter, retrying only EndpointBusyError."""
+    return Backoff(settings.max_attempts, settings.base_delay_seconds,
+                   settings.max_delay_seconds, sleep, jitter=False,
+                   retry_if=lambda exc: isinstance(exc, EndpointBusyError))
+
+
 def backoff_delay(settings: DeploymentSettings, attempt: int) -> float:
     """The wait after busy try number `attempt` (1, 2, ...): doubling from the base, capped."""
-    return min(settings.max_delay_seconds, settings.base_delay_seconds * 2 ** (attempt - 1))
+    return busy_backoff(settings).delay(attempt)
 
 
 def retry_horizon(settings: DeploymentSettings) -> timedelta:
     """The waiting `retry_while_busy` does before it gives up."""
-    return timedelta(seconds=sum(backoff_delay(settings, attempt)
-                                 for attempt in range(1, settings.max_attempts)))
+    return timedelta(seconds=busy_backoff(settings).horizon())
 
 
 def retry_while_busy(action: Callable[[], Any], settings: DeploymentSettings,
                      sleep: Callable[[float], None]) -> tuple[Any, int]:
     """Run `action`, waiting with exponential backoff while the endpoint is busy."""
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return action(), attempt
-        except EndpointBusyError:
-            if attempt >= settings.max_attempts:
-                raise
-            sleep(backoff_delay(settings, attempt))
+    return busy_backoff(settings, sleep).attempt(action)
 
 
 class DeploymentController:

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
+from mlops_kit.core.timestamps import iso_seconds, parse_iso
 from mlops_kit.ports import InvalidEventError
 
 DETAIL_TYPE = "SageMaker Model Package State Change"
@@ -49,10 +50,9 @@ def _timestamp(value: Any, field: str) -> datetime:
             raise InvalidEventError(f"{field} is not a time: {value!r}") from None
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parse_iso(value)
         except ValueError:
             raise InvalidEventError(f"{field} is not a time: {value!r}") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     raise InvalidEventError(f"{field} is missing or not a time")
 
 
@@ -127,7 +127,7 @@ def model_package_event(model_group: str, version: int, status: str, *, reason: 
         "detail-type": DETAIL_TYPE,
         "source": SOURCE,
         "account": account,
-        "time": changed_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": iso_seconds(changed_at),
         "region": region,
         "resources": [arn],
         "detail": {
