@@ -13,15 +13,14 @@ from typing import Annotated, Any, Mapping
 from pydantic import AfterValidator, StrictBool, StrictInt, StrictStr, ValidationError, \
     model_validator
 
+# Until the model-level keys move out of the stages (issue [H]), they share the declaration's types.
+from mlops_kit.fleet.declaration import CapturePercent, Count, Name, WarmFallbacks
 from mlops_kit.fleet.loader import PromotionPolicy
-from mlops_kit.typed_config import (CamelDeclared, at_least, between, looks_like, one_of,
-                                    problems, resource_name)
+from mlops_kit.typed_config import (CamelDeclared, data_key, looks_like, one_of, problems,
+                                    schedule_expression)
 
 DEFAULT_STAGE = "dev"
 DEFAULT_FALLBACK_REGION = "us-east-1"
-_SCHEDULE = re.compile(r"^(rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)"
-                       r"|cron\(\S+( \S+){5}\))$")
-_DATA_KEY = re.compile(r"^[A-Za-z0-9!_.'()/-]+\.(csv|parquet)$")
 _HEX_ID = r"-([0-9a-f]{8}|[0-9a-f]{17})"
 _TRACKING_SERVER_ARN = re.compile(
     r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/"
@@ -32,23 +31,6 @@ class ConfigError(ValueError):
     """The stage context is missing or malformed (the message names the key)."""
 
 
-def _schedule(value: str) -> str:
-    if not _SCHEDULE.match(value):
-        raise ValueError("must be 'rate(<n> minutes|hours|days)' or 'cron(<6 fields>)' "
-                         "(or null to disable)")
-    return value
-
-
-def _data_key(value: str) -> str:
-    if not _DATA_KEY.match(value) or "//" in value or value.startswith("/"):
-        raise ValueError("must be one object key ending in .csv or .parquet "
-                         "(no wildcard, no leading slash)")
-    if value.startswith(("pipeline-code/", "pipeline-runs/", "datasets/")):
-        raise ValueError("must not be under pipeline-code/, pipeline-runs/ or datasets/ "
-                         "(written by the pipeline and the deployment)")
-    return value
-
-
 def _tracking_server_arn(value: str) -> str:
     if not _TRACKING_SERVER_ARN.match(value):
         raise ValueError("must look like arn:aws:sagemaker:<region>:<account>:"
@@ -56,8 +38,6 @@ def _tracking_server_arn(value: str) -> str:
     return value
 
 
-Name = Annotated[StrictStr, AfterValidator(resource_name)]
-Count = Annotated[StrictInt, at_least(1)]
 AccountId = Annotated[StrictStr, looks_like(r"\d{12}")]
 
 
@@ -132,9 +112,8 @@ class StageConfig(CamelDeclared):
     instance_type: StrictStr = "ml.m5.large"
     champion_instance_count: Count = 1
     fallback_instance_count: Count = 1
-    warm_fallbacks: Annotated[StrictInt, between(
-        0, 9, " (an endpoint config holds 10 variants)")] = 2
-    capture_percent: Annotated[StrictInt, between(1, 100)] = 100
+    warm_fallbacks: WarmFallbacks = 2
+    capture_percent: CapturePercent = 100
     rollback_cooldown_minutes: StrictInt = 15
     drift_schedule_minutes: Count = 10
     drift_window_minutes: Count = 10
@@ -160,13 +139,13 @@ class StageConfig(CamelDeclared):
     """FEATURE_ORDER of the stream scorer (needed for JSON records; CSV records need none)."""
     registry_reader_accounts: tuple[AccountId, ...] = ()
     """Accounts allowed to describe and list the model group (cross-account resource policy)."""
-    training_schedule: Annotated[StrictStr, AfterValidator(_schedule)] | None = None
+    training_schedule: Annotated[StrictStr, AfterValidator(schedule_expression)] | None = None
     """EventBridge schedule expression (`rate(7 days)`, `cron(...)`) starting the training
     pipeline with its default parameters; null disables the schedule."""
     new_data_trigger: StrictBool = False
     """Start the pipeline when `new_data_key` is written in the artifact bucket (turns on the
     bucket's EventBridge notifications)."""
-    new_data_key: Annotated[StrictStr, AfterValidator(_data_key)] = "incoming/latest.parquet"
+    new_data_key: Annotated[StrictStr, AfterValidator(data_key)] = "incoming/latest.parquet"
     """The one object key the new-data rule matches; the run gets InputDataUri=s3://<bucket>/<key>."""
     studio: StudioConfig = StudioConfig()
     mlflow: MlflowConfig = MlflowConfig()

@@ -24,6 +24,9 @@ PHRASES = {
 
 NAME = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
 """A SageMaker resource name: 1-63 letters, digits or hyphens."""
+_SCHEDULE = re.compile(r"^(rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)"
+                       r"|cron\(\S+( \S+){5}\))$")
+_DATA_KEY = re.compile(r"^[A-Za-z0-9!_.'()/-]+\.(csv|parquet)$")
 
 
 class Declared(BaseModel):
@@ -47,6 +50,25 @@ class CamelDeclared(Declared):
 def resource_name(value: str) -> str:
     if not NAME.match(value):
         raise ValueError("must be 1-63 letters, digits or hyphens")
+    return value
+
+
+def schedule_expression(value: str) -> str:
+    """An EventBridge schedule: `rate(7 days)` or `cron(<6 fields>)`."""
+    if not _SCHEDULE.match(value):
+        raise ValueError("must be 'rate(<n> minutes|hours|days)' or 'cron(<6 fields>)' "
+                         "(or null to disable)")
+    return value
+
+
+def data_key(value: str) -> str:
+    """One object key of new training data in the artifact bucket (an S3 rule matches it)."""
+    if not _DATA_KEY.match(value) or "//" in value or value.startswith("/"):
+        raise ValueError("must be one object key ending in .csv or .parquet "
+                         "(no wildcard, no leading slash)")
+    if value.startswith(("pipeline-code/", "pipeline-runs/", "datasets/")):
+        raise ValueError("must not be under pipeline-code/, pipeline-runs/ or datasets/ "
+                         "(written by the pipeline and the deployment)")
     return value
 
 

@@ -7,40 +7,20 @@ with the key's path (`environments.prod.capture_percent`), by `mlops_kit.fleet.l
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, StrictStr, \
     ValidationError, create_model, model_validator
 
 from mlops_kit.core.gates import GATES
-from mlops_kit.typed_config import Declared, at_least, between, problems, resource_name
+from mlops_kit.typed_config import (Declared, at_least, between, data_key, problems,
+                                    resource_name, schedule_expression)
 from mlops_pipelines.parameters import PARAMETERS_BY_NAME
-
-_SCHEDULE = re.compile(r"^(rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)"
-                       r"|cron\(\S+( \S+){5}\))$")
-_DATA_KEY = re.compile(r"^[A-Za-z0-9!_.'()/-]+\.(csv|parquet)$")
 
 Name = Annotated[StrictStr, AfterValidator(resource_name)]
 Count = Annotated[StrictInt, at_least(1)]
-
-
-def _schedule(value: str) -> str:
-    if not _SCHEDULE.match(value):
-        raise ValueError("must be 'rate(<n> minutes|hours|days)' or 'cron(<6 fields>)'")
-    return value
-
-
-def _data_key(value: str) -> str:
-    if not _DATA_KEY.match(value) or "//" in value or value.startswith("/"):
-        raise ValueError("must be one object key ending in .csv or .parquet "
-                         "(no wildcard, no leading slash)")
-    if value.startswith(("pipeline-code/", "pipeline-runs/", "datasets/")):
-        raise ValueError("must not be under pipeline-code/, pipeline-runs/ or datasets/ "
-                         "(written by the pipeline and the deployment)")
-    return value
-
-
+WarmFallbacks = Annotated[StrictInt, between(0, 9, " (an endpoint config holds 10 variants)")]
+CapturePercent = Annotated[StrictInt, between(1, 100)]
 _PYTHON_TYPES = {"int": StrictInt, "float": StrictFloat, "str": StrictStr}
 """StrictFloat takes a whole number too (1 is 1.0), never a bool or a string."""
 
@@ -58,7 +38,7 @@ TrainingParameters = _parameters_of("train", "TrainingParameters")
 
 
 class Data(Declared):
-    key: Annotated[StrictStr, AfterValidator(_data_key)]
+    key: Annotated[StrictStr, AfterValidator(data_key)]
     """The training data's object key in the artifact bucket (a path under the local home's
     data folder locally); writing it starts the pipeline when `training.new_data_trigger`."""
     target: StrictStr = "is_fraud"
@@ -70,7 +50,7 @@ class Data(Declared):
 class Training(Declared):
     parameters: TrainingParameters = TrainingParameters()
     """Overrides of the pipeline's training parameters (max_depth, eta, ...)."""
-    schedule: Annotated[StrictStr, AfterValidator(_schedule)] | None = None
+    schedule: Annotated[StrictStr, AfterValidator(schedule_expression)] | None = None
     new_data_trigger: StrictBool = False
 
 
@@ -80,9 +60,8 @@ class Serving(Declared):
     instance_type: StrictStr = "ml.m5.large"
     champion_instance_count: Count = 1
     fallback_instance_count: Count = 1
-    warm_fallbacks: Annotated[StrictInt, between(
-        0, 9, " (an endpoint config holds 10 variants)")] = 2
-    capture_percent: Annotated[StrictInt, between(1, 100)] = 100
+    warm_fallbacks: WarmFallbacks = 2
+    capture_percent: CapturePercent = 100
     stream_scoring: StrictBool = True
     feature_order: tuple[StrictStr, ...] = ()
     drift_schedule_minutes: Count = 10
