@@ -12,6 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,3 +220,36 @@ def worker_pids(supervisor: int) -> list[int]:
             if int(parent) == supervisor and state != "Z":  # a killed worker not reaped yet
                 found.append(int(entry.name))
     return found
+
+
+def wait_for_workers(running: RunningServer, count: int,
+                     timeout: float = START_TIMEOUT) -> list[int]:
+    """The server's live workers, once `count` of them run and it answers /ping.
+
+    The server prints its address when it listens, which can be before every worker has
+    started (on a loaded machine, seconds before).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = worker_pids(running.process.pid)
+        if len(workers) == count and running.request("GET", "/ping", timeout=5)[0] == 200:
+            return workers
+        assert time.monotonic() < deadline, (
+            f"{len(workers)} of {count} workers after {timeout:.0f} s: {running.logs()}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def client_pool(client: Callable[[int], None], count: int,
+                stop: threading.Event) -> Iterator[list[Future]]:
+    """`client(n)` for n in range(count) on threads, with `stop` set on the way out.
+
+    Setting `stop` before the pool waits for its clients matters: a failed assertion in the
+    block would otherwise leave the pool waiting forever on clients that never stop.
+    """
+    with ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(client, n) for n in range(count)]
+        try:
+            yield futures
+        finally:
+            stop.set()

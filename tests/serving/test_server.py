@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -20,7 +19,7 @@ from mlops_kit.serving.capture import read_capture
 from mlops_kit.endpoint_state import load_state, save_state
 from mlops_pipelines.steps import inference
 
-from .conftest import ENDPOINT, start_server, worker_pids, write_state
+from .conftest import ENDPOINT, client_pool, start_server, wait_for_workers, write_state
 
 VARIANT_HEADER = "X-Amzn-Invoked-Production-Variant"
 
@@ -140,8 +139,7 @@ def test_weight_flip_and_new_variant_set_under_load_drop_nothing(server, server_
             results.extend(mine)
 
     try:
-        with ThreadPoolExecutor(8) as pool:
-            futures = [pool.submit(client, n) for n in range(8)]
+        with client_pool(client, 8, stop) as futures:
             time.sleep(0.4)
             flipped = load_state(server_home, ENDPOINT).with_weights({"v3": 0.0, "v2": 1.0})
             save_state(server_home, flipped)
@@ -153,11 +151,9 @@ def test_weight_flip_and_new_variant_set_under_load_drop_nothing(server, server_
             server.wait_generation(new_set.generation)
             swapped_time = time.monotonic()
             time.sleep(0.3)
-            stop.set()
-            for future in futures:
-                future.result(timeout=30)
+        for future in futures:
+            future.result(timeout=30)
     finally:
-        stop.set()
         write_state(server_home, model_versions, {3: 1.0, 2: 0.0, 1: 0.0})
     assert len(results) > 200
     assert Counter(status for _, status, _ in results) == {200: len(results)}
@@ -202,24 +198,16 @@ def test_a_worker_crash_loses_no_capture_of_an_answered_request(tmp_path, model_
         connection.close()
 
     try:
-        with ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(client, n) for n in range(4)]
+        with client_pool(client, 4, stop) as futures:
+            workers = wait_for_workers(running, 2)
             time.sleep(0.5)
-            workers = worker_pids(running.process.pid)
-            assert len(workers) == 2
             os.kill(workers[0], signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            while len(worker_pids(running.process.pid)) < 2 or \
-                    running.request("GET", "/ping", timeout=5)[0] != 200:
-                assert time.monotonic() < deadline, running.logs()
-                time.sleep(0.05)
+            wait_for_workers(running, 2)
             time.sleep(0.5)
             assert running.stop() == 0  # SIGTERM while the clients are still sending
-            stop.set()
-            for future in futures:
-                future.result(timeout=30)
+        for future in futures:
+            future.result(timeout=30)
     finally:
-        stop.set()
         if running.process.poll() is None:
             running.stop()
     records, skipped = read_capture(home / "capture")
