@@ -20,20 +20,34 @@ class LocalSettings:
     use_case: str
     owner: str
     endpoint_name: str = DEFAULT_ENDPOINT
+    environment: str | None = None
+    parent: LocalSettings | None = None
+    """The root home's settings when these are one environment's of a fleet: the environment
+    keeps its endpoints, probes and alarms under `home` (`$MLOPS_HOME/envs/<env>/`) and shares
+    the root's registry, event outbox and MLflow store with every other environment."""
+
+    @property
+    def root(self) -> LocalSettings:
+        return self.parent.root if self.parent is not None else self
+
+    @property
+    def registry_root(self) -> Path:
+        return self.root.home
 
     @property
     def registry_db(self) -> Path:
-        return self.home / "registry.db"
+        return self.registry_root / "registry.db"
 
     @property
     def mlflow_db(self) -> Path:
-        """MLflow's tracking store: created once per home, whole (see `pipeline_runner`)."""
-        return self.home / "mlflow.db"
+        """MLflow's tracking store: created once per home, whole (see `pipeline_runner`); an
+        environment of a fleet shares its registry's (versions are trained once)."""
+        return self.registry_root / "mlflow.db"
 
     @property
     def mlflow_lock(self) -> Path:
         """The lock file under which the MLflow store and experiments are created."""
-        return self.home / ".mlflow.lock"
+        return self.registry_root / ".mlflow.lock"
 
     @property
     def mlflow_uri(self) -> str:
@@ -41,7 +55,7 @@ class LocalSettings:
 
     @property
     def mlflow_artifact_root(self) -> str:
-        return (self.home / "mlruns").resolve().as_uri()
+        return (self.registry_root / "mlruns").resolve().as_uri()
 
     @property
     def runs_dir(self) -> Path:

@@ -12,7 +12,7 @@ import typer
 from typer._click.exceptions import ClickException, UsageError
 from typer.core import TyperGroup
 
-from mlops_kit.cli import monitoring, operations, serving, tracking, traffic
+from mlops_kit.cli import monitoring, operations, promote, serving, tracking, traffic
 from mlops_kit.cli.common import (EXIT_BAD_INPUT, EXIT_BUSY, EXIT_CANNOT_WRITE,  # noqa: F401
                                   EXIT_DAMAGED_STATE, EXIT_GATE_FAILED, EXIT_NO_CHANGE, EXIT_OK,
                                   err)
@@ -60,6 +60,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(registry_app, name="registry")
 traffic.register(app)
+promote.register(app)
 monitoring.register(app)
 operations.register(app)
 serving.register(app)

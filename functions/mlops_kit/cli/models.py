@@ -13,7 +13,7 @@ models_app = typer.Typer(help="The declared models of the fleet (models/<name>.t
                          no_args_is_help=True)
 
 
-def _fleet():
+def open_fleet():
     from mlops_kit.fleet.loader import FleetError, load_fleet
 
     try:
@@ -34,7 +34,7 @@ def models_list(as_json: bool = JsonOption) -> None:
     """Every declared model: owner, use case and the environments it deploys to."""
     from rich.table import Table
 
-    fleet = _fleet()
+    fleet = open_fleet()
     rows = [_summary(model, fleet.environment_names) for _, model in sorted(fleet.models.items())]
     if as_json:
         _emit_json({"models": rows, "environments": list(fleet.environment_names)})
@@ -51,7 +51,7 @@ def models_show(name: str = typer.Argument(..., help="The model's name."),
     """One model's declaration, with each environment's resolved serving settings."""
     from mlops_kit.fleet.loader import FleetError
 
-    fleet = _fleet()
+    fleet = open_fleet()
     try:
         model = fleet.model(name)
     except FleetError as exc:

@@ -41,7 +41,7 @@ def pipeline_run(
 
     overrides = _parse_params(param)
     settings = LocalSettings.from_env()
-    registry = LocalRegistry(settings.home, settings.model_group)
+    registry = LocalRegistry(settings.registry_root, settings.model_group)
     try:
         with render.StepProgress(err, enabled=not as_json) as progress:
             result = run_pipeline(settings, registry, data=data, overrides=overrides,

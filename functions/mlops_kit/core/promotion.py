@@ -60,6 +60,8 @@ class PromotionDecision:
     reason: str
     already: bool = False
     """The version is already promoted there: nothing to do (the request is idempotent)."""
+    skipped: str | None = None
+    """The environment this promotion skips, by its override."""
 
 
 def promotion_decision(order: Sequence[EnvironmentPolicy], deploys_to: Sequence[str], *,
@@ -92,7 +94,8 @@ def promotion_decision(order: Sequence[EnvironmentPolicy], deploys_to: Sequence[
     if previous.name not in promoted:
         if override and policy.skip_allowed:
             return PromotionDecision(True, f"{target} declares that {previous.name} may be "
-                                           f"skipped, and the promotion overrides it")
+                                           f"skipped, and the promotion overrides it",
+                                     skipped=previous.name)
         why = "" if policy.skip_allowed else f" ({target} declares no override)"
         return _refuse(f"promote {model} v{version} to {previous.name} before {target}{why}")
     return _soaked(policy, previous.name, facts.get(previous.name, EnvironmentFacts()),
@@ -137,3 +140,16 @@ def furthest_environment(order: Sequence[str], promoted: Iterable[str]) -> str |
     reached = set(promoted)
     furthest = [name for name in order if name in reached]
     return furthest[-1] if furthest else None
+
+
+def serving_since(changes: Sequence[tuple[int, datetime]], champion: int | None) -> datetime | None:
+    """Since when `champion` has served without a break: `changes` are an endpoint's recorded
+    changes, oldest first, as (the version taking the traffic after it, when)."""
+    if champion is None:
+        return None
+    since = None
+    for version, at in reversed(changes):
+        if version != champion:
+            break
+        since = at
+    return since

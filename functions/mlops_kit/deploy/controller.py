@@ -30,6 +30,9 @@ class DeploymentSettings:
     """Tries while the endpoint is busy; then the error surfaces (EventBridge retries)."""
     base_delay_seconds: float = 2.0
     max_delay_seconds: float = 30.0
+    environment: str | None = None
+    """The fleet environment this endpoint serves: it deploys promotions to it (and nothing
+    else); None: the single-model kit, which deploys every approval."""
 
 
 @dataclass(frozen=True)
@@ -97,15 +100,17 @@ class DeploymentController:
 
     def handle_change(self, change: ModelPackageStateChange) -> DeploymentOutcome:
         """A parsed model package state change: deploy on approval, ignore everything else."""
-        act, why = deploy_decision(change)
+        act, why = deploy_decision(change, self.settings.environment)
         if not act:
             return DeploymentOutcome("ignored", change.version, why)
         if change.model_group != self.registry.model_group:
             return DeploymentOutcome("ignored", change.version,
                                      f"model group {change.model_group} is not "
                                      f"{self.registry.model_group}")
+        reason = (change.lifecycle.description if self.settings.environment and change.lifecycle
+                  else change.approval_description)
         return self.promote(change.version, actor=f"event:{change.event_id or 'unknown'}",
-                            reason=change.approval_description or "approved",
+                            reason=reason or why,
                             deployment_id=f"promote:{change.change_key}")
 
     def promote(self, version: int, *, actor: str, reason: str,

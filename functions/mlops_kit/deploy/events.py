@@ -1,5 +1,9 @@
 """The "SageMaker Model Package State Change" event: parsing, the deploy decision, and the
-local emitter that produces the same shape when a version is approved on this machine."""
+local emitter that produces the same shape when a version is approved on this machine.
+
+SageMaker emits the same event when a version's `ModelLifeCycle` (stage, stage status) changes:
+the kit's promotion of a version to an environment is that change (stage = the environment,
+stage status Approved), and the environment's deployment controller deploys on it."""
 
 from __future__ import annotations
 
@@ -19,6 +23,19 @@ LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "local"
 
 
+PROMOTED = "Approved"
+"""The `ModelLifeCycle.StageStatus` of a promotion: the version is approved for that stage."""
+
+
+@dataclass(frozen=True)
+class LifecycleStage:
+    """A version's `ModelLifeCycle`: the environment it is promoted to, and how far."""
+
+    stage: str
+    status: str
+    description: str = ""
+
+
 @dataclass(frozen=True)
 class ModelPackageStateChange:
     event_id: str
@@ -30,13 +47,21 @@ class ModelPackageStateChange:
     """None when the event has no UpdatedModelPackageFields (e.g. created as Approved)."""
     changed_at: datetime
     approval_description: str = ""
+    lifecycle: LifecycleStage | None = None
 
     @property
     def change_key(self) -> str:
         """Identifies the state change itself, so a redelivery under another event id is
         recognised as the same change."""
-        return (f"{self.model_group}/{self.version}/{self.status}/"
+        what = self.status if self.lifecycle is None else f"{self.lifecycle.stage}"
+        return (f"{self.model_group}/{self.version}/{what}/"
                 f"{int(self.changed_at.timestamp() * 1000)}")
+
+    @property
+    def promotes(self) -> bool:
+        """This change promotes the version to its lifecycle stage (an environment)."""
+        return (self.lifecycle is not None and self.lifecycle.status == PROMOTED
+                and (self.updated_fields is None or "ModelLifeCycle" in self.updated_fields))
 
 
 def _timestamp(value: Any, field: str) -> datetime:
@@ -96,15 +121,32 @@ def parse_model_package_event(event: Mapping[str, Any]) -> ModelPackageStateChan
         updated_fields=tuple(fields) if fields is not None else None,
         changed_at=_timestamp(changed, "LastModifiedTime/CreationTime"),
         approval_description=str(detail.get("ApprovalDescription", "")),
+        lifecycle=_lifecycle(detail.get("ModelLifeCycle")),
     )
 
 
-def deploy_decision(change: ModelPackageStateChange) -> tuple[bool, str]:
-    """Act only on a change of the approval status to Approved.
+def _lifecycle(raw: Any) -> LifecycleStage | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not all(isinstance(raw.get(k), str)
+                                               for k in ("Stage", "StageStatus")):
+        raise InvalidEventError("ModelLifeCycle needs Stage and StageStatus strings")
+    return LifecycleStage(raw["Stage"], raw["StageStatus"], str(raw.get("StageDescription", "")))
+
+
+def deploy_decision(change: ModelPackageStateChange,
+                    environment: str | None = None) -> tuple[bool, str]:
+    """Act only on a change of the approval status to Approved; in an environment of a fleet,
+    only on the version's promotion to that environment.
 
     Our own metadata write-backs (and any other field update) also emit this event, with the
     status still Approved: those must not deploy again.
     """
+    if environment is not None:
+        return _promotion_decision(change, environment)
+    if change.lifecycle is not None and change.promotes:
+        return False, (f"a promotion to {change.lifecycle.stage}: that environment's "
+                       f"controller deploys it")
     if change.status != "Approved":
         return False, f"status is {change.status}: only Approved versions deploy"
     if change.updated_fields is not None and "ModelApprovalStatus" not in change.updated_fields:
@@ -113,10 +155,21 @@ def deploy_decision(change: ModelPackageStateChange) -> tuple[bool, str]:
     return True, "approved"
 
 
+def _promotion_decision(change: ModelPackageStateChange, environment: str) -> tuple[bool, str]:
+    if change.lifecycle is None or not change.promotes:
+        return False, f"not a promotion (only promotions to {environment} deploy here)"
+    if change.lifecycle.stage != environment:
+        return False, f"promoted to {change.lifecycle.stage}, not {environment}"
+    if change.status != "Approved":
+        return False, f"status is {change.status}: only Approved versions deploy"
+    return True, f"promoted to {environment}"
+
+
 def model_package_event(model_group: str, version: int, status: str, *, reason: str = "",
                         changed_at: datetime | None = None,
                         updated_fields: tuple[str, ...] = ("ModelApprovalStatus",),
-                        region: str = LOCAL_REGION, account: str = LOCAL_ACCOUNT) -> dict:
+                        region: str = LOCAL_REGION, account: str = LOCAL_ACCOUNT,
+                        lifecycle: LifecycleStage | None = None) -> dict:
     """The event SageMaker would emit for this change; the local registry emits it too."""
     changed_at = changed_at or datetime.now(timezone.utc)
     arn = f"arn:aws:sagemaker:{region}:{account}:model-package/{model_group}/{version}"
@@ -140,5 +193,8 @@ def model_package_event(model_group: str, version: int, status: str, *, reason: 
             "ApprovalDescription": reason,
             "UpdatedModelPackageFields": list(updated_fields),
             "LastModifiedTime": millis,
+            **({"ModelLifeCycle": {"Stage": lifecycle.stage, "StageStatus": lifecycle.status,
+                                   "StageDescription": lifecycle.description}}
+               if lifecycle is not None else {}),
         },
     }

@@ -50,7 +50,8 @@ def backend(settings: LocalSettings | None = None) -> Backend:
     def manual_shift(kind: str, endpoint_name: str, to_version: int | None, *, actor: str,
                      reason: str) -> Any:
         outcomes = publish(settings, manual_shift_event(kind, endpoint_name, to_version,
-                                                        actor=actor, reason=reason))
+                                                        actor=actor, reason=reason,
+                                                        settings=settings))
         if not outcomes:  # delivered by another holder of the lock, and it failed there
             from mlops_kit.local.control_plane import RecordedOutcome
 

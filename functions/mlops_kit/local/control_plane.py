@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator, Mapping
 from mlops_kit.config import LocalSettings
 from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
 from mlops_kit.deploy.events import DETAIL_TYPE as MODEL_PACKAGE_STATE_CHANGE
-from mlops_kit.deploy.events import model_package_event
+from mlops_kit.core.promotion import Promotion
+from mlops_kit.deploy.events import PROMOTED, LifecycleStage, model_package_event
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
 from mlops_kit.deploy.rollback import RollbackController
 from mlops_kit.monitoring.alarm_events import ALARM_DETAIL_TYPE
@@ -41,8 +42,20 @@ def status_event(version: ModelVersion, reason: str, changed_at: datetime) -> di
                                reason=reason, changed_at=changed_at)
 
 
+def promotion_event(version: ModelVersion, promotion: Promotion, approved_now: bool,
+                    changed_at: datetime) -> Mapping[str, Any]:
+    """What SageMaker emits when a version's ModelLifeCycle is updated (and, for a promotion to
+    the first environment, its approval status in the same update)."""
+    fields = ("ModelApprovalStatus", "ModelLifeCycle") if approved_now else ("ModelLifeCycle",)
+    return model_package_event(
+        version.model_group, version.version, str(version.status),
+        reason=version.status_reason, changed_at=changed_at, updated_fields=fields,
+        lifecycle=LifecycleStage(promotion.environment, PROMOTED, promotion.reason))
+
+
 def local_registry(settings: LocalSettings) -> LocalRegistry:
-    return LocalRegistry(settings.home, settings.model_group, status_event=status_event)
+    return LocalRegistry(settings.registry_root, settings.model_group, status_event=status_event,
+                         promotion_event=promotion_event)
 
 
 def deployment_controller(settings: LocalSettings) -> DeploymentController:
@@ -103,7 +116,7 @@ def single_writer(settings: LocalSettings, *, blocking: bool = True) -> Iterator
     """One event handled at a time on this machine: the local twin of the Lambdas' reserved
     concurrency of 1, so two alarms at once cannot both shift traffic. Yields False when
     `blocking` is off and another process holds it."""
-    lock = settings.home / "events" / ".lock"
+    lock = settings.root.home / "events" / ".lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as handle:
         try:
@@ -163,6 +176,7 @@ def deliver_pending(settings: LocalSettings, *, registry: LocalRegistry | None =
     registry = registry or local_registry(settings)
     if not registry.db_path.exists() and registry.marker() is None:
         return []  # a new home: nothing was ever kept
+    root = settings.root  # one event bus per machine: each event says where it goes
     outcomes: list[Any] = []
     delivered = 0
     with single_writer(settings, blocking=blocking) as held:
@@ -171,7 +185,7 @@ def deliver_pending(settings: LocalSettings, *, registry: LocalRegistry | None =
         for pending in registry.pending_events():
             selected = mine is None or mine(pending)
             try:
-                results = _dispatch(settings, pending)
+                results = _dispatch(root, pending)
             except Exception as exc:
                 if pending.detail_type == MANUAL_SHIFT:
                     # The operator saw this error (endpoint busy, ...) and decides again: a
@@ -183,7 +197,7 @@ def deliver_pending(settings: LocalSettings, *, registry: LocalRegistry | None =
                     continue
                 failed = registry.mark_attempt_failed(pending.seq, f"{type(exc).__name__}: {exc}")
                 if failed.delivered_at is not None:
-                    _dead_letter(settings, failed)
+                    _dead_letter(root, failed)
                 if selected and mine is not None:
                     raise
                 log.warning("event %s not delivered (attempt %d): %s", pending.event_id,
@@ -205,9 +219,18 @@ def _dispatch(settings: LocalSettings, pending: OutboxEvent) -> list[Any]:
     event = pending.event
     _append_log(settings, event)
     if event.get("detail-type") == MODEL_PACKAGE_STATE_CHANGE:
+        if "ModelLifeCycle" in event.get("detail", {}):
+            # A promotion: deployed by its environment's controller, in its environment.
+            from mlops_kit.local.environments import deliver_promotion
+
+            return [deliver_promotion(settings, event)]
         return [deployment_controller(settings).handle_event(event)]
     if event.get("detail-type") == MANUAL_SHIFT:
-        return [manual_shift(settings, event["detail"])]
+        detail = event["detail"]
+        from mlops_kit.local.environments import settings_of
+
+        return [manual_shift(settings_of(settings, detail.get("model"),
+                                         detail.get("environment")), detail)]
     if event.get("detail-type") == ALARM_DETAIL_TYPE or "alarmData" in event:
         # Both shapes the rollback Lambda receives: EventBridge, and an alarm's own action.
         return [rollback_controller(settings).handle_event(event)]
@@ -215,11 +238,14 @@ def _dispatch(settings: LocalSettings, pending: OutboxEvent) -> list[Any]:
 
 
 def manual_shift_event(kind: str, endpoint_name: str, to_version: int | None, *, actor: str,
-                       reason: str) -> dict[str, Any]:
+                       reason: str, settings: LocalSettings | None = None) -> dict[str, Any]:
+    """`settings`: an environment's of a fleet, so the shift is delivered there."""
     request_id = str(uuid.uuid4())
+    where = ({"model": settings.model_group, "environment": settings.environment}
+             if settings is not None and settings.environment else {})
     return {"id": request_id, "detail-type": MANUAL_SHIFT, "source": "mlops.cli",
             "detail": {"kind": kind, "endpoint": endpoint_name, "to_version": to_version,
-                       "actor": actor, "reason": reason,
+                       "actor": actor, "reason": reason, **where,
                        "deployment_id": f"manual-{kind}:{endpoint_name}:{request_id}"}}
 
 
@@ -264,4 +290,4 @@ def _as_dict(result: Any) -> Any:
 
 
 def event_log(settings: LocalSettings) -> Path:
-    return settings.home / "events" / "events.jsonl"
+    return settings.root.home / "events" / "events.jsonl"

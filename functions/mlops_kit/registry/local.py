@@ -2,8 +2,9 @@
 all) plus content-addressed model artifacts under $MLOPS_HOME/registry/.
 
 This module holds the registry's semantics (versions, approvals, archiving, the audit trail);
-the file itself (schema, identity, backups) is `local_store`, the event outbox `local_outbox`
-and the deployment history with its rollback claims `local_deployments`.
+the file itself (schema, identity, backups) is `local_store`, the event outbox `local_outbox`,
+the promotions to environments `local_promotions` and the deployment history with its
+rollback claims `local_deployments`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .base import (ApprovalStatus, InvalidRegistrationError, ModelRegistry, Mode
                    RegistrationRequest, Transition, UnknownVersionError)
 from .local_deployments import DeploymentLedger
 from .local_outbox import MAX_DELIVERY_ATTEMPTS, Outbox, OutboxEvent, StatusEvent
+from .local_promotions import PromotionEvent, PromotionLedger
 from .local_store import (APPLICATION_ID, BACKUP_DIR, KEEP_BACKUPS, MARKER, SCHEMA,
                           SCHEMA_VERSION, RegistryStore)
 
@@ -32,13 +34,15 @@ __all__ = ["APPLICATION_ID", "BACKUP_DIR", "KEEP_BACKUPS", "MARKER", "MAX_DELIVE
            "SCHEMA", "SCHEMA_VERSION", "LocalRegistry", "OutboxEvent", "StatusEvent"]
 
 
-class LocalRegistry(RegistryStore, Outbox, DeploymentLedger, ModelRegistry):
+class LocalRegistry(RegistryStore, Outbox, DeploymentLedger, PromotionLedger, ModelRegistry):
     def __init__(self, home: str | Path, model_group: str, *,
-                 status_event: StatusEvent | None = None):
+                 status_event: StatusEvent | None = None,
+                 promotion_event: PromotionEvent | None = None):
         super().__init__(home)
         self.model_group = model_group
         self.artifacts = self.home / "registry" / "artifacts"
         self.status_event = status_event
+        self.promotion_event = promotion_event
 
     def register(self, request: RegistrationRequest) -> ModelVersion:
         request.validate_for(self.model_group)
@@ -111,24 +115,30 @@ class LocalRegistry(RegistryStore, Outbox, DeploymentLedger, ModelRegistry):
         if not actor.strip() or not reason.strip():
             raise InvalidRegistrationError("a status change needs who (actor) and why (reason)")
         moment = datetime.now(timezone.utc)
-        now = iso_millis(moment)
         with self._connect(write=True) as db:
             current = self._fetch(db, version)
             if current.status == status:
                 return current, False
-            updated = replace(current, status=status, status_changed_at=now,
-                              status_changed_by=actor, status_reason=reason)
-            db.execute("UPDATE model_versions SET status = ?, record = ? WHERE model_group = ? "
-                       "AND version = ?", (str(status), json.dumps(updated.to_dict(),
-                                                                   sort_keys=True),
-                                           self.model_group, int(version)))
-            db.execute("INSERT INTO transitions (model_group, version, from_status, to_status, "
-                       "actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (self.model_group, int(version), str(current.status), str(status),
-                        actor, reason, now))
+            updated = self._write_status(db, current, status, actor=actor, reason=reason,
+                                         now=iso_millis(moment))
             if self.status_event is not None:
                 self._enqueue(db, self.status_event(updated, reason, moment))
         return updated, True
+
+    def _write_status(self, db: sqlite3.Connection, current: ModelVersion,
+                      status: ApprovalStatus, *, actor: str, reason: str,
+                      now: str) -> ModelVersion:
+        """The status change and its transition row, inside the caller's transaction."""
+        updated = replace(current, status=status, status_changed_at=now,
+                          status_changed_by=actor, status_reason=reason)
+        db.execute("UPDATE model_versions SET status = ?, record = ? WHERE model_group = ? "
+                   "AND version = ?", (str(status), json.dumps(updated.to_dict(), sort_keys=True),
+                                       self.model_group, int(current.version)))
+        db.execute("INSERT INTO transitions (model_group, version, from_status, to_status, "
+                   "actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (self.model_group, int(current.version), str(current.status), str(status),
+                    actor, reason, now))
+        return updated
 
     def archive(self, version: int, *, actor: str, reason: str) -> tuple[ModelVersion, bool]:
         return self._set_archived(version, True, actor=actor, reason=reason)

@@ -26,12 +26,14 @@ from typing import Any, Iterator
 from mlops_kit.clock import utc_now_iso
 from mlops_kit.ports import DamagedStateError, StateWriteError
 
+from .local_promotions import PROMOTIONS_SCHEMA
+
 log = logging.getLogger("mlops_kit.registry.local")
 
 APPLICATION_ID = 0x4D4C4F50
 """'MLOP': SQLite's application id of a registry.db written by this kit."""
-SCHEMA_VERSION = 2
-"""`PRAGMA user_version`: 1 had no outbox; 2 adds it (created on open, in place)."""
+SCHEMA_VERSION = 3
+"""`PRAGMA user_version`: 1 had no outbox, 2 adds it, 3 the promotions (added on open)."""
 MARKER = "registry.id.json"
 BACKUP_DIR = "backups"
 KEEP_BACKUPS = 3
@@ -91,7 +93,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at TEXT,
     outcome TEXT
 );
-"""
+""" + PROMOTIONS_SCHEMA
 
 
 class RegistryStore:

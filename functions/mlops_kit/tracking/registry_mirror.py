@@ -144,7 +144,7 @@ def mirror_local_registry(settings: Any, registry: ModelRegistry) -> list[str] |
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         from mlflow import MlflowClient
 
-        with _sync_lock(settings.home):
+        with _sync_lock(settings.registry_root):
             client = MlflowClient(tracking_uri=settings.mlflow_uri,
                                   registry_uri=settings.mlflow_uri)
             return sync_mlflow_registry(registry, client, endpoint_name=settings.endpoint_name)
@@ -174,7 +174,7 @@ def mirror_soon(settings: Any, registry: ModelRegistry) -> None:
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "mlflow-mirror.log", "ab") as log_file:
             subprocess.Popen([sys.executable, "-m", "mlops_kit.tracking.registry_mirror"],
-                             env={**os.environ, "MLOPS_HOME": str(settings.home),
+                             env={**os.environ, "MLOPS_HOME": str(settings.registry_root),
                                   "MLOPS_MODEL_GROUP": settings.model_group,
                                   "MLOPS_ENDPOINT": settings.endpoint_name},
                              stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
@@ -190,7 +190,7 @@ def main() -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     settings = LocalSettings.from_env()  # read only: no event is written by a sync
-    mirror_local_registry(settings, LocalRegistry(settings.home, settings.model_group))
+    mirror_local_registry(settings, LocalRegistry(settings.registry_root, settings.model_group))
     return 0
 
 
