@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import typer
 from rich.console import Console
@@ -48,16 +48,31 @@ def _emit_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def _emit_or_render(document: Any, as_json: bool, renderer: Callable[[Any], Any]) -> None:
+    """`--json`: the document on stdout; otherwise what `renderer` makes of it, on the console."""
+    if as_json:
+        _emit_json(document)
+    else:
+        console.print(renderer(document))
+
+
 BackendOption = typer.Option("local", "--backend",
                              help="local ($MLOPS_HOME) or aws (boto3, standard credential chain).")
 EndpointOption = typer.Option(None, "--endpoint", help="Endpoint name; default $MLOPS_ENDPOINT.")
 
 
-def _backend(name: str):
+ModelOption = typer.Option(None, "--model",
+                           help="A declared model (models/<name>.toml); default: the only one, "
+                                "or the single-model home ($MLOPS_MODEL_GROUP).")
+EnvOption = typer.Option(None, "--env", help="An environment of the fleet (cdk.json's "
+                                             "promotionOrder): its endpoint of the model.")
+
+
+def _backend(name: str, model: str | None = None, environment: str | None = None):
     from mlops_kit.cli.backends import BackendError, open_backend
 
     try:
-        return open_backend(name)
+        return open_backend(name, model=model, environment=environment)
     except BackendError as exc:
         _fail_bad_input(str(exc))
 

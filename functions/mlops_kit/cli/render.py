@@ -259,3 +259,23 @@ def demo_summary(result) -> Table:
                      f"{len(result.traffic.rows):,} requests, {result.failed_requests} failed; "
                      f"picture: {result.picture}")
     return table
+
+
+def fleet_table(rows: list[dict[str, Any]]) -> Table:
+    """`mlops status --all`: every model in every environment it deploys to."""
+    table = Table(title="Fleet", title_justify="left")
+    for column in ("model", "env", "champion", "since", "warm", "health", "last alarm"):
+        table.add_column(column)
+    for row in rows:
+        alarm = row["last_alarm"]
+        table.add_row(row["model"], row["environment"],
+                      f"v{row['champion']}" if row["champion"] else "—",
+                      (row["since"] or "")[:19].replace("T", " "),
+                      ", ".join(f"v{v}" for v in row["warm"]) or "—",
+                      _health(row["health"]),
+                      f"{alarm['name']} {alarm['state']} {alarm['since'][:19]}" if alarm else "—")
+    return table
+
+
+def _health(health: str) -> str:
+    return f"[green]{health}[/]" if health == "ok" else f"[bold red]{health}[/]"

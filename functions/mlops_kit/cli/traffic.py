@@ -8,16 +8,26 @@ import typer
 
 from mlops_kit.cli import render
 from mlops_kit.cli.common import (EXIT_BUSY, EXIT_NO_CHANGE, EXIT_OK,
-                                  BackendOption, EndpointOption, JsonOption, _backend,
+                                  BackendOption, EndpointOption, EnvOption, JsonOption,
+                                  ModelOption, _backend,
                                   _emit_json, _fail_bad_input, console, err)
 
 
 def status_command(endpoint: Optional[str] = EndpointOption, as_json: bool = JsonOption,
-                   backend: str = BackendOption) -> None:
-    """The endpoint: variants, versions, weights, health; and the champion's lineup."""
+                   backend: str = BackendOption, model: Optional[str] = ModelOption,
+                   environment: Optional[str] = EnvOption,
+                   every: bool = typer.Option(False, "--all", help="The fleet: every declared "
+                                              "model in every environment it deploys to.")) -> None:
+    """The endpoint: variants, versions, weights, health; and the champion's lineup.
+
+    With --all: one row per model and environment (champion, since, warm, health, last alarm).
+    """
     from mlops_kit.registry.service import status
 
-    opened = _backend(backend)
+    if every:
+        _fleet_status(as_json)
+        return
+    opened = _backend(backend, model, environment)
     name = endpoint or opened.endpoint_name
     report = status(opened.registry, opened.endpoints, name,
                     alarms=opened.alarm_states(name), cooldown=opened.cooldown)
@@ -27,11 +37,25 @@ def status_command(endpoint: Optional[str] = EndpointOption, as_json: bool = Jso
         console.print(render.status_panel(report))
 
 
+def _fleet_status(as_json: bool) -> None:
+    from mlops_kit.cli.models import open_fleet
+    from mlops_kit.config import LocalSettings
+    from mlops_kit.homes.local_fleet import LocalFleetHome
+
+    fleet = open_fleet()
+    rows = LocalFleetHome(LocalSettings.from_env()).fleet_status(fleet)
+    if as_json:
+        _emit_json({"fleet": rows, "environments": list(fleet.environment_names)})
+    else:
+        console.print(render.fleet_table(rows))
+
+
 def _traffic_shift(kind: str, endpoint: str | None, to: int | None, reason: str,
-                   actor: str | None, backend: str, as_json: bool) -> None:
+                   actor: str | None, backend: str, as_json: bool, model: str | None = None,
+                   environment: str | None = None) -> None:
     from mlops_kit.endpoints import EndpointBusyError
 
-    opened = _backend(backend)
+    opened = _backend(backend, model, environment)
     if not reason.strip():
         _fail_bad_input("--reason must say why")
     name = endpoint or opened.endpoint_name
@@ -64,21 +88,27 @@ def rollback_command(reason: str = typer.Option(..., "--reason", help="Why (kept
                                                            "healthy fallback."),
                      endpoint: Optional[str] = EndpointOption,
                      actor: Optional[str] = typer.Option(None, "--actor"),
-                     as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+                     as_json: bool = JsonOption, backend: str = BackendOption,
+                     model: Optional[str] = ModelOption,
+                     environment: Optional[str] = EnvOption) -> None:
     """Shift traffic to a warm fallback now (weights only, no new fleet).
 
     Exit 0: shifted; 4: nothing changed (the reason says why); 5: endpoint busy.
     """
-    _traffic_shift("rollback", endpoint, to, reason, actor, backend, as_json)
+    _traffic_shift("rollback", endpoint, to, reason, actor, backend, as_json, model,
+                   environment)
 
 
 def rollforward_command(to: int = typer.Option(..., "--to", help="The warm version to serve."),
                         reason: str = typer.Option(..., "--reason"),
                         endpoint: Optional[str] = EndpointOption,
                         actor: Optional[str] = typer.Option(None, "--actor"),
-                        as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+                        as_json: bool = JsonOption, backend: str = BackendOption,
+                        model: Optional[str] = ModelOption,
+                        environment: Optional[str] = EnvOption) -> None:
     """Send traffic back to a warm version (e.g. after a rollback), and unblock it."""
-    _traffic_shift("rollforward", endpoint, to, reason, actor, backend, as_json)
+    _traffic_shift("rollforward", endpoint, to, reason, actor, backend, as_json, model,
+                   environment)
 
 
 def _shift_now(controller, kind: str, name: str, to: int | None, actor: str, reason: str):

@@ -141,15 +141,3 @@ def furthest_environment(order: Sequence[str], promoted: Iterable[str]) -> str |
     furthest = [name for name in order if name in reached]
     return furthest[-1] if furthest else None
 
-
-def serving_since(changes: Sequence[tuple[int, datetime]], champion: int | None) -> datetime | None:
-    """Since when `champion` has served without a break: `changes` are an endpoint's recorded
-    changes, oldest first, as (the version taking the traffic after it, when)."""
-    if champion is None:
-        return None
-    since = None
-    for version, at in reversed(changes):
-        if version != champion:
-            break
-        since = at
-    return since

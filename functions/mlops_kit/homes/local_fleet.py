@@ -4,16 +4,32 @@ environment's endpoint, ledger and alarms under `$MLOPS_HOME/envs/<env>/`."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from mlops_kit.config import LocalSettings
-from mlops_kit.core.promotion import EnvironmentFacts, Promotion, serving_since
-from mlops_kit.core.rotation import serving_champion
+from mlops_kit.core.promotion import EnvironmentFacts, Promotion
 from mlops_kit.core.timestamps import parse_iso
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
 from mlops_kit.fleet.declaration import ModelDeclaration
+from mlops_kit.fleet.loader import Fleet, FleetError, load_fleet
 from mlops_kit.local.control_plane import deliver_pending, local_registry
 from mlops_kit.local.environments import environment_settings
+
+
+def fleet_settings(settings: LocalSettings, model: str | None,
+                   environment: str | None) -> LocalSettings:
+    """The settings of a declared model (its registry group), in an environment when named;
+    neither named: `settings` as they are (the single-model home)."""
+    if model is None and environment is None:
+        return settings
+    declared = load_fleet().model(model)
+    if environment is None:
+        return replace(settings, model_group=declared.name, use_case=declared.use_case)
+    if environment not in declared.deploy_to:
+        raise FleetError(f"{declared.name} does not deploy to {environment!r} (deploy_to: "
+                         f"{', '.join(declared.deploy_to)})")
+    return environment_settings(settings, declared, environment)
 
 
 class LocalFleetHome:
@@ -27,20 +43,32 @@ class LocalFleetHome:
         return local_registry(self._of(model)).promotions()
 
     def facts(self, model: ModelDeclaration, environment: str) -> EnvironmentFacts:
+        report = self.status(model, environment)
+        since = report["champion_since"]
+        return EnvironmentFacts(
+            champion=report["champion"], champion_since=parse_iso(since) if since else None,
+            firing_alarms=tuple(a["name"] for a in report["alarms"]
+                                if a["rollback"] and a["state"] == "ALARM"),
+            blocked=frozenset(local_registry(self.environment(model, environment))
+                              .blocked_versions(report["endpoint"])))
+
+    def status(self, model: ModelDeclaration, environment: str) -> dict[str, Any]:
+        """`mlops status` of the model's endpoint in the environment."""
         from mlops_kit.homes.local import local_alarm_states
+        from mlops_kit.registry.service import status
 
         settings = self.environment(model, environment)
-        registry = local_registry(settings)
         endpoint = settings.endpoint_name
-        view = LocalEndpoints(settings.home).describe(endpoint)
-        champion = serving_champion(view.variants) if view else None
-        changes = [(d.version, parse_iso(d.at)) for d in registry.deployments(endpoint)]
-        firing = tuple(alarm["name"] for alarm in local_alarm_states(settings, endpoint)
-                       if alarm["rollback"] and alarm["state"] == "ALARM")
-        version = champion.version if champion else None
-        return EnvironmentFacts(champion=version, champion_since=serving_since(changes, version),
-                                firing_alarms=firing,
-                                blocked=frozenset(registry.blocked_versions(endpoint)))
+        return status(local_registry(settings), LocalEndpoints(settings.home), endpoint,
+                      alarms=local_alarm_states(settings, endpoint),
+                      cooldown=timedelta(minutes=model.serving_in(environment)
+                                         .rollback_cooldown_minutes))
+
+    def fleet_status(self, fleet: Fleet) -> list[dict[str, Any]]:
+        """One row per model and environment it deploys to: `mlops status --all`."""
+        return [fleet_row(model.name, environment, self.status(model, environment))
+                for _, model in sorted(fleet.models.items()) for environment in
+                fleet.environment_names if environment in model.deploy_to]
 
     def record(self, model: ModelDeclaration, version: int, environment: str, *, actor: str,
                reason: str, approve: bool) -> tuple[Promotion, bool]:
@@ -60,3 +88,18 @@ class LocalFleetHome:
 
     def _of(self, model: ModelDeclaration) -> LocalSettings:
         return replace(self.settings, model_group=model.name, use_case=model.use_case)
+
+
+def fleet_row(model: str, environment: str, report: dict[str, Any]) -> dict[str, Any]:
+    """A row of the fleet table from one endpoint's status report."""
+    firing = [a["name"] for a in report["alarms"] if a["state"] == "ALARM"]
+    changed = [a for a in report["alarms"] if a.get("since")]
+    last = max(changed, key=lambda a: a["since"]) if changed else None
+    return {"model": model, "environment": environment, "endpoint": report["endpoint"],
+            "champion": report["champion"], "since": report["champion_since"],
+            "warm": report["lineup"][1:],
+            "health": (f"ALARM: {', '.join(firing)}" if firing else
+                       report["status"] if report["status"] != "InService" else "ok"),
+            "last_alarm": ({"name": last["name"], "state": last["state"], "since": last["since"]}
+                           if last else None),
+            "last_rollback": report["last_rollback"]}
