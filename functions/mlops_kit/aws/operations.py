@@ -41,8 +41,8 @@ from .failed_events import (FAILED_STATUSES, RECEIVE_BATCH, DestinationRecord,  
 from .operation_errors import OperationInputError
 from .teardown_plan import (CONFIG_DIGEST_CHARS, MODEL_DIGEST_CHARS,  # noqa: F401
                             SAGEMAKER_NAME, TeardownItem, TeardownReport, config_prefix,
-                            is_kit_config_name, is_kit_model_name, is_missing, model_head,
-                            plan_teardown)
+                            hold_back_model, is_kit_config_name, is_kit_model_name,
+                            is_missing, model_head, plan_teardown)
 
 REPLAY_IAM_ACTIONS = ("sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:DeleteMessage",
                       "sqs:ChangeMessageVisibility", "lambda:InvokeFunction")
@@ -337,9 +337,7 @@ class StageTeardown:
         try:
             return self._apply(report, wait)
         except BotoCoreError as exc:
-            for item in report.to_delete:
-                if item.status == "planned":
-                    item.status, item.error = "not_attempted", f"cannot reach SageMaker: {exc}"
+            report.stop_planned(f"cannot reach SageMaker: {exc}")
             return report
 
     def _apply(self, report: TeardownReport, wait: bool) -> TeardownReport:
@@ -351,10 +349,7 @@ class StageTeardown:
             if item.status == "deleted" and wait:
                 self._wait_gone(item)
             if item.status not in ("deleted", "already_gone"):
-                for rest in report.to_delete:
-                    if rest.status == "planned":
-                        rest.status = "not_attempted"
-                        rest.error = f"endpoint {item.name} was not deleted"
+                report.stop_planned(f"endpoint {item.name} was not deleted")
                 return report
         undeleted: set[str] = set()
         for item in report.of("endpoint-config", delete=True):
@@ -362,14 +357,8 @@ class StageTeardown:
             if item.status not in ("deleted", "already_gone"):
                 undeleted.add(item.name)
         for item in report.of("model", delete=True):
-            blocking = sorted(undeleted & set(item.referenced_by))
-            if blocking:
-                # Its config still exists: deleting the model would leave a config that cannot
-                # be deployed; the next run finds the model again through that config.
-                item.status = "not_attempted"
-                item.error = f"endpoint config {blocking[0]} was not deleted"
-                continue
-            self._delete(item, "delete_model", ModelName=item.name)
+            if not hold_back_model(item, undeleted):
+                self._delete(item, "delete_model", ModelName=item.name)
         return report
 
     def _delete(self, item: TeardownItem, operation: str, **kwargs: Any) -> None:

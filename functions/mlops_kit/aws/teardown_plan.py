@@ -1,6 +1,7 @@
 """What a stage teardown deletes and keeps, decided from what SageMaker describes: the kit's
 naming rules for endpoint configs and models (`mlops_kit.aws.models.resource_name`), the
-report's items, and the plan (`plan_teardown`). Pure: `mlops_kit.aws.operations.StageTeardown`
+report's items, the plan (`plan_teardown`), and what a failed step stops when it is applied
+(`TeardownReport.stop_planned`, `hold_back_model`). Pure: `mlops_kit.aws.operations.StageTeardown`
 makes the calls.
 
 Deleted: the endpoint (only if every variant is named after a model version, as the kit names
@@ -128,6 +129,23 @@ class TeardownReport:
         return {"endpoint": self.endpoint_name, "model_group": self.model_group,
                 "applied": self.applied, "ok": self.ok,
                 "items": [i.to_dict() for i in self.items]}
+
+    def stop_planned(self, cause: str) -> None:
+        """A step the rest depends on failed: nothing still planned is attempted."""
+        for item in self.to_delete:
+            if item.status == "planned":
+                item.status, item.error = "not_attempted", cause
+
+
+def hold_back_model(item: TeardownItem, undeleted_configs: set[str]) -> bool:
+    """Whether a model stays because an endpoint config that references it was not deleted
+    (marked not_attempted): deleting the model would leave a config that cannot be deployed;
+    the next run finds the model again through that config."""
+    blocking = sorted(undeleted_configs & set(item.referenced_by))
+    if blocking:
+        item.status = "not_attempted"
+        item.error = f"endpoint config {blocking[0]} was not deleted"
+    return bool(blocking)
 
 
 

@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 
 from mlops_kit.cli import render
-from mlops_kit.cli.common import (EXIT_OK,
-                                  JsonOption, _emit_json, _fail_bad_input, console, err)
+from mlops_kit.cli.common import (EXIT_OK, JsonOption, _emit_json, _emit_or_render,
+                                  _fail_bad_input, console, err)
 
 
 def drift_command(reference: Path = typer.Option(..., "--reference", help="CSV or Parquet."),
@@ -38,10 +38,7 @@ def drift_command(reference: Path = typer.Option(..., "--reference", help="CSV o
                                id_columns=tuple(contract.id_columns))
     except DriftInputError as exc:
         _fail_bad_input(str(exc))
-    if as_json:
-        _emit_json(report)
-    else:
-        console.print(render.drift_table(report))
+    _emit_or_render(report, as_json, render.drift_table)
 
 
 def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
@@ -60,10 +57,8 @@ def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
     from datetime import datetime, timezone
 
     from mlops_kit.config import LocalSettings
-    from mlops_kit.core.metric_catalogue import FEATURE_PSI_MAX
     from mlops_kit.local.monitor import LocalMonitor
-    from mlops_kit.serving.router import ScoringRouter, ServingError
-    from mlops_pipelines.steps.inference import PayloadError
+    from mlops_kit.serving.router import ScoringRouter
 
     settings = LocalSettings.from_env()
     # One tick is `interval` real seconds = interval * 300 / period virtual seconds: the local
@@ -71,6 +66,22 @@ def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
     schedule = max(1, round(interval * 300.0 / period / 60))
     monitor = LocalMonitor(settings, time_scale=period / 300.0, schedule_minutes=schedule)
     router = ScoringRouter(settings.home, settings.endpoint_name)
+    invoke = _variant_invoker(router)
+    _warm_variants(router, monitor, invoke)
+    while True:
+        now = datetime.now(timezone.utc)
+        probes = monitor.probe(invoke, now) if probe else []
+        result = monitor.tick(now)
+        _report_tick(_tick_summary(now, probes, result), result, as_json)
+        if once:
+            return
+        time.sleep(interval)
+
+
+def _variant_invoker(router):
+    """`(variant, csv body) -> (status, body)` on the local endpoint, as the probes call it."""
+    from mlops_kit.serving.router import ServingError
+    from mlops_pipelines.steps.inference import PayloadError
 
     def invoke(variant: str, body: str) -> tuple[int, str]:
         try:
@@ -81,8 +92,12 @@ def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
         except ServingError as exc:
             return exc.status, str(exc)
 
-    # Load every variant once before the first probe, so the probe measures serving, not
-    # the model load (the endpoint's own variants are warm the same way).
+    return invoke
+
+
+def _warm_variants(router, monitor, invoke) -> None:
+    """Load every variant once before the first probe, so the probe measures serving, not
+    the model load (the endpoint's own variants are warm the same way)."""
     table = router.refresh()
     baseline = monitor.champion_baseline()
     if table is not None and baseline is not None:
@@ -92,28 +107,31 @@ def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
         for name in table.variants:
             invoke(name, warm_body)
 
-    while True:
-        now = datetime.now(timezone.utc)
-        probes = monitor.probe(invoke, now) if probe else []
-        result = monitor.tick(now)
-        summary = {"at": now.isoformat(), "records": result.records, "skipped": result.skipped,
-                   "feature_psi_max": result.value(FEATURE_PSI_MAX.name),
-                   "probes": {r.variant_name: r.ok for r in probes},
-                   "alarms": [e["detail"]["alarmName"] + " → " + e["detail"]["state"]["value"]
-                              for e in result.events],
-                   "actions": [o.to_dict() for o in result.outcomes]}
-        if as_json:
-            sys.stdout.write(json.dumps(summary, sort_keys=True, default=str) + "\n")
-            sys.stdout.flush()
-        else:
-            console.print(f"{summary['at']}: records {summary['records'] or '{}'}, "
-                          f"max feature PSI {summary['feature_psi_max']}, probes "
-                          f"{summary['probes']}, alarms {summary['alarms'] or 'no change'}")
-            for outcome in result.outcomes:
-                console.print(f"  → {outcome.action}: {outcome.reason}")
-        if once:
-            return
-        time.sleep(interval)
+
+def _tick_summary(now, probes, result) -> dict:
+    """One tick as `--json` prints it: the run, the probes, the alarms' changes, the actions."""
+    from mlops_kit.core.metric_catalogue import FEATURE_PSI_MAX
+
+    return {"at": now.isoformat(), "records": result.records, "skipped": result.skipped,
+            "feature_psi_max": result.value(FEATURE_PSI_MAX.name),
+            "probes": {r.variant_name: r.ok for r in probes},
+            "alarms": [e["detail"]["alarmName"] + " → " + e["detail"]["state"]["value"]
+                       for e in result.events],
+            "actions": [o.to_dict() for o in result.outcomes]}
+
+
+def _report_tick(summary: dict, result, as_json: bool) -> None:
+    """One JSON line a tick (flushed: a reader follows the loop live), or one console line
+    and the controller's actions."""
+    if as_json:
+        sys.stdout.write(json.dumps(summary, sort_keys=True, default=str) + "\n")
+        sys.stdout.flush()
+    else:
+        console.print(f"{summary['at']}: records {summary['records'] or '{}'}, "
+                      f"max feature PSI {summary['feature_psi_max']}, probes "
+                      f"{summary['probes']}, alarms {summary['alarms'] or 'no change'}")
+        for outcome in result.outcomes:
+            console.print(f"  → {outcome.action}: {outcome.reason}")
 
 
 def demo_command(rows: int = typer.Option(50_000, "--rows", min=20_000,

@@ -10,7 +10,8 @@ import typer
 from mlops_kit.cli import render
 from mlops_kit.cli.common import (EXIT_BUSY, EXIT_DAMAGED_STATE, EXIT_OK,
                                   BackendOption, EndpointOption, JsonOption, _backend,
-                                  _emit_json, _fail_bad_input, console, err)
+                                  _emit_json, _emit_or_render, _fail_bad_input, console,
+                                  err)
 
 
 registry_app = typer.Typer(help="The model registry of record.", no_args_is_help=True)
@@ -59,10 +60,7 @@ def registry_lineage(version: int = typer.Argument(..., help="Version number."),
         walk = lineage(_backend(backend).registry, version)
     except UnknownVersionError as exc:
         _fail_bad_input(str(exc))
-    if as_json:
-        _emit_json(walk)
-    else:
-        console.print(render.lineage_tree(walk))
+    _emit_or_render(walk, as_json, render.lineage_tree)
 
 
 def _change_status(version: int, status: str, reason: str, actor: str | None, backend: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,19 +31,44 @@ def _read(path: Path):
         raise DriftInputError(exc.cause) from None
 
 
+class _Columns(NamedTuple):
+    numeric: list[str]
+    categorical: list[str]
+    identifiers: list[str]
+    """Text columns unique on (nearly) every row: skipped."""
+    declared: list[str]
+    """The schema's label and id columns: skipped."""
+
+
 def compare_frames(reference, current, *, bins: int = 10, score_column: str = "score",
                    workers: int = 2, label_columns: tuple[str, ...] = (),
                    id_columns: tuple[str, ...] = ()) -> dict[str, Any]:
     """PSI (and KS for numbers) of every shared column that is a feature: the schema's label
     and id columns are never features (the rule serving, batch and stream follow too), nor is
     a text column unique on nearly every row."""
-    from mlops_pipelines.steps.schema import factorize_categories
-
     started = time.perf_counter()
+    columns = _split_columns(reference, current, score_column, (*label_columns, *id_columns))
+    results = _feature_drift(reference, current, columns, bins, workers)
+    return {
+        "reference": {"rows": int(len(reference))},
+        "current": {"rows": int(len(current))},
+        "bins": bins,
+        "features": {name: results[name] for name in columns.numeric + columns.categorical},
+        "max_psi": max((m["psi"] for m in results.values()), default=0.0),
+        "skipped_identifiers": columns.identifiers,
+        "skipped_label": [c for c in columns.declared if c in label_columns],
+        "skipped_ids": [c for c in columns.declared if c in id_columns],
+        "score_psi": _score_psi(reference, current, score_column, bins),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _split_columns(reference, current, score_column: str,
+                   declared_columns: tuple[str, ...]) -> _Columns:
     shared = [c for c in reference.columns if c in current.columns]
     if not shared:
         raise DriftInputError("the two files share no column")
-    declared = [c for c in shared if c in set(label_columns) | set(id_columns)]
+    declared = [c for c in shared if c in set(declared_columns)]
     shared = [c for c in shared if c not in declared]
     numeric = [c for c in shared if c != score_column and reference[c].dtype.kind in "fiub"
                and current[c].dtype.kind in "fiub"]
@@ -52,7 +77,11 @@ def compare_frames(reference, current, *, bins: int = 10, score_column: str = "s
                    and reference[c].nunique() > 0.5 * max(len(reference), 1)]
     categorical = [c for c in shared if c != score_column and c not in numeric
                    and c not in identifiers]
+    return _Columns(numeric, categorical, identifiers, declared)
 
+
+def _feature_drift(reference, current, columns: _Columns, bins: int,
+                   workers: int) -> dict[str, dict[str, Any]]:
     def numeric_feature(name: str) -> tuple[str, dict[str, Any]]:
         ref = reference[name].to_numpy(dtype=np.float64, na_value=np.nan)
         cur = current[name].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -60,16 +89,9 @@ def compare_frames(reference, current, *, bins: int = 10, score_column: str = "s
         return name, {"kind": "numeric", "psi": result["psi"], "ks": result["ks"],
                       "level": psi_level(result["psi"])}
 
-    def frequencies(column) -> tuple[dict[str, int], int]:
-        # Counted by category as serving names them: an integer-coded column read as float in
-        # one file (it has gaps) and as text in the other still compares "1" with "1".
-        codes, names = factorize_categories(column)
-        counts = np.bincount(codes[codes >= 0], minlength=len(names))
-        return dict(zip(names, counts.tolist())), int((codes < 0).sum())
-
     def categorical_feature(name: str) -> tuple[str, dict[str, Any]]:
-        baseline = drift.categorical_baseline_from_frequencies(*frequencies(reference[name]))
-        observed, missing = frequencies(current[name])
+        baseline = drift.categorical_baseline_from_frequencies(*_frequencies(reference[name]))
+        observed, missing = _frequencies(current[name])
         actual = drift.proportions(drift.categorical_counts_from_frequencies(
             observed, missing, baseline["categories"]))
         value = drift.psi(np.asarray(baseline["proportions"]), actual)
@@ -77,26 +99,29 @@ def compare_frames(reference, current, *, bins: int = 10, score_column: str = "s
 
     # numpy sorts and searches release the GIL: features run in parallel on the cores.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = dict(pool.map(numeric_feature, numeric))
-        results.update(pool.map(categorical_feature, categorical))
-    score_psi = None
-    if score_column in reference.columns and score_column in current.columns:
-        ref_scores = reference[score_column].to_numpy(dtype=np.float64, na_value=np.nan)
-        score_psi = drift.psi_against_baseline(drift.numeric_baseline(ref_scores, bins),
-                                               current[score_column].to_numpy(
-                                                   dtype=np.float64, na_value=np.nan))
-    return {
-        "reference": {"rows": int(len(reference))},
-        "current": {"rows": int(len(current))},
-        "bins": bins,
-        "features": {name: results[name] for name in numeric + categorical},
-        "max_psi": max((m["psi"] for m in results.values()), default=0.0),
-        "skipped_identifiers": identifiers,
-        "skipped_label": [c for c in declared if c in label_columns],
-        "skipped_ids": [c for c in declared if c in id_columns],
-        "score_psi": score_psi,
-        "seconds": time.perf_counter() - started,
-    }
+        results = dict(pool.map(numeric_feature, columns.numeric))
+        results.update(pool.map(categorical_feature, columns.categorical))
+    return results
+
+
+def _frequencies(column) -> tuple[dict[str, int], int]:
+    """(count by category, missing count). Counted by category as serving names them: an
+    integer-coded column read as float in one file (it has gaps) and as text in the other
+    still compares "1" with "1"."""
+    from mlops_pipelines.steps.schema import factorize_categories
+
+    codes, names = factorize_categories(column)
+    counts = np.bincount(codes[codes >= 0], minlength=len(names))
+    return dict(zip(names, counts.tolist())), int((codes < 0).sum())
+
+
+def _score_psi(reference, current, score_column: str, bins: int) -> float | None:
+    if score_column not in reference.columns or score_column not in current.columns:
+        return None
+    ref_scores = reference[score_column].to_numpy(dtype=np.float64, na_value=np.nan)
+    return drift.psi_against_baseline(drift.numeric_baseline(ref_scores, bins),
+                                      current[score_column].to_numpy(
+                                          dtype=np.float64, na_value=np.nan))
 
 
 def compare_files(reference: Path, current: Path, **kwargs: Any) -> dict[str, Any]:
