@@ -155,3 +155,25 @@ def fill(folder: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+# -- moto -----------------------------------------------------------------------------------------
+
+
+def moto_update_endpoint(self):
+    """moto lacks UpdateEndpoint: apply the new config as SageMaker does once the update has
+    completed (same authorisation path as every other moto action)."""
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.exceptions import ValidationError
+
+    backend = self.sagemaker_backend
+    name = self._get_param("EndpointName")
+    if name not in backend.endpoints:
+        raise ValidationError(message=f"Could not find endpoint '{name}'.")
+    endpoint = backend.endpoints[name]
+    config = backend.describe_endpoint_config(self._get_param("EndpointConfigName"))
+    endpoint.endpoint_config_name = config["EndpointConfigName"]
+    endpoint.production_variants = endpoint._process_production_variants(
+        config["ProductionVariants"])
+    endpoint.data_capture_config = config.get("DataCaptureConfig")
+    return ActionResult({"EndpointArn": endpoint.arn})

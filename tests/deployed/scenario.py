@@ -16,6 +16,7 @@ from typing import Any
 
 
 from builders import baseline_documents  # noqa: F401  (the deployed tests take it from here)
+from builders import moto_update_endpoint
 from mlops_kit.monitoring.metrics import MetricDatum
 from mlops_kit.registry.base import RegistrationRequest
 
@@ -71,25 +72,6 @@ def emf_data(printed: str) -> list[MetricDatum]:
     return data
 
 
-def _update_endpoint(self):
-    """moto lacks UpdateEndpoint: apply the new config as SageMaker does once the update has
-    completed (same authorisation path as every other moto action)."""
-    from moto.core.responses import ActionResult
-    from moto.sagemaker.exceptions import ValidationError
-
-    backend = self.sagemaker_backend
-    name = self._get_param("EndpointName")
-    if name not in backend.endpoints:
-        raise ValidationError(message=f"Could not find endpoint '{name}'.")
-    endpoint = backend.endpoints[name]
-    config = backend.describe_endpoint_config(self._get_param("EndpointConfigName"))
-    endpoint.endpoint_config_name = config["EndpointConfigName"]
-    endpoint.production_variants = endpoint._process_production_variants(
-        config["ProductionVariants"])
-    endpoint.data_capture_config = config.get("DataCaptureConfig")
-    return ActionResult({"EndpointArn": endpoint.arn})
-
-
 def _percentile_statistics(original):
     """moto's GetMetricData answers None for percentile statistics (pNN); CloudWatch computes
     them. Nearest rank, as `core.alarms.aggregate` does, over the raw datapoints."""
@@ -131,7 +113,7 @@ class Scenario:
         self.ledger = out(self.stage.stateful, "LedgerTableName")
         self.artifacts = out(self.stage.stateful, "ArtifactBucketName")
         self.capture_uri = out(self.stage.stateful, "CaptureS3Uri")
-        self.monkeypatch.setattr(SageMakerResponse, "update_endpoint", _update_endpoint,
+        self.monkeypatch.setattr(SageMakerResponse, "update_endpoint", moto_update_endpoint,
                                  raising=False)
         from moto.cloudwatch.models import Statistics
 

@@ -111,6 +111,7 @@ TRANSITION_PREFIX = "transition#"
 DEPLOYMENT_PREFIX = "deployment#"
 DEPLOYMENT_ID_PREFIX = "deployment-id#"
 ROLLBACK_CLAIM_PREFIX = "rollback-claim#"
+PROMOTION_PREFIX = "promotion#"
 
 
 def version_key(version: int) -> str:
@@ -275,6 +276,18 @@ class Ledger:
                 "ConditionExpression": "attribute_not_exists(pk)"}
 
     # -- deployments ---------------------------------------------------------------------
+
+    def put_once(self, sk: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+        """Write an item that is never rewritten: None when written, else the stored one."""
+        try:
+            self._call("put_item", TableName=self.table_name,
+                       Item={**self._key(sk), **typed(**fields)},
+                       ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+            return self.get(sk)
+        return None
 
     def put_deployment(self, deployment_id: str, endpoint_name: str,
                        record: dict[str, Any]) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from mlops_kit.core.promotion import (EnvironmentFacts, Promotion, PromotionDecision,
                                       promotion_decision)
+from mlops_kit.core.timestamps import parse_iso
 from mlops_kit.fleet.declaration import ModelDeclaration
 from mlops_kit.fleet.loader import Fleet
 
@@ -29,6 +30,17 @@ class FleetHome(Protocol):
     def deploy(self, model: ModelDeclaration, promotion: Promotion) -> dict[str, Any] | None:
         """Deliver the promotion to the environment's deployment controller: its outcome, or
         None where the delivery is asynchronous (EventBridge)."""
+
+
+def facts_from_status(report: dict[str, Any], blocked: set[int]) -> EnvironmentFacts:
+    """An environment's facts from its endpoint's `mlops status` report (`registry.service.
+    status`, the same in every home) and the versions blocked there."""
+    since = report["champion_since"]
+    return EnvironmentFacts(
+        champion=report["champion"], champion_since=parse_iso(since) if since else None,
+        firing_alarms=tuple(a["name"] for a in report["alarms"]
+                            if a.get("rollback", True) and a["state"] == "ALARM"),
+        blocked=frozenset(blocked))
 
 
 @dataclass(frozen=True)

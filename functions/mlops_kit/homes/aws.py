@@ -61,22 +61,32 @@ def deployment_controller(settings: DeploymentControllerSettings, clients: Clien
 
 
 def rollback_controller(settings: RollbackControllerSettings, clients: Clients = None):
+    return build_rollback_controller(
+        registry(settings.model_group, settings.ledger_table, clients), clients,
+        endpoint_name=settings.endpoint_name, cooldown_minutes=settings.cooldown_minutes,
+        notification_topic_arn=settings.notification_topic_arn)
+
+
+def build_rollback_controller(registry_of_endpoint: Any, clients: Clients, *, endpoint_name: str,
+                              cooldown_minutes: float, notification_topic_arn: str = ""):
+    """The rollback controller of one endpoint over its registry (a fleet environment's reads
+    the registry account's packages and keeps its own deployment ledger)."""
     from mlops_kit.aws.health import CloudWatchProbeResults, SnsNotifier
     from mlops_kit.deploy.rollback import RollbackController, RollbackSettings
 
     adapter = endpoints(clients)
 
-    def variant_names(endpoint_name: str) -> list[str]:
-        view = adapter.describe(endpoint_name)
+    def variant_names(name: str) -> list[str]:
+        view = adapter.describe(name)
         return [v.variant_name for v in view.variants] if view else []
 
-    topic = settings.notification_topic_arn
+    topic = notification_topic_arn
     return RollbackController(
-        registry(settings.model_group, settings.ledger_table, clients), adapter,
+        registry_of_endpoint, adapter,
         health=CloudWatchProbeResults(_client(clients, "cloudwatch"), variants=variant_names),
         notifier=SnsNotifier(topic, _client(clients, "sns")) if topic else None,
-        settings=RollbackSettings(cooldown=timedelta(minutes=settings.cooldown_minutes)),
-        managed_endpoints=[settings.endpoint_name])
+        settings=RollbackSettings(cooldown=timedelta(minutes=cooldown_minutes)),
+        managed_endpoints=[endpoint_name])
 
 
 @dataclass

@@ -9,8 +9,8 @@ from typing import Any
 
 from mlops_kit.config import LocalSettings
 from mlops_kit.core.promotion import EnvironmentFacts, Promotion
-from mlops_kit.core.timestamps import parse_iso
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
+from mlops_kit.deploy.promotion import facts_from_status
 from mlops_kit.fleet.declaration import ModelDeclaration
 from mlops_kit.fleet.loader import Fleet, FleetError, load_fleet
 from mlops_kit.local.control_plane import deliver_pending, local_registry
@@ -44,13 +44,8 @@ class LocalFleetHome:
 
     def facts(self, model: ModelDeclaration, environment: str) -> EnvironmentFacts:
         report = self.status(model, environment)
-        since = report["champion_since"]
-        return EnvironmentFacts(
-            champion=report["champion"], champion_since=parse_iso(since) if since else None,
-            firing_alarms=tuple(a["name"] for a in report["alarms"]
-                                if a["rollback"] and a["state"] == "ALARM"),
-            blocked=frozenset(local_registry(self.environment(model, environment))
-                              .blocked_versions(report["endpoint"])))
+        registry = local_registry(self.environment(model, environment))
+        return facts_from_status(report, registry.blocked_versions(report["endpoint"]))
 
     def status(self, model: ModelDeclaration, environment: str) -> dict[str, Any]:
         """`mlops status` of the model's endpoint in the environment."""

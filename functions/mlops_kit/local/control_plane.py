@@ -24,7 +24,8 @@ from mlops_kit.core.promotion import Promotion
 from mlops_kit.deploy.events import PROMOTED, LifecycleStage, model_package_event
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
 from mlops_kit.deploy.rollback import RollbackController
-from mlops_kit.monitoring.alarm_events import ALARM_DETAIL_TYPE
+from mlops_kit.monitoring.alarm_events import ALARM_DETAIL_TYPE, parse_alarm_event
+from mlops_kit.ports import InvalidEventError
 from mlops_kit.registry.base import ModelVersion
 from mlops_kit.registry.local import LocalRegistry, OutboxEvent
 from mlops_kit.tracking.registry_mirror import mirror_soon
@@ -232,8 +233,16 @@ def _dispatch(settings: LocalSettings, pending: OutboxEvent) -> list[Any]:
         return [manual_shift(settings_of(settings, detail.get("model"),
                                          detail.get("environment")), detail)]
     if event.get("detail-type") == ALARM_DETAIL_TYPE or "alarmData" in event:
-        # Both shapes the rollback Lambda receives: EventBridge, and an alarm's own action.
-        return [rollback_controller(settings).handle_event(event)]
+        # Both shapes the rollback Lambda receives: EventBridge, and an alarm's own action;
+        # an alarm of a fleet's endpoint goes to its environment's controller.
+        from mlops_kit.local.environments import endpoint_settings
+
+        try:
+            endpoint = parse_alarm_event(event).endpoint_name
+        except InvalidEventError:  # malformed: the controller refuses it with the reason
+            endpoint = ""
+        target = endpoint_settings(settings, endpoint) if endpoint else settings
+        return [rollback_controller(target).handle_event(event)]
     return []
 
 

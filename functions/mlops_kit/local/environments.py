@@ -18,7 +18,7 @@ from mlops_kit.deploy.controller import (DeploymentController, DeploymentOutcome
                                          DeploymentSettings)
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
 from mlops_kit.fleet.declaration import ModelDeclaration
-from mlops_kit.fleet.loader import Fleet, load_fleet
+from mlops_kit.fleet.loader import Fleet, FleetError, load_fleet
 from mlops_kit.local.control_plane import local_registry
 
 ENVIRONMENTS_DIR = "envs"
@@ -74,3 +74,17 @@ def settings_of(root: LocalSettings, model: str | None, environment: str | None,
         return root
     declared = (fleet or load_fleet()).model(model)
     return environment_settings(root, declared, environment)
+
+
+def endpoint_settings(root: LocalSettings, endpoint: str) -> LocalSettings:
+    """The settings of the fleet's model and environment that `endpoint` is, else the root's
+    (the single-model home's endpoint, or no fleet declared where the command runs)."""
+    try:
+        fleet = load_fleet()
+    except FleetError:
+        return root
+    for model in fleet.models.values():
+        for environment in model.deploy_to:
+            if model.endpoint_name(environment) == endpoint:
+                return environment_settings(root, model, environment)
+    return root

@@ -52,6 +52,7 @@ from .sagemaker_metadata import (GATE, KEY_ARCHIVED_AT, KEY_CHANGED_AT, KEY_CHAN
                                  metadata_safe)
 from .sagemaker_package import (model_data_url, package_request, version_from_ledger,
                                version_of)
+from .sagemaker_promotions import PromotionPort
 
 __all__ = ["GATE", "IAM_ACTIONS", "KEY_ARCHIVED_AT", "KEY_CHANGED_AT", "KEY_CHANGED_BY",
            "KEY_OMITTED", "KEY_OWNER", "KEY_RECORD_STORE", "KEY_RUN", "KEY_USE_CASE", "LATENCY",
@@ -73,7 +74,7 @@ def utc_now() -> str:
     return iso_millis(datetime.now(timezone.utc))
 
 
-class SageMakerRegistry(LedgerPort, ModelRegistry):
+class SageMakerRegistry(LedgerPort, PromotionPort, ModelRegistry):
     """`ModelRegistry` over one SageMaker model package group and the ledger table.
 
     Clients are injected (tests) or created on first use with the standard credential and
@@ -89,7 +90,9 @@ class SageMakerRegistry(LedgerPort, ModelRegistry):
                  transform_instance_types: Iterable[str] = (),
                  container_environment: Mapping[str, str] | None = None,
                  domain: str = "MACHINE_LEARNING", task: str = "CLASSIFICATION",
-                 page_size: int = 100, backoff: Backoff | None = None):
+                 page_size: int = 100, backoff: Backoff | None = None,
+                 deployment_ledger_table: str | None = None,
+                 deployment_dynamodb_client: Any = None):
         self.model_group = model_group
         self.image_uri = image_uri
         self.content_types = list(content_types)
@@ -104,6 +107,11 @@ class SageMakerRegistry(LedgerPort, ModelRegistry):
         self._backoff = backoff or Backoff()
         self._sagemaker = LazyClient("sagemaker", sagemaker_client)
         self.ledger = Ledger(ledger_table, model_group, dynamodb_client, backoff=self._backoff)
+        # An environment of a fleet reads the registry account's packages and ledger and keeps
+        # its endpoints' history and rollback claims in its own table.
+        self.deployment_ledger = self.ledger if deployment_ledger_table is None else Ledger(
+            deployment_ledger_table, model_group, deployment_dynamodb_client or dynamodb_client,
+            backoff=self._backoff)
         self._group_arn: str | None = None
 
     @classmethod
@@ -358,7 +366,8 @@ class SageMakerRegistry(LedgerPort, ModelRegistry):
         return props
 
     def _update_package(self, described: dict[str, Any], *, status: str | None,
-                        description: str | None, properties: dict[str, str]) -> None:
+                        description: str | None, properties: dict[str, str],
+                        lifecycle: dict[str, str] | None = None) -> None:
         """UpdateModelPackage resending what must survive: on real AWS it leaves fields it is
         not sent alone (and merges CustomerMetadataProperties); moto replaces approval status,
         description and metadata with what is sent. Sending the status, the description and
@@ -373,6 +382,8 @@ class SageMakerRegistry(LedgerPort, ModelRegistry):
                 # A package registered elsewhere with a full map: keep its entries as they are.
                 properties = dict(described.get("CustomerMetadataProperties") or {})
             request["CustomerMetadataProperties"] = properties
+        if lifecycle is not None:
+            request["ModelLifeCycle"] = lifecycle
         self._call("update_model_package", **request)
 
 

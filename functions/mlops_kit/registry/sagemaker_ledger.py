@@ -15,10 +15,15 @@ from .base import ApprovalStatus, DeploymentRecord, RollbackClaim, Transition
 
 
 class LedgerPort:
-    """The ledger-only reads and writes of `SageMakerRegistry` (which provides `ledger` and
-    `model_group`, and `_describe` of a package)."""
+    """The ledger-only reads and writes of `SageMakerRegistry` (which provides `ledger`,
+    `deployment_ledger` and `model_group`, and `_describe` of a package).
+
+    The versions' records and transitions are in the registry's ledger (the registry
+    account's); what an endpoint served and the rollback claims are in the deployment ledger,
+    the endpoint's environment's own (the same table in a one-account deployment)."""
 
     ledger: Ledger
+    deployment_ledger: Ledger
     model_group: str
     _describe: Callable[[int, str], dict[str, Any]]
 
@@ -59,7 +64,7 @@ class LedgerPort:
             return False
 
     def record_deployment(self, record: DeploymentRecord) -> tuple[DeploymentRecord, bool]:
-        existing = self.ledger.put_deployment(record.deployment_id, record.endpoint_name,
+        existing = self.deployment_ledger.put_deployment(record.deployment_id, record.endpoint_name,
                                               record.to_dict())
         if existing is not None:
             return DeploymentRecord.from_dict(existing), False
@@ -67,7 +72,7 @@ class LedgerPort:
 
     def deployments(self, endpoint_name: str | None = None) -> list[DeploymentRecord]:
         history = []
-        for item in self.ledger.query_prefix(DEPLOYMENT_PREFIX):
+        for item in self.deployment_ledger.query_prefix(DEPLOYMENT_PREFIX):
             if endpoint_name is not None and item.get("endpoint_name") != endpoint_name:
                 continue
             history.append(DeploymentRecord.from_dict(json.loads(item["record"])))
@@ -76,16 +81,16 @@ class LedgerPort:
     def claim_rollback(self, endpoint_name: str, rolled_back_from: str, deployment_id: str, *,
                        from_version: int | None = None, to_version: int | None = None,
                        stale_after: timedelta | None = None) -> RollbackClaim:
-        return _rollback_claim(self.ledger.claim_rollback(
+        return _rollback_claim(self.deployment_ledger.claim_rollback(
             endpoint_name, rolled_back_from, deployment_id, from_version=from_version,
             to_version=to_version, stale_after=stale_after))
 
     def release_rollback(self, endpoint_name: str, rolled_back_from: str,
                          deployment_id: str) -> bool:
-        return self.ledger.release_rollback(endpoint_name, rolled_back_from, deployment_id)
+        return self.deployment_ledger.release_rollback(endpoint_name, rolled_back_from, deployment_id)
 
     def rollback_claim(self, endpoint_name: str, rolled_back_from: str) -> RollbackClaim | None:
-        item = self.ledger.rollback_claim(endpoint_name, rolled_back_from)
+        item = self.deployment_ledger.rollback_claim(endpoint_name, rolled_back_from)
         return _rollback_claim(item) if item is not None else None
 
 
