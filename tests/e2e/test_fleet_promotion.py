@@ -158,3 +158,18 @@ def test_model_and_environment_options_name_what_is_wrong(cli):
     ambiguous = cli("status", "--env", "dev")
     assert ambiguous.exit_code == 2
     assert "name one with --model" in ambiguous.output
+
+
+def test_serving_commands_act_on_the_named_environment(cli, home, tmp_path):
+    from mlops_kit.data.synthetic import generate
+
+    assert cli("promote", MODEL, "1", "--to", "dev", "--reason", "ok").exit_code == 0
+    rows = tmp_path / "rows.csv"
+    generate(200, seed=3).to_csv(rows, index=False)
+    scored = cli("batch-score", "--input", str(rows), "--output", str(tmp_path / "out.csv"),
+                 "--model", MODEL, "--env", "dev", "--json")
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["variants"] == {"v1": 1}
+    # Staging was never promoted to: nothing serves there.
+    assert cli("batch-score", "--input", str(rows), "--output", str(tmp_path / "s.csv"),
+               "--model", MODEL, "--env", "staging").exit_code == 2

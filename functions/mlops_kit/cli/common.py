@@ -81,3 +81,15 @@ def opened_actor() -> str:
     from mlops_kit.config import LocalSettings
 
     return "".join(c if c.isalnum() or c == "-" else "-" for c in LocalSettings.from_env().owner)
+
+
+def local_settings(model: str | None = None, environment: str | None = None):
+    """The local home's settings, of one declared model in one environment when named."""
+    from mlops_kit.config import LocalSettings
+    from mlops_kit.fleet.loader import FleetError
+    from mlops_kit.homes.local_fleet import fleet_settings
+
+    try:
+        return fleet_settings(LocalSettings.from_env(), model, environment)
+    except FleetError as exc:
+        _fail_bad_input(str(exc))

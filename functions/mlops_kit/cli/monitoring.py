@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 
 from mlops_kit.cli import render
-from mlops_kit.cli.common import (EXIT_OK, JsonOption, _emit_json, _emit_or_render,
-                                  _fail_bad_input, console, err)
+from mlops_kit.cli.common import (EXIT_OK, EnvOption, JsonOption, ModelOption, _emit_json,
+                                  _emit_or_render, _fail_bad_input, console, err)
 
 
 def drift_command(reference: Path = typer.Option(..., "--reference", help="CSV or Parquet."),
@@ -49,18 +49,19 @@ def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
                                                       "(300 as in CloudWatch; less to rehearse)."),
                     probe: bool = typer.Option(True, "--probe/--no-probe",
                                                help="Probe every variant first."),
-                    as_json: bool = JsonOption) -> None:
+                    as_json: bool = JsonOption, model: Optional[str] = ModelOption,
+                    environment: Optional[str] = EnvOption) -> None:
     """The drift monitor, probes and alarms on a timer, against the local endpoint's capture:
     what the scheduled Lambdas and CloudWatch do in AWS. An alarm goes to the rollback
     controller."""
     import time
     from datetime import datetime, timezone
 
-    from mlops_kit.config import LocalSettings
+    from mlops_kit.cli.common import local_settings
     from mlops_kit.local.monitor import LocalMonitor
     from mlops_kit.serving.router import ScoringRouter
 
-    settings = LocalSettings.from_env()
+    settings = local_settings(model, environment)
     # One tick is `interval` real seconds = interval * 300 / period virtual seconds: the local
     # alarms are fitted to that schedule, as the stage's alarms are to the Lambda's.
     schedule = max(1, round(interval * 300.0 / period / 60))
@@ -139,24 +140,34 @@ def demo_command(rows: int = typer.Option(50_000, "--rows", min=20_000,
                  period: float = typer.Option(2.0, "--period", min=0.5,
                                               help="Seconds one 300 s alarm period takes."),
                  as_json: bool = JsonOption) -> None:
-    """The whole lifecycle on this machine: pipeline v1 and v2, approvals, deployment with a
-    warm fallback, live traffic, drift, alarm, automatic rollback, verified; with a timeline
+    """The fleet's lifecycle on this machine: pipeline v1 of every declared model (models/,
+    cdk.json, read from $MLOPS_FLEET or here), promoted dev → staging → prod, fraud-detector's
+    v2 promoted after it (each environment keeps v1 warm), live traffic on its prod endpoint,
+    drift, alarm, automatic rollback in prod only, verified; with a timeline, the fleet table
     and a picture. State goes to $MLOPS_HOME/demo (replaced on each run)."""
     from mlops_kit.config import LocalSettings
-    from mlops_kit.local.demo import Demo, demo_settings
+    from mlops_kit.fleet.loader import FleetError, load_fleet
+    from mlops_kit.local.demo import LIVE_ENVIRONMENT, LIVE_MODEL, Demo, demo_settings
 
     settings = demo_settings(LocalSettings.from_env())
-    result = Demo(settings, rows=rows, period_seconds=period,
-                  report=(lambda line: None) if as_json else
-                  (lambda line: err.print(line, highlight=False, markup=False))).run()
+    report = ((lambda line: None) if as_json else
+              (lambda line: err.print(line, highlight=False, markup=False)))
+    try:
+        demo = Demo(settings, fleet=load_fleet(), rows=rows, period_seconds=period,
+                    report=report)
+        result = demo.run()
+    except FleetError as exc:
+        _fail_bad_input(str(exc))
     if as_json:
         _emit_json(result.to_dict())
     else:
         console.print(render.demo_summary(result))
+        console.print(render.fleet_table(result.fleet))
         # The demo keeps its state apart from the user's; say how to walk the runbooks on it.
-        console.print(f"explore it: export MLOPS_HOME={result.home}; then mlops status, "
-                      "mlops registry lineage 2, mlops rollforward --to 2 --reason drill "
-                      "(docs/runbooks.md)", highlight=False, markup=False, soft_wrap=True)
+        console.print(f"explore it: export MLOPS_HOME={result.home}; then mlops status --all, "
+                      f"mlops registry lineage 2, mlops rollforward --model {LIVE_MODEL} "
+                      f"--env {LIVE_ENVIRONMENT} --to 2 --reason drill (docs/runbooks.md)",
+                      highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK if result.succeeded else 1)
 
 

@@ -17,6 +17,8 @@ from typing import Optional
 
 import typer
 
+from mlops_kit.cli.common import EnvOption, ModelOption
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -25,10 +27,10 @@ EndpointOption = typer.Option(
     None, "--endpoint", help="Endpoint name; default $MLOPS_ENDPOINT or fraud-scorer-local.")
 
 
-def _settings():
-    from mlops_kit.config import LocalSettings
+def _settings(model: str | None = None, environment: str | None = None):
+    from mlops_kit.cli.common import local_settings
 
-    return LocalSettings.from_env()
+    return local_settings(model, environment)
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -47,6 +49,8 @@ def serve(
         help="Share of requests captured under $MLOPS_HOME/capture (SageMaker's format)."),
     drain_seconds: float = typer.Option(
         10.0, "--drain-seconds", min=0.0, help="On SIGTERM/SIGINT, time allowed to finish."),
+    model: Optional[str] = ModelOption,
+    environment: Optional[str] = EnvOption,
 ) -> None:
     """Serve the endpoint locally with the SageMaker runtime contract.
 
@@ -58,7 +62,7 @@ def serve(
     from mlops_kit.serving.server import ServeConfig, configure_logging, default_workers
     from mlops_kit.serving.server import serve as run_server
 
-    settings = _settings()
+    settings = _settings(model, environment)
     try:
         config = ServeConfig(home=str(settings.home), endpoint=endpoint or settings.endpoint_name,
                              host=host, port=port, workers=workers or default_workers(),
@@ -83,6 +87,8 @@ def batch_score(
     variant: Optional[str] = typer.Option(
         None, "--variant", help="Score with this variant; default: the champion."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    model: Optional[str] = ModelOption,
+    environment: Optional[str] = EnvOption,
 ) -> None:
     """Score a file with the endpoint's champion: adds score, variant and version columns.
 
@@ -91,7 +97,7 @@ def batch_score(
     from mlops_kit.serving.batch import BatchInputError, score_file
     from mlops_kit.serving.router import ScoringRouter, ServingError
 
-    settings = _settings()
+    settings = _settings(model, environment)
     router = ScoringRouter(settings.home, endpoint or settings.endpoint_name)
     try:
         summary = score_file(router, input, output, chunk_rows=chunk_rows, variant=variant)
@@ -115,6 +121,8 @@ def stream(
     capture_percent: float = typer.Option(
         0.0, "--capture-percent", min=0.0, max=100.0,
         help="Share of records captured as the endpoint would capture them."),
+    model: Optional[str] = ModelOption,
+    environment: Optional[str] = EnvOption,
 ) -> None:
     """Score JSON lines ({feature: value, ..., "inferenceId": optional}) as they arrive.
 
@@ -126,7 +134,7 @@ def stream(
     from mlops_kit.serving.router import ScoringRouter
     from mlops_kit.serving.stream import score_stream
 
-    settings = _settings()
+    settings = _settings(model, environment)
     name = endpoint or settings.endpoint_name
     router = ScoringRouter(settings.home, name)
     capture = None
