@@ -9,7 +9,8 @@ import typer
 
 from mlops_kit.cli import render
 from mlops_kit.cli.common import (EXIT_BUSY, EXIT_DAMAGED_STATE, EXIT_OK,
-                                  BackendOption, EndpointOption, JsonOption, _backend,
+                                  BackendOption, EndpointOption, EnvOption, JsonOption,
+                                  ModelOption, _backend,
                                   _emit_json, _emit_or_render, _fail_bad_input, console,
                                   err)
 
@@ -20,9 +21,11 @@ registry_app = typer.Typer(help="The model registry of record.", no_args_is_help
 @registry_app.command("list")
 def registry_list(as_json: bool = JsonOption, backend: str = BackendOption,
                   include_archived: bool = typer.Option(False, "--all",
-                                                        help="Include archived versions.")) -> None:
+                                                        help="Include archived versions."),
+                  model: Optional[str] = ModelOption,
+                  environment: Optional[str] = EnvOption) -> None:
     """Versions with status, metrics and lineage."""
-    registry = _backend(backend).registry
+    registry = _backend(backend, model, environment).registry
     versions = [v for v in registry.list_versions() if include_archived or not v.archived_at]
     if as_json:
         _emit_json({"model_group": registry.model_group,
@@ -33,11 +36,13 @@ def registry_list(as_json: bool = JsonOption, backend: str = BackendOption,
 
 @registry_app.command("show")
 def registry_show(version: int = typer.Argument(..., help="Version number."),
-                  as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+                  as_json: bool = JsonOption, backend: str = BackendOption,
+                  model: Optional[str] = ModelOption,
+                  environment: Optional[str] = EnvOption) -> None:
     """One version in full, with its audit trail."""
     from mlops_kit.registry.base import UnknownVersionError
 
-    registry = _backend(backend).registry
+    registry = _backend(backend, model, environment).registry
     try:
         found = registry.get(version)
     except UnknownVersionError as exc:
@@ -51,24 +56,27 @@ def registry_show(version: int = typer.Argument(..., help="Version number."),
 
 @registry_app.command("lineage")
 def registry_lineage(version: int = typer.Argument(..., help="Version number."),
-                     as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+                     as_json: bool = JsonOption, backend: str = BackendOption,
+                     model: Optional[str] = ModelOption,
+                     environment: Optional[str] = EnvOption) -> None:
     """Walk data → code → run → version → deployments."""
     from mlops_kit.registry.base import UnknownVersionError
     from mlops_kit.registry.service import lineage
 
     try:
-        walk = lineage(_backend(backend).registry, version)
+        walk = lineage(_backend(backend, model, environment).registry, version)
     except UnknownVersionError as exc:
         _fail_bad_input(str(exc))
     _emit_or_render(walk, as_json, render.lineage_tree)
 
 
 def _change_status(version: int, status: str, reason: str, actor: str | None, backend: str,
-                   as_json: bool, unarchive: bool = False) -> None:
+                   as_json: bool, unarchive: bool = False, model: str | None = None,
+                   environment: str | None = None) -> None:
     from mlops_kit.endpoints import EndpointBusyError
     from mlops_kit.registry.base import ApprovalStatus, RegistryError
 
-    opened = _backend(backend)
+    opened = _backend(backend, model, environment)
     if not reason.strip():
         _fail_bad_input("--reason must say why")
     who = actor or opened.actor
@@ -121,13 +129,16 @@ def registry_approve(version: int = typer.Argument(..., help="Version number."),
                      unarchive: bool = typer.Option(False, "--unarchive",
                                                     help="Approve a version retention archived "
                                                          "(brought back first, recorded)."),
-                     as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+                     as_json: bool = JsonOption, backend: str = BackendOption,
+                     model: Optional[str] = ModelOption,
+                     environment: Optional[str] = EnvOption) -> None:
     """Approve a version; the deployment controller promotes it (champion + warm N-1, N-2).
 
     Re-approving an approved version that never deployed delivers its approval again.
     Exit 0: done; 2: bad input (unknown or archived version); 5: endpoint busy (the
     deployment is kept and delivered later); 6: registry damaged; 7: cannot write."""
-    _change_status(version, "Approved", reason, actor, backend, as_json, unarchive)
+    _change_status(version, "Approved", reason, actor, backend, as_json, unarchive, model,
+                   environment)
 
 
 @registry_app.command("reject")
@@ -135,9 +146,12 @@ def registry_reject(version: int = typer.Argument(..., help="Version number."),
                     reason: str = typer.Option(..., "--reason", help="Why (kept in the audit)."),
                     actor: Optional[str] = typer.Option(None, "--actor",
                                                         help="Who; default $MLOPS_OWNER."),
-                    as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+                    as_json: bool = JsonOption, backend: str = BackendOption,
+                    model: Optional[str] = ModelOption,
+                    environment: Optional[str] = EnvOption) -> None:
     """Reject a version: it never deploys and leaves the warm fallbacks."""
-    _change_status(version, "Rejected", reason, actor, backend, as_json)
+    _change_status(version, "Rejected", reason, actor, backend, as_json, model=model,
+                   environment=environment)
 
 
 @registry_app.command("prune")
@@ -146,13 +160,15 @@ def registry_prune(dry_run: bool = typer.Option(False, "--dry-run", help="Only l
                    keep: int = typer.Option(10, "--keep", min=0,
                                             help="Never-approved versions kept regardless of age."),
                    endpoint: Optional[str] = EndpointOption,
-                   as_json: bool = JsonOption, backend: str = BackendOption) -> None:
+                   as_json: bool = JsonOption, backend: str = BackendOption,
+                   model: Optional[str] = ModelOption,
+                   environment: Optional[str] = EnvOption) -> None:
     """Archive never-approved versions past the age or beyond the K newest; never the
     champion, N-1 or N-2."""
     from mlops_kit.core.retention import RetentionPolicy
     from mlops_kit.registry.service import prune
 
-    opened = _backend(backend)
+    opened = _backend(backend, model, environment)
     decisions = prune(opened.registry, endpoint_name=endpoint or opened.endpoint_name,
                       policy=RetentionPolicy(max_age_days, keep), actor=opened.actor,
                       dry_run=dry_run)
