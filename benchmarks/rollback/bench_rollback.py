@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/rollback/bench_rollback.py [--repeat 30] [--rows 20000]
         [--skip-local] [--skip-aws] [--json PATH]
 
-(a) local, the way `mlops demo` does it. Set-up (not timed): two pipeline runs on sample data
+(a) local, the rollback path `mlops demo` takes (there on its fleet's prod endpoint; here on a
+    single-model home, the same controllers). Set-up (not timed): two pipeline runs on sample data
     (`--rows` each, seeds 42 and 43; gates opened, only registration matters) register v1 and v2, both are approved through the local
     backend (the deployment controller serves v2 at weight 1, v1 warm at 0), `mlops serve`
     runs as a subprocess (1 worker, capture 100 %, as in the demo), a probe of both variants
@@ -127,6 +128,19 @@ class Traffic:
         return None
 
 
+def approve(settings, version: int) -> None:
+    """Approve `version` through the local backend: its deployment controller serves it at
+    weight 1 and keeps the previous champion warm (the single-model home's approval path)."""
+    from mlops_kit.homes.local import backend as local_backend
+
+    backend = local_backend(settings)
+    updated, _ = backend.registry.approve(version, actor="bench", reason="benchmark set-up")
+    outcomes = backend.emit_status_change(updated, "benchmark set-up")
+    if not any(o.action == "deployed" for o in outcomes):
+        raise SystemExit(f"set-up: approval of v{version} did not deploy: "
+                         + "; ".join(o.reason for o in outcomes))
+
+
 def bench_local(args, workdir: Path) -> dict[str, Any]:
     from mlops_kit.config import DEFAULT_ENDPOINT, DEFAULT_MODEL_GROUP, DEFAULT_USE_CASE, \
         LocalSettings
@@ -160,7 +174,7 @@ def bench_local(args, workdir: Path) -> dict[str, Any]:
                 raise SystemExit(f"set-up: the pipeline on {args.rows:,} rows registered "
                                  f"nothing")
             print(f"local set-up: v{result.version.version} registered", file=sys.stderr)
-            demo._approve(result.version.version)
+            approve(settings, result.version.version)
             if server is None:
                 server, client = demo._start_server()
             else:

@@ -45,7 +45,7 @@ def actions(files: list[Path], default_service: str) -> set[str]:
         for match in CALL.finditer(path.read_text()):
             method = match.group(1) or match.group(2)
             service = SERVICE_OF.get(method, default_service)
-            if method in ("get_item", "query", "transact_write_items"):
+            if method in ("get_item", "put_item", "query", "transact_write_items"):
                 service = "dynamodb"
             action = f"{IAM_PREFIX[service]}:{api_name(service, method)}"
             found |= TRANSACTION.get(action, {action})
@@ -53,7 +53,8 @@ def actions(files: list[Path], default_service: str) -> set[str]:
 
 
 @pytest.mark.parametrize("module,files", [
-    (sagemaker_registry, [KIT / "registry" / "sagemaker.py", KIT / "aws" / "ledger.py"]),
+    (sagemaker_registry, [KIT / "registry" / "sagemaker.py", KIT / "registry" / "sagemaker_promotions.py",
+                         KIT / "aws" / "ledger.py"]),
     (ledger, [KIT / "aws" / "ledger.py"]),
     (sagemaker_endpoint, [KIT / "deploy" / "sagemaker_endpoint.py", KIT / "aws" / "models.py"]),
     (batch_transform, [KIT / "aws" / "batch_transform.py", KIT / "aws" / "models.py"]),

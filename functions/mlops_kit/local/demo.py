@@ -1,17 +1,22 @@
-"""`mlops demo`: the whole lifecycle on one machine, in one command.
+"""`mlops demo`: a fleet's lifecycle on one machine, in one command.
 
-data → pipeline v1 → approve → deploy → pipeline v2 → approve → deploy (v1 warm) → live traffic
-through the local endpoint with capture → drift → monitor → alarm → automatic rollback to v1 →
-traffic verified on v1; then a timeline and a picture of what happened.
+The fleet the repository declares (models/*.toml; cdk.json's promotionOrder and promotion
+policies), in the local fleet home: v1 of every model from the pipeline, promoted dev → staging
+→ prod (prod before staging refused on the way); fraud-detector's v2, trained on more data,
+promoted the same way, so that every environment serves v2 with v1 warm; then live traffic
+through fraud-detector's prod endpoint with capture → drift → monitor → alarm → automatic
+rollback to v1, in prod only → traffic verified on v1, staging still on v2; then a timeline,
+the fleet table and a picture.
 
-Every step is the kit's own code path (pipeline runner, registry, deployment and rollback
-controllers, drift monitor, alarm evaluator, local endpoint); the demo only drives it. Time is
-compressed: one monitor tick every `period_seconds` stands for a drift monitor on a 5-minute
-schedule, and the alarms are fitted to that schedule as CloudWatch's are to the stage's;
-thresholds and the M-out-of-N rule are the ones CloudWatch gets.
+Every step is the kit's own code path (pipeline runner, registry of record, promotion service,
+each environment's deployment and rollback controllers, drift monitor, alarm evaluator, local
+endpoint); the demo only drives it. Time is compressed twice, and says so: the monitor's ticks
+(`demo_live`), and an environment's soak (prod's 30 minutes in staging), judged as if its
+minutes had passed.
 
-This module is the scenario; what it records is in `demo_records`, its side of the local
-endpoint in `demo_endpoint`, and the picture in `demo_picture`.
+This module is the scenario; the live part is in `demo_live`, what it records in
+`demo_records`, its side of the local endpoint in `demo_endpoint`, the picture in
+`demo_picture`.
 """
 
 from __future__ import annotations
@@ -20,30 +25,38 @@ import shutil
 import subprocess
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 from mlops_kit.config import LocalSettings
-from mlops_kit.core.metric_catalogue import FEATURE_PSI_MAX, PREDICTION_PSI
-from mlops_kit.core.timestamps import parse_iso
-from mlops_kit.local.demo_endpoint import (EndpointClient, LiveTraffic, start_endpoint,
-                                           stop_endpoint)
+from mlops_kit.deploy.promotion import PromotionResult, promote
+from mlops_kit.fleet.declaration import ModelDeclaration
+from mlops_kit.fleet.loader import Fleet, FleetError
+from mlops_kit.homes.local_fleet import LocalFleetHome
+from mlops_kit.local.demo_endpoint import EndpointClient, start_endpoint, stop_endpoint
+from mlops_kit.local.demo_live import ALARM_PERIOD_SECONDS, LiveOutcome, LivePart
 from mlops_kit.local.demo_picture import DRAWN_ALARMS, draw_lifecycle
 from mlops_kit.local.demo_records import DemoResult, Timeline, TrafficLog
+from mlops_kit.local.environments import environment_settings
 
-__all__ = ["ALARM_PERIOD_SECONDS", "DRAWN_ALARMS", "V2_DATA_FACTOR", "Demo", "DemoResult",
-           "EndpointClient", "Timeline", "TrafficLog", "demo_settings"]
+__all__ = ["ALARM_PERIOD_SECONDS", "DRAWN_ALARMS", "LIVE_ENVIRONMENT", "LIVE_MODEL",
+           "V2_DATA_FACTOR", "Demo", "DemoResult", "EndpointClient", "Timeline", "TrafficLog",
+           "demo_settings"]
+
+LIVE_MODEL = "fraud-detector"
+"""The model that gets a v2 and takes live traffic; the fleet's other models get v1 only."""
+LIVE_ENVIRONMENT = "prod"
+"""Where the live traffic, the drift and the rollback happen: this environment only."""
 
 V2_DATA_FACTOR = 3
 """v2's training data against v1's."""
 
-ALARM_PERIOD_SECONDS = 300
-"""The virtual seconds one demo tick stands for: a 5-minute drift-monitor schedule, so the
-per-run alarms get 300 s periods, each compressed into one tick."""
+OTHER_MODEL_ROWS = 20_000
+"""The fewest rows a model other than LIVE_MODEL trains on (half the live model's, when that is
+more): enough positives for its gates, and a cheap run."""
 
-MAX_MONITOR_TICKS = 40
-DRIFT_STARTS_AT_TICK = 3
-VERIFY_REQUESTS = 200
+ACTOR = "demo-scientist"
 
 
 def _verdict_line(evaluation: dict[str, Any]) -> str:
@@ -59,28 +72,42 @@ def _verdict_line(evaluation: dict[str, Any]) -> str:
     return line
 
 
-def _rows_as_csv(frame, features: list[str]) -> list[str]:
-    values = frame[features].astype(object).where(frame[features].notna(), "")
-    return [",".join(str(v) for v in row) for row in values.itertuples(index=False)]
+def pipeline_overrides(model: ModelDeclaration) -> dict[str, str]:
+    """The pipeline parameters the model's declaration sets (`--param NAME=VALUE` values): its
+    label column, gate thresholds and training parameters."""
+    declared = {"target": model.data.target, **model.thresholds(),
+                **model.training_parameters()}
+    return {name: str(value) for name, value in declared.items()}
 
 
-def _endpoint_value(result, name: str) -> float | None:
-    for datum in result.metrics:
-        if datum.name == name and set(datum.dimensions) == {"EndpointName"}:
-            return datum.value
-    return None
+def _variants(deployment: dict[str, Any]) -> str:
+    return ", ".join(f"v{v['version']}@{v['weight']:g}" for v in deployment.get("variants", []))
 
 
 class Demo:
-    def __init__(self, settings: LocalSettings, *, rows: int = 50_000,
-                 period_seconds: float = 2.0, report: Callable[[str], None] = print):
+    def __init__(self, settings: LocalSettings, *, fleet: Fleet | None = None,
+                 rows: int = 50_000, period_seconds: float = 2.0,
+                 report: Callable[[str], None] = print):
+        """`settings`: the demo's home, the fleet's registry of record. Without a `fleet`
+        (benchmarks/rollback/bench_rollback.py) only the endpoint helpers below work, on
+        `settings`' own endpoint; with one, they work on LIVE_MODEL's in LIVE_ENVIRONMENT.
+        FleetError when the fleet does not declare that model in that environment."""
         self.settings = settings
+        self.fleet = fleet
+        self.endpoint = settings if fleet is None else self._live_endpoint(fleet)
         self.rows = rows
         self.period = period_seconds
         self.report = report
         self.timeline = Timeline()
         self.traffic = TrafficLog()
-        self.points: list[dict[str, Any]] = []
+        self.promotions: list[dict[str, Any]] = []
+
+    def _live_endpoint(self, fleet: Fleet) -> LocalSettings:
+        model = fleet.model(LIVE_MODEL)
+        if LIVE_ENVIRONMENT not in model.deploy_to:
+            raise FleetError(f"{LIVE_MODEL} must deploy to {LIVE_ENVIRONMENT} for the demo "
+                             f"(deploy_to: {', '.join(model.deploy_to)})")
+        return environment_settings(self.settings, model, LIVE_ENVIRONMENT)
 
     def _step(self, what: str, detail: str = "", at: float | None = None) -> float:
         at = self.timeline.mark(what, detail, at)
@@ -88,65 +115,156 @@ class Demo:
         return at
 
     def run(self) -> DemoResult:
-        from mlops_kit.data.synthetic import DriftSpec, generate
-        from mlops_kit.local.control_plane import local_registry
-        from mlops_kit.local.pipeline_runner import run_pipeline
-        from mlops_pipelines.steps._io import write_table
-        from mlops_pipelines.steps.schema import FRAUD_SAMPLE_SCHEMA
-
+        if self.fleet is None:
+            raise ValueError("the demo drives a fleet: Demo(settings, fleet=load_fleet())")
         home = self.settings.home
         if home.exists():
             shutil.rmtree(home)
         home.mkdir(parents=True)
-        registry = local_registry(self.settings)
-        features = list(FRAUD_SAMPLE_SCHEMA.features)
-
-        # v2 learns from three times the data v1 had: genuinely better on the same rows, which
-        # the champion comparison shows (a retrain on as much data would be refused by it).
-        self._step("data", f"{self.rows:,} rows of last month's transactions (v1), "
-                           f"{self.rows * V2_DATA_FACTOR:,} of the last quarter's (v2)")
-        for name, seed, rows in (("month-1", 42, self.rows),
-                                 ("quarter", 43, self.rows * V2_DATA_FACTOR)):
-            write_table(generate(rows, seed=seed), home / "data" / f"{name}.parquet")
-
+        live = self.fleet.model(LIVE_MODEL)
+        models = [live] + [m for name, m in sorted(self.fleet.models.items()) if m is not live]
+        data = self._write_data(models)
         server = None
         try:
-            for version, name in ((1, "month-1"), (2, "quarter")):
-                result = run_pipeline(self.settings, registry, data=home / "data" / f"{name}.parquet")
-                if result.version is None:
-                    raise RuntimeError(f"pipeline run on {name} failed a gate: "
-                                       + ", ".join(v.gate for v in result.verdicts if not v.passed))
-                self._step(f"pipeline v{result.version.version}",
-                           f"{_verdict_line(result.evaluation)}, registered PendingManualApproval")
-                outcome = self._approve(result.version.version)
-                self._step(f"approve v{result.version.version}", outcome)
-                if server is None:
-                    server, client = self._start_server()
-                    self._step("endpoint up", f"local endpoint on 127.0.0.1:{client.port}")
-                else:
-                    self._wait_for_variant(client, "v2")
-            self._step("serving", "v2 champion at weight 1, v1 warm at weight 0")
-            return self._live(client, features, generate, DriftSpec)
+            firsts = {model.name: self._train(model, data[model.name, 1]) for model in models}
+            for model in models:
+                self._promote_through(model, firsts[model.name])
+            server, client = self._start_server()
+            self._step("endpoint up", f"{self.endpoint.endpoint_name} (the local endpoint) "
+                                      f"on 127.0.0.1:{client.port}")
+            version = self._train(live, data[live.name, 2])
+            self._promote_through(live, version, show_order=True)
+            self._wait_for_variant(client, f"v{version}")
+            self._step("serving", f"{live.name} v{version} champion at weight 1, v1 warm at "
+                                  f"weight 0, in {', '.join(live.deploy_to)}")
+            outcome = LivePart(self.endpoint, client, timeline=self.timeline,
+                               traffic=self.traffic, step=self._step,
+                               period_seconds=self.period).run()
         finally:
             if server is not None:
                 stop_endpoint(server)
+        fleet_rows = LocalFleetHome(self.settings).fleet_status(self.fleet)
+        self._report_untouched(live, fleet_rows)
+        return self._result(outcome, fleet_rows)
 
-    def _approve(self, version: int) -> str:
-        from mlops_kit.homes.local import backend as local_backend
+    def _write_data(self, models: list[ModelDeclaration]) -> dict[tuple[str, int], Path]:
+        """Each model's synthetic training data, from its declared seed: v1's for every model,
+        and v2's for LIVE_MODEL (three times v1's: genuinely better on the same rows, which the
+        champion comparison shows; a retrain on as much data would be refused by it)."""
+        from mlops_kit.data.synthetic import generate
+        from mlops_pipelines.steps._io import write_table
 
-        backend = local_backend(self.settings)
-        updated, _ = backend.registry.approve(version, actor="demo-scientist",
-                                              reason="gates passed; reviewed in the demo")
-        outcomes = backend.emit_status_change(updated, "gates passed; reviewed in the demo")
-        deployed = [o for o in outcomes if o.action == "deployed"]
-        if not deployed:
-            raise RuntimeError(f"approval of v{version} did not deploy: "
-                               + "; ".join(o.reason for o in outcomes))
-        return ", ".join(f"v{v.version}@{v.weight:g}" for v in deployed[0].variants)
+        sets, described = {}, []
+        for model in models:
+            seed = model.data.synthetic_seed
+            if seed is None:
+                raise FleetError(f"{model.name} declares no data.synthetic_seed: the demo "
+                                 f"generates every model's data")
+            if model.name == LIVE_MODEL:
+                sets[model.name, 1] = ("month-1", self.rows, seed)
+                sets[model.name, 2] = ("quarter", self.rows * V2_DATA_FACTOR, seed + 1)
+                described.append(f"{model.name}: {self.rows:,} rows of last month's "
+                                 f"transactions (v1), {self.rows * V2_DATA_FACTOR:,} of the "
+                                 f"last quarter's (v2)")
+            else:
+                rows = max(self.rows // 2, OTHER_MODEL_ROWS)
+                sets[model.name, 1] = ("month-1", rows, seed)
+                described.append(f"{model.name}: {rows:,} rows (v1 only, a cheaper run)")
+        self._step("data", "; ".join(described))
+        paths = {}
+        for (name, version), (period, rows, seed) in sets.items():
+            path = self.settings.home / "data" / f"{name}-{period}.parquet"
+            rate = self.fleet.model(name).data.synthetic_positive_rate
+            write_table(generate(rows, seed=seed, positive_rate=rate), path)
+            paths[name, version] = path
+        return paths
+
+    def _train(self, model: ModelDeclaration, data: Path) -> int:
+        """The pipeline on `data` with the model's declared parameters, registered in its
+        group of the registry of record; the version registered."""
+        from mlops_kit.local.control_plane import local_registry
+        from mlops_kit.local.pipeline_runner import run_pipeline
+
+        settings = replace(self.settings, model_group=model.name, use_case=model.use_case)
+        result = run_pipeline(settings, local_registry(settings), data=data,
+                              overrides=pipeline_overrides(model))
+        if result.version is None:
+            raise RuntimeError(f"{model.name}: the pipeline run on {data.name} failed a gate: "
+                               + ", ".join(v.gate for v in result.verdicts if not v.passed))
+        version = result.version.version
+        self._step(f"pipeline v{version}", f"{model.name}: {_verdict_line(result.evaluation)}, "
+                                           f"registered PendingManualApproval")
+        return version
+
+    def _promote_through(self, model: ModelDeclaration, version: int, *,
+                         show_order: bool = False) -> None:
+        """`version` promoted to each environment the model deploys to, in order;
+        `show_order`: first, once it is in the first one, the last one refused."""
+        first, *rest = model.deploy_to
+        self._promote(model, version, first, "gates passed; reviewed in the demo")
+        if show_order and len(rest) > 1:
+            self._refused(model, version, rest[-1])
+        previous = first
+        for environment in rest:
+            self._promote(model, version, environment, f"healthy in {previous}")
+            previous = environment
+
+    def _soak(self, environment: str) -> int:
+        return next(p.soak_minutes for p in self.fleet.environments if p.name == environment)
+
+    def _call_promote(self, model: ModelDeclaration, version: int, environment: str,
+                      reason: str, now: datetime) -> PromotionResult:
+        result = promote(self.fleet, LocalFleetHome(self.settings), model.name, version,
+                         environment, actor=ACTOR, reason=reason, now=now)
+        self.promotions.append({
+            "model": model.name, "version": version, "environment": environment,
+            "promoted": result.promoted, "reason": result.decision.reason,
+            "action": (result.deployment or {}).get("action")})
+        return result
+
+    def _promote(self, model: ModelDeclaration, version: int, environment: str,
+                 reason: str) -> None:
+        soak = self._soak(environment)
+        # The soak is measured from the previous environment's deployment, on the wall clock:
+        # judged as if its minutes had passed, as the monitor's ticks compress its periods.
+        now = datetime.now(timezone.utc) + timedelta(minutes=soak + 1 if soak else 0)
+        result = self._call_promote(model, version, environment, reason, now)
+        deployment = result.deployment or {}
+        if not result.promoted or deployment.get("action") != "deployed":
+            raise RuntimeError(f"{model.name} v{version} to {environment}: "
+                               f"{result.decision.reason}; deployment: {deployment or 'none'}")
+        compressed = (f" ({environment}'s {soak}-min soak in {self._previous(model, environment)}"
+                      f", compressed)" if soak else "")
+        self._step(f"promote v{version} to {environment}",
+                   f"{model.name}: {result.decision.reason}{compressed}; "
+                   f"{deployment['action']} {_variants(deployment)}")
+
+    def _refused(self, model: ModelDeclaration, version: int, environment: str) -> None:
+        """The environments' order enforced: a promotion skipping one is refused."""
+        result = self._call_promote(model, version, environment, "skip the queue",
+                                    datetime.now(timezone.utc))
+        if result.decision.allowed:
+            raise RuntimeError(f"{model.name} v{version} to {environment} was not refused: "
+                               f"{result.decision.reason}")
+        self._step(f"refused v{version} to {environment}",
+                   f"{model.name}: {result.decision.reason}")
+
+    @staticmethod
+    def _previous(model: ModelDeclaration, environment: str) -> str:
+        return model.deploy_to[model.deploy_to.index(environment) - 1]
+
+    def _report_untouched(self, model: ModelDeclaration, rows: list[dict[str, Any]]) -> None:
+        """The model's other environments as the rollback left them."""
+        for row in rows:
+            if row["model"] == model.name and row["environment"] != LIVE_ENVIRONMENT:
+                warm = ", ".join(f"v{v}" for v in row["warm"]) or "none"
+                self._step(f"{row['environment']} untouched",
+                           f"{row['endpoint']} still serves v{row['champion']} as champion "
+                           f"(warm: {warm}); the rollback was {LIVE_ENVIRONMENT}'s only")
 
     def _start_server(self) -> tuple[subprocess.Popen, EndpointClient]:
         # A method too: benchmarks/rollback/bench_rollback.py sets up its endpoint through it.
-        return start_endpoint(self.settings)
+        return start_endpoint(self.endpoint)
 
     def _wait_for_variant(self, client: EndpointClient, variant: str) -> None:
         deadline = time.monotonic() + 30
@@ -161,116 +279,26 @@ class Demo:
         from mlops_kit.local.monitor import LocalMonitor
         from mlops_kit.monitoring.probe import baseline_rows
 
-        baseline = LocalMonitor(self.settings).champion_baseline()
+        baseline = LocalMonitor(self.endpoint).champion_baseline()
         return baseline_rows(baseline.features, baseline.feature_order).splitlines()[0]
 
-    def _live(self, client: EndpointClient, features, generate, DriftSpec) -> DemoResult:
-        """Traffic through the endpoint, drift, monitor ticks until the rollback, then the
-        traffic verified and the result measured."""
-        from mlops_kit.local.monitor import LocalMonitor
-
-        monitor = LocalMonitor(self.settings, time_scale=self.period / ALARM_PERIOD_SECONDS,
-                               schedule_minutes=ALARM_PERIOD_SECONDS // 60)
-        probes = monitor.probe(lambda variant, body: client.invoke(body, variant=variant)[:2],
-                               datetime.now(timezone.utc))
-        self._step("probes", ", ".join(f"{r.variant_name} {'ok' if r.ok else 'FAILED'} "
-                                       f"{r.latency_ms:.1f} ms" for r in probes))
-        normal = _rows_as_csv(generate(4000, seed=100), features)
-        drifted = _rows_as_csv(generate(20000, seed=101, drift=DriftSpec("covariate", 1.0)),
-                               features)
-        with LiveTraffic(client, normal, self.traffic, self.timeline) as traffic:
-            self._step("live traffic", "two clients, CSV rows, every request captured")
-            alarm_at, shifted_at = self._watch_until_rollback(monitor, traffic, drifted)
-            time.sleep(2.0)  # traffic keeps flowing on the fallback: the picture shows it
-        verified = self._verify(client, drifted)
-        return self._result(verified, alarm_at, shifted_at)
-
-    def _watch_until_rollback(self, monitor, traffic: LiveTraffic, drifted: list[str]
-                              ) -> tuple[float | None, float | None]:
-        """Tick the monitor until a rollback (drifting the traffic on the way); returns when the
-        first alarm went off and when the rollback's weights were written, on the timeline."""
-        alarm_at = shifted_at = None
-        for tick in range(MAX_MONITOR_TICKS):
-            time.sleep(self.period)
-            if tick == DRIFT_STARTS_AT_TICK:
-                traffic.rows = drifted
-                self._step("drift starts", "covariate shift: bigger velocity, riskier IPs, "
-                                           "more online traffic")
-            ticked = datetime.now(timezone.utc)
-            result = monitor.tick(ticked)
-            self._record_point(monitor, result, ticked)
-            first_alarm = self._mark_alarms(result, ticked)
-            alarm_at = first_alarm if alarm_at is None else alarm_at
-            shifted_at = self._mark_rollbacks(result)
-            if shifted_at is not None:
-                break
-        return alarm_at, shifted_at
-
-    def _record_point(self, monitor, result, ticked: datetime) -> None:
-        """One point of the picture's drift and alarm panels."""
-        states = monitor.evaluator.states()
-        self.points.append({
-            "at": self.timeline.relative(ticked),
-            "feature_psi_max": result.value(FEATURE_PSI_MAX.name),
-            "prediction_psi": _endpoint_value(result, PREDICTION_PSI.name),
-            "alarms": {alarm: states.get(f"{self.settings.endpoint_name}-{alarm}", {})
-                       .get("state", "INSUFFICIENT_DATA") for alarm in DRAWN_ALARMS}})
-
-    def _mark_alarms(self, result, ticked: datetime) -> float | None:
-        """Each alarm the tick raised on the timeline; the first one's time, if any."""
-        first = None
-        for event in result.events:
-            detail = event["detail"]
-            if detail["state"]["value"] == "ALARM":
-                # The evaluator's transition happened at the tick's time, before the rollback
-                # controller got the event.
-                at = self._step("alarm", f"{detail['alarmName']}: {detail['state']['reason']}",
-                                at=self.timeline.relative(ticked))
-                first = at if first is None else first
-        return first
-
-    def _mark_rollbacks(self, result) -> float | None:
-        """Each rollback the tick made on the timeline, at the time its weights were written;
-        the last one's time, None when there was none."""
-        shifted_at = None
-        for outcome in result.outcomes:
-            if getattr(outcome, "action", "") == "rolled_back":
-                shifted = parse_iso(outcome.details["shifted_at"])
-                shifted_at = self._step(
-                    "automatic rollback",
-                    f"v{outcome.from_version} → v{outcome.to_version}: weights "
-                    f"written {outcome.details['seconds_to_shift'] * 1000:.1f} ms "
-                    f"after the controller got the alarm (same fleet)",
-                    at=self.timeline.relative(shifted))
-        return shifted_at
-
-    def _verify(self, client: EndpointClient, drifted: list[str]) -> dict[str, int]:
-        """Which variants answer the drifted traffic now: requests answered, per variant."""
-        verified: dict[str, int] = {}
-        for i in range(VERIFY_REQUESTS):
-            status, _, variant = client.invoke(drifted[i])
-            if status == 200:
-                verified[variant] = verified.get(variant, 0) + 1
-        self._step("verified", ", ".join(f"{n} of {VERIFY_REQUESTS} requests on {v}"
-                                         for v, n in sorted(verified.items())))
-        return verified
-
-    def _result(self, verified: dict[str, int], alarm_at: float | None,
-                shifted_at: float | None) -> DemoResult:
+    def _result(self, live: LiveOutcome, fleet_rows: list[dict[str, Any]]) -> DemoResult:
+        alarm_at, shifted_at = live.alarm_at, live.shifted_at
         drift_at = self.timeline.at("drift starts")
         first_on_v1 = next((t for t, v, ok in self.traffic.rows
                             if alarm_at is not None and t >= alarm_at and v == "v1" and ok), None)
         picture = draw_lifecycle(self.settings.home / "lifecycle.png", self.timeline,
-                                 self.traffic, self.points)
+                                 self.traffic, live.points, self.endpoint.endpoint_name)
         return DemoResult(
-            self.timeline, self.traffic, self.points,
+            self.timeline, self.traffic, live.points,
             detection_seconds=(alarm_at - drift_at) if alarm_at and drift_at else None,
             alarm_to_flip_seconds=(shifted_at - alarm_at) if shifted_at and alarm_at else None,
             alarm_to_traffic_seconds=(first_on_v1 - alarm_at) if first_on_v1 and alarm_at
             else None,
-            verified_on=verified,
+            verified_on=live.verified,
             failed_requests=sum(1 for _, _, ok in self.traffic.rows if not ok),
-            picture=picture, home=self.settings.home)
+            picture=picture, home=self.settings.home,
+            promotions=self.promotions, fleet=fleet_rows)
 
 
 def demo_settings(base: LocalSettings) -> LocalSettings:

@@ -12,14 +12,15 @@ from mlops_kit.local.demo_records import Timeline, TrafficLog
 DRAWN_ALARMS = ("feature-drift", "prediction-drift")
 """The alarms the demo's drift moves, drawn with their thresholds."""
 
-PHASE_COLOURS = {"data": "#9e9e9e", "pipeline": "#5b8def", "approve": "#43a047",
+PHASE_COLOURS = {"data": "#9e9e9e", "pipeline": "#5b8def", "promote": "#43a047",
                  "endpoint up": "#8e24aa"}
 TRAFFIC_BUCKET_SECONDS = 0.5
 
 
 def draw_lifecycle(path: Path, timeline: Timeline, traffic: TrafficLog,
-                   points: Sequence[dict[str, Any]]) -> Path:
-    """Draw the run into `path` (written whole: a reader never sees half a picture)."""
+                   points: Sequence[dict[str, Any]], endpoint: str = "") -> Path:
+    """Draw the run into `path` (written whole: a reader never sees half a picture);
+    `endpoint`: the one the live traffic went to."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +39,7 @@ def draw_lifecycle(path: Path, timeline: Timeline, traffic: TrafficLog,
     live = timeline.at("live traffic") or 0.0
 
     _draw_phases(lane, timeline.events, live, end)
-    _draw_traffic(requests, traffic.rows)
+    _draw_traffic(requests, traffic.rows, endpoint)
     _draw_drift(drift, points, thresholds)
     _draw_alarm_states(alarms, points, live, end)
     _mark_events(timeline, (lane, requests, drift, alarms), labelled=requests)
@@ -50,20 +51,31 @@ def draw_lifecycle(path: Path, timeline: Timeline, traffic: TrafficLog,
     return path
 
 
-def _draw_phases(lane, events: Sequence[tuple[float, str, str]], live: float,
-                 end: float) -> None:
-    # Each step's mark is its end, so a phase runs from the previous mark.
+def _phases(events: Sequence[tuple[float, str, str]]) -> list[tuple[float, float, str, str]]:
+    """(start, end, kind, label) of each phase: a step's mark is its end, so a phase runs from
+    the previous mark; consecutive steps of one kind (a version's promotions through the
+    environments, a fraction of a second each) are one phase, labelled by its last step."""
+    phases: list[tuple[float, float, str, str]] = []
     previous = 0.0
     for at, what, _ in events:
         kind = next((k for k in PHASE_COLOURS if what.startswith(k)), None)
         if kind is not None:
-            lane.broken_barh([(previous, max(at - previous, 0.05))], (0.1, 0.8),
-                             color=PHASE_COLOURS[kind])
-            lane.text(previous + (at - previous) / 2, 0.5, what, ha="center", va="center",
-                      fontsize=7, color="white" if at - previous > 3 else "black",
-                      rotation=0 if at - previous > 6 else 90)
+            if phases and phases[-1][2] == kind == "promote" and phases[-1][1] == previous:
+                previous = phases.pop()[0]
+            phases.append((previous, at, kind, what))
         if what in ("data", "serving") or kind is not None:
             previous = at
+    return phases
+
+
+def _draw_phases(lane, events: Sequence[tuple[float, str, str]], live: float,
+                 end: float) -> None:
+    for start, stop, kind, label in _phases(events):
+        lane.broken_barh([(start, max(stop - start, 0.05))], (0.1, 0.8),
+                         color=PHASE_COLOURS[kind])
+        lane.text(start + (stop - start) / 2, 0.5, label, ha="center", va="center",
+                  fontsize=7, color="white" if stop - start > 3 else "black",
+                  rotation=0 if stop - start > 6 else 90)
     lane.broken_barh([(live, end - live)], (0.1, 0.8), color="#ffb74d")
     lane.text(live + (end - live) / 2, 0.5, "live", ha="center", va="center", fontsize=7)
     lane.set(yticks=[], ylim=(0, 1), xlim=(0, end * 1.01),
@@ -72,7 +84,7 @@ def _draw_phases(lane, events: Sequence[tuple[float, str, str]], live: float,
                    "drawn below at full scale)")
 
 
-def _draw_traffic(requests, rows: Sequence[tuple[float, str, bool]]) -> None:
+def _draw_traffic(requests, rows: Sequence[tuple[float, str, bool]], endpoint: str) -> None:
     # Traffic in whole buckets only: a last, partial bucket would show a false dip.
     width = TRAFFIC_BUCKET_SECONDS
     if rows:
@@ -88,8 +100,8 @@ def _draw_traffic(requests, rows: Sequence[tuple[float, str, bool]]) -> None:
             requests.stairs([c / width for c in counts], edges, baseline=None,
                             label=f"{variant} answered",
                             linewidth=1.5)
-    requests.set(ylabel="requests/s", title="Traffic per variant (local endpoint, "
-                                            f"{width:g} s buckets)")
+    requests.set(ylabel="requests/s", title=f"Traffic per variant ({endpoint or 'local'} "
+                                            f"endpoint, {width:g} s buckets)")
     requests.legend(loc="center left", fontsize=8, framealpha=0.9)
 
 

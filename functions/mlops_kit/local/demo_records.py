@@ -1,5 +1,6 @@
 """What `mlops demo` records as it goes: the timeline of its steps, every request it sent, and
-the result it reports (`demo.py` drives the run, `demo_picture.py` draws these records)."""
+the result it reports, with the promotions it asked for and the fleet table at the end
+(`demo.py` drives the run, `demo_picture.py` draws these records)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,11 @@ class DemoResult:
     failed_requests: int
     picture: Path
     home: Path
+    promotions: list[dict[str, Any]] = field(default_factory=list)
+    """Every promotion the demo asked for, refused ones included: model, version,
+    environment, promoted, the decision's reason, the deployment's action."""
+    fleet: list[dict[str, Any]] = field(default_factory=list)
+    """The fleet table at the end (`mlops status --all`): a row per model and environment."""
 
     @property
     def succeeded(self) -> bool:
@@ -71,5 +77,6 @@ class DemoResult:
                 "alarm_to_traffic_seconds": self.alarm_to_traffic_seconds,
                 "verified_on": self.verified_on, "failed_requests": self.failed_requests,
                 "requests": len(self.traffic.rows),
+                "promotions": self.promotions, "fleet": self.fleet,
                 "timeline": [{"at_seconds": round(t, 3), "what": w, "detail": d}
                              for t, w, d in self.timeline.events]}
