@@ -23,18 +23,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlops_kit.aws.lambda_runtime import ControlRuntime
 from mlops_kit.deploy.events import (InvalidEventError, ModelPackageStateChange, deploy_decision,
                                      parse_model_package_event)
+from mlops_kit.fleet.routes import Route
 from mlops_kit.homes import aws
 from mlops_kit.registry.base import UnknownVersionError
 
 runtime = ControlRuntime("deployment_controller")
-settings, clients, persistence = runtime.settings, runtime.clients, runtime.persistence
-controller = runtime.lazy(lambda: aws.deployment_controller(settings, clients))
-"""Built on first use from `settings` and `clients` (tests inject clients, or a controller)."""
+clients, persistence = runtime.clients, runtime.persistence
+controller = runtime.per_route(lambda settings: aws.deployment_controller(settings, clients))
+"""One per model, built on first use from its route's settings and `clients` (tests inject
+clients, or a controller)."""
 
 
 @runtime.once("change")
-def promote_once(*, change: dict[str, Any], parsed: ModelPackageStateChange) -> dict[str, Any]:
-    return controller().handle_change(parsed).to_dict()
+def promote_once(*, change: dict[str, Any], parsed: ModelPackageStateChange,
+                 route: Route) -> dict[str, Any]:
+    return controller(route).handle_change(parsed).to_dict()
 
 
 @runtime.handler
@@ -43,12 +46,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         change = parse_model_package_event(event)
     except InvalidEventError as exc:
         return runtime.rejected(exc)
-    act, why = deploy_decision(change)
+    route = runtime.routes.by_group(change.model_group)
+    if route is None:
+        return runtime.ignored(f"group {change.model_group} has no endpoint here",
+                               version=change.version)
+    act, why = deploy_decision(change, route.settings.environment or None)
     if not act:
         return runtime.ignored(why, version=change.version)
     runtime.idempotency.register_lambda_context(context)
     try:
-        outcome = promote_once(change={"key": change.change_key}, parsed=change)
+        outcome = promote_once(change={"key": change.change_key}, parsed=change, route=route)
     except UnknownVersionError as exc:  # a version the registry lacks: no retry can fix it
         return runtime.rejected(exc, version=change.version)
     return runtime.handled("Promotion", outcome)

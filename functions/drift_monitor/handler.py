@@ -6,7 +6,8 @@ published as EMF (Powertools), each datapoint stamped with the time it describes
 
 Only its own schedule's recent runs are acted on (`mlops_kit.core.schedules`): any other event
 publishes nothing. Corrupt or partial capture lines are skipped and counted (CaptureSkipped),
-never fatal. Settings and IAM: `mlops_kit.contract.FUNCTIONS["drift_monitor"]`.
+never fatal. In a fleet, each model has its own schedule, whose event names the model
+(`detail.model`, `mlops_kit.fleet.routes`). Settings and IAM: `mlops_kit.contract.FUNCTIONS["drift_monitor"]`.
 """
 
 from __future__ import annotations
@@ -14,57 +15,55 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops_kit.contract import DriftMonitorSettings, function
-from mlops_kit.core.metric_catalogue import NAMESPACE
+from mlops_kit.aws.lambda_runtime import LambdaRuntime
+from mlops_kit.contract import MONITORING_NAMESPACE
 from mlops_kit.core.schedules import NotThisSchedule, scheduled_run_time
+from mlops_kit.fleet.routes import Route
 
-CONTRACT = function("drift_monitor")
-logger = Logger(service=CONTRACT.service)
-tracer = Tracer(service=CONTRACT.service)
-metrics = Metrics(namespace=NAMESPACE, service=CONTRACT.service)
-
-settings: DriftMonitorSettings = CONTRACT.settings()
-
+runtime = LambdaRuntime("drift_monitor", MONITORING_NAMESPACE)
+logger, settings = runtime.logger, runtime.settings
 _deps: dict[str, Any] = {}
+"""The single model's adapters (`homes.aws.monitoring`), built once per container; tests may
+put their own."""
+_deps_by_model: dict[str, dict[str, Any]] = {}
+"""A fleet's, per model."""
 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 """Now, for judging the event's age (injectable: the deployed-twin tests run a schedule)."""
 
 
-def dependencies() -> dict[str, Any]:
-    """Built once per container (`mlops_kit.homes.aws`); tests may inject their own."""
-    if not _deps:
+def dependencies(route: Route) -> dict[str, Any]:
+    """Built once per container and model (`mlops_kit.homes.aws`)."""
+    deps = _deps if route is runtime.routes.only else _deps_by_model.setdefault(route.model, {})
+    if not deps:
         from mlops_kit.homes import aws
 
-        _deps.update(aws.monitoring(settings).as_dict())
-    return _deps
+        deps.update(aws.monitoring(route.settings, runtime.clients).as_dict())
+    return deps
 
 
-def monitor(now: datetime) -> dict[str, Any]:
-    """One run at `now` over this container's adapters (`mlops_kit.homes.aws.drift_run`)."""
+def monitor(now: datetime, route: Route | None = None) -> dict[str, Any]:
+    """One run at `now` for `route`'s model (default: the only one), over its adapters."""
     from mlops_kit.homes import aws
 
-    deps = dependencies()
+    route = route or runtime.routes.only
+    deps = dependencies(route)
     adapters = aws.Monitoring(**deps)
-    summary = aws.drift_run(settings, adapters=adapters).run(now).summary()
+    summary = aws.drift_run(route.settings, adapters=adapters).run(now).summary()
     deps.setdefault("cloudwatch", adapters.cloudwatch)  # one client per container
     return summary
 
 
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-@logger.inject_lambda_context
-@event_source(data_class=EventBridgeEvent)
-def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+@runtime.handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        now = scheduled_run_time(event.raw_event, now=clock(),
-                                 schedule_minutes=settings.schedule_minutes)
+        route = runtime.routes.for_schedule(event)
+        now = scheduled_run_time(event, now=clock(),
+                                 schedule_minutes=route.settings.schedule_minutes)
     except NotThisSchedule as exc:
         logger.warning("event rejected", extra={"reason": str(exc)})
         return {"status": "rejected", "reason": str(exc)}
-    summary = monitor(now)
+    summary = monitor(now, route)
     logger.info("drift monitor run", extra=summary)
     return summary

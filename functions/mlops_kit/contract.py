@@ -9,6 +9,11 @@ at cold start with the name of what is missing or malformed). The deployed-twin 
 (tests/deployed/) check the synthesized templates against it and run every path under exactly
 the role the template grants.
 
+In a fleet, one function serves every model of its environment: the variables marked
+`per_model` come from the bundled routes file per model (`mlops_kit.fleet.routes`), the rest
+from the function's environment. The vocabulary (EnvVar, CodePath, FunctionContract) is
+`contract_model`'s, the typed settings `function_settings`'.
+
 Standard library only: infra imports this module, and every Lambda bundle carries it. The
 metrics the monitoring Lambdas publish come from `core/metric_catalogue.py` (standard library
 only too), where the publishers and the alarm definitions take them from.
@@ -17,12 +22,15 @@ only too), where the publishers and the alarm definitions take them from.
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any
 
+from .contract_model import (Access, CodePath, ContractError, EnvVar, FunctionContract,  # noqa: F401
+                             Metric, SettingsError)
 from .core import metric_catalogue
+from .function_settings import (DeploymentControllerSettings, DriftMonitorSettings,  # noqa: F401
+                                ProbeSettings, RollbackControllerSettings,
+                                StreamScorerSettings)
 
 # -- resources a grant can name (infra maps each to ARNs of the stage) --------------------
 ENDPOINT = "endpoint"
@@ -51,73 +59,6 @@ MONITORING_NAMESPACE = metric_catalogue.NAMESPACE
 SCORING_NAMESPACE = "MLOpsKit/Scoring"
 
 
-class SettingsError(Exception):
-    """A function's environment is missing or malformed (the message names each variable)."""
-
-
-class ContractError(ValueError):
-    """The CDK app asked for an environment the contract does not allow."""
-
-
-@dataclass(frozen=True)
-class EnvVar:
-    name: str
-    field: str
-    kind: type = str
-    """str, int, or tuple (comma-separated names)."""
-    required: bool = True
-    default: Any = None
-    doc: str = ""
-
-    def parse(self, raw: str | None, problems: list[str]) -> Any:
-        text = (raw or "").strip()
-        if not text:
-            if self.required:
-                problems.append(f"{self.name} is required ({self.doc})" if self.doc
-                                else f"{self.name} is required")
-            return self.default
-        if self.kind is int:
-            try:
-                return int(text)
-            except ValueError:
-                problems.append(f"{self.name} must be a whole number, got {text!r}")
-                return self.default
-        if self.kind is tuple:
-            items = tuple(part.strip() for part in text.split(",") if part.strip())
-            if len(set(items)) != len(items):
-                problems.append(f"{self.name} names an item twice")
-            return items
-        return text
-
-    def render(self, value: Any) -> str:
-        if self.kind is tuple:
-            return ",".join(value)
-        if self.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ContractError(f"{self.name} must be a whole number, got {value!r}")
-        return str(value)
-
-
-@dataclass(frozen=True)
-class Access:
-    actions: tuple[str, ...]
-    resource: str
-
-
-@dataclass(frozen=True)
-class CodePath:
-    """One thing a function does, and what it calls to do it."""
-    name: str
-    access: tuple[Access, ...]
-    doc: str = ""
-
-
-@dataclass(frozen=True)
-class Metric:
-    namespace: str
-    name: str
-    dimensions: tuple[str, ...]
-
-
 def _published_by(publisher: str) -> tuple[Metric, ...]:
     """What the metric catalogue says `publisher` publishes: one Metric per dimension set."""
     return tuple(Metric(spec.namespace, spec.name, dimensions)
@@ -125,198 +66,18 @@ def _published_by(publisher: str) -> tuple[Metric, ...]:
                  for dimensions in spec.dimension_sets)
 
 
-@dataclass(frozen=True)
-class FunctionContract:
-    name: str
-    """The function's folder under functions/ (its handler is `<name>/handler.py`)."""
-    service: str
-    """Powertools service name (logs, traces, the MLOpsKit/Control `service` dimension)."""
-    env: tuple[EnvVar, ...]
-    paths: tuple[CodePath, ...]
-    metrics: tuple[Metric, ...]
-    settings_type: type
-
-    def environment(self, **values: Any) -> dict[str, str]:
-        """The Lambda environment for these settings (by field name; None = unset), for the
-        CDK construct: an unknown setting or a required one left out is a ContractError."""
-        known = {var.field for var in self.env}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ContractError(f"{self.name}: no such setting(s) {', '.join(unknown)}")
-        env: dict[str, str] = {"POWERTOOLS_SERVICE_NAME": self.service}
-        missing = []
-        for var in self.env:
-            value = values.get(var.field)
-            if value is None or value == () or value == "":
-                if var.required:
-                    missing.append(var.name)
-                continue
-            env[var.name] = var.render(value)
-        if missing:
-            raise ContractError(f"{self.name}: required setting(s) not given: "
-                                f"{', '.join(missing)}")
-        return env
-
-    def settings(self, environ: Mapping[str, str] | None = None) -> Any:
-        """Parse the environment once into the function's typed settings."""
-        env = os.environ if environ is None else environ
-        problems: list[str] = []
-        values = {var.field: var.parse(env.get(var.name), problems) for var in self.env}
-        problems += self.settings_type(**values).problems()
-        if problems:
-            raise SettingsError(f"{self.name}: " + "; ".join(problems))
-        return self.settings_type(**values)
-
-    def grants(self) -> dict[str, tuple[str, ...]]:
-        """resource → the actions some path of this function calls on it."""
-        by_resource: dict[str, set[str]] = {}
-        for path in self.paths:
-            for access in path.access:
-                by_resource.setdefault(access.resource, set()).update(access.actions)
-        return {resource: tuple(sorted(actions)) for resource, actions in by_resource.items()}
-
-    @property
-    def actions(self) -> frozenset[str]:
-        return frozenset(a for path in self.paths for access in path.access
-                         for a in access.actions)
-
-
-class _Settings:
-    CONTRACT: ClassVar[str]
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Any:
-        return FUNCTIONS[cls.CONTRACT].settings(environ)
-
-    def problems(self) -> list[str]:
-        """Rules across variables (each variable's own type is checked when parsed); a value
-        that is missing or malformed is None here and already reported."""
-        return []
-
-
-@dataclass(frozen=True)
-class DeploymentControllerSettings(_Settings):
-    CONTRACT: ClassVar[str] = "deployment_controller"
-    endpoint_name: str
-    model_group: str
-    ledger_table: str
-    idempotency_table: str
-    execution_role_arn: str
-    capture_s3_uri: str
-    capture_percent: int
-    capture_kms_key_id: str
-    instance_type: str
-    champion_instance_count: int
-    fallback_instance_count: int
-    warm_fallbacks: int
-
-    def problems(self) -> list[str]:
-        found = []
-        if self.capture_percent is not None and not 1 <= self.capture_percent <= 100:
-            found.append("DATA_CAPTURE_SAMPLING_PERCENT must be 1..100")
-        if self.capture_s3_uri and not self.capture_s3_uri.startswith("s3://"):
-            found.append("DATA_CAPTURE_S3_URI must be an s3:// URI")
-        for name, value in (("CHAMPION_INSTANCE_COUNT", self.champion_instance_count),
-                            ("FALLBACK_INSTANCE_COUNT", self.fallback_instance_count)):
-            if value is not None and value < 1:
-                found.append(f"{name} must be at least 1")
-        if self.warm_fallbacks is not None and not 0 <= self.warm_fallbacks <= 9:
-            found.append("WARM_FALLBACKS must be 0..9 (an endpoint config holds 10 variants)")
-        return found
-
-
-@dataclass(frozen=True)
-class RollbackControllerSettings(_Settings):
-    CONTRACT: ClassVar[str] = "rollback_controller"
-    endpoint_name: str
-    model_group: str
-    ledger_table: str
-    idempotency_table: str
-    notification_topic_arn: str
-    cooldown_minutes: int
-
-    def problems(self) -> list[str]:
-        if self.cooldown_minutes is not None and self.cooldown_minutes < 0:
-            return ["ROLLBACK_COOLDOWN_MINUTES must be at least 0"]
-        return []
-
-
-@dataclass(frozen=True)
-class DriftMonitorSettings(_Settings):
-    CONTRACT: ClassVar[str] = "drift_monitor"
-    endpoint_name: str
-    model_group: str
-    ledger_table: str
-    capture_s3_uri: str
-    window_minutes: int
-    schedule_minutes: int
-    ground_truth_s3_uri: str
-    ground_truth_lookback_hours: int
-
-    def problems(self) -> list[str]:
-        found = [f"{name} must be at least 1" for name, value in
-                 (("WINDOW_MINUTES", self.window_minutes),
-                  ("SCHEDULE_MINUTES", self.schedule_minutes),
-                  ("GROUND_TRUTH_LOOKBACK_HOURS", self.ground_truth_lookback_hours))
-                 if value is not None and value < 1]
-        for name, uri in (("DATA_CAPTURE_S3_URI", self.capture_s3_uri),
-                          ("GROUND_TRUTH_S3_URI", self.ground_truth_s3_uri)):
-            if uri and not uri.startswith("s3://"):
-                found.append(f"{name} must be an s3:// URI")
-        return found
-
-
-@dataclass(frozen=True)
-class ProbeSettings(_Settings):
-    CONTRACT: ClassVar[str] = "probe"
-    endpoint_name: str
-    model_group: str
-    ledger_table: str
-    max_latency_ms: int
-    schedule_minutes: int
-
-    def problems(self) -> list[str]:
-        if self.schedule_minutes is not None and self.schedule_minutes < 1:
-            return ["SCHEDULE_MINUTES must be at least 1"]
-        return []
-
-
-@dataclass(frozen=True)
-class StreamScorerSettings(_Settings):
-    CONTRACT: ClassVar[str] = "stream_scorer"
-    endpoint_name: str
-    output_stream_name: str
-    output_delivery_stream_name: str
-    feature_order: tuple[str, ...]
-    record_id_field: str
-    id_columns: tuple[str, ...]
-    label_column: str
-    data_columns: tuple[str, ...]
-
-    def problems(self) -> list[str]:
-        if bool(self.output_stream_name) == bool(self.output_delivery_stream_name):
-            return ["set exactly one of OUTPUT_STREAM_NAME (Kinesis) and "
-                    "OUTPUT_DELIVERY_STREAM_NAME (Firehose)"]
-        return []
-
-    @property
-    def output_kind(self) -> str:
-        return "kinesis" if self.output_stream_name else "firehose"
-
-    @property
-    def output_name(self) -> str:
-        return self.output_stream_name or self.output_delivery_stream_name
-
 
 # -- variables shared by several functions -------------------------------------------------
-_ENDPOINT = EnvVar("ENDPOINT_NAME", "endpoint_name", doc="the stage's SageMaker endpoint")
-_GROUP = EnvVar("MLOPS_MODEL_GROUP", "model_group", doc="the model package group")
+_ENDPOINT = EnvVar("ENDPOINT_NAME", "endpoint_name", doc="the model's SageMaker endpoint",
+                   per_model=True)
+_GROUP = EnvVar("MLOPS_MODEL_GROUP", "model_group", per_model=True,
+                doc="the model package group (its ARN when the registry is another account's)")
 _LEDGER = EnvVar("LEDGER_TABLE_NAME", "ledger_table", doc="the deployment ledger table")
 _IDEMPOTENCY = EnvVar("IDEMPOTENCY_TABLE_NAME", "idempotency_table",
                       doc="Powertools idempotency table")
 _CAPTURE = EnvVar("DATA_CAPTURE_S3_URI", "capture_s3_uri",
                   doc="where the endpoint writes data capture and the drift monitor reads it")
-_SCHEDULE = EnvVar("SCHEDULE_MINUTES", "schedule_minutes", int,
+_SCHEDULE = EnvVar("SCHEDULE_MINUTES", "schedule_minutes", int, per_model=True,
                    doc="the rate of the function's EventBridge schedule")
 
 # -- what the code paths call -----------------------------------------------------------
@@ -350,13 +111,16 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
                     doc="the role the SageMaker models run as"),
              _CAPTURE,
              EnvVar("DATA_CAPTURE_SAMPLING_PERCENT", "capture_percent", int, required=True,
-                    doc="share of requests captured (cdk.json capturePercent)"),
+                    per_model=True, doc="share of requests captured (capture_percent)"),
              EnvVar("DATA_CAPTURE_KMS_KEY_ID", "capture_kms_key_id", required=False,
                     default="", doc="KMS key for capture objects"),
-             EnvVar("ENDPOINT_INSTANCE_TYPE", "instance_type"),
-             EnvVar("CHAMPION_INSTANCE_COUNT", "champion_instance_count", int),
-             EnvVar("FALLBACK_INSTANCE_COUNT", "fallback_instance_count", int),
-             EnvVar("WARM_FALLBACKS", "warm_fallbacks", int)),
+             EnvVar("ENDPOINT_INSTANCE_TYPE", "instance_type", per_model=True),
+             EnvVar("CHAMPION_INSTANCE_COUNT", "champion_instance_count", int, per_model=True),
+             EnvVar("FALLBACK_INSTANCE_COUNT", "fallback_instance_count", int, per_model=True),
+             EnvVar("WARM_FALLBACKS", "warm_fallbacks", int, per_model=True),
+             EnvVar("MLOPS_ENVIRONMENT", "environment", required=False, default="",
+                    doc="the fleet environment served: only promotions to it deploy; unset "
+                        "(a single stage): approvals deploy")),
         paths=(
             _IDEMPOTENT, _READ_VERSIONS, _LEDGER_WRITE, _READ_LINEUP,
             CodePath("create the version's model and the endpoint config, create or update "
@@ -378,7 +142,7 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
              EnvVar("NOTIFICATION_TOPIC_ARN", "notification_topic_arn", required=False,
                     default="", doc="SNS topic on-call subscribes to"),
              EnvVar("ROLLBACK_COOLDOWN_MINUTES", "cooldown_minutes", int, required=False,
-                    default=15)),
+                    default=15, per_model=True)),
         paths=(
             _IDEMPOTENT, _READ_VERSIONS, _LEDGER_WRITE, _READ_LINEUP,
             CodePath("read the probes' verdicts per variant", (
@@ -392,12 +156,14 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
     FunctionContract(
         "drift_monitor", "drift-monitor",
         env=(_ENDPOINT, _GROUP, _LEDGER, _CAPTURE,
-             EnvVar("WINDOW_MINUTES", "window_minutes", int, required=False, default=10),
+             EnvVar("WINDOW_MINUTES", "window_minutes", int, required=False, default=10,
+                    per_model=True),
              _SCHEDULE,
              EnvVar("GROUND_TRUTH_S3_URI", "ground_truth_s3_uri", required=False, default="",
                     doc="where labels land (docs/configuration.md); unset: no AUPR"),
              EnvVar("GROUND_TRUTH_LOOKBACK_HOURS", "ground_truth_lookback_hours", int,
                     required=False, default=6,
+                    per_model=True,
                     doc="how far back captured scores are kept for labels to join")),
         paths=(
             _READ_LINEUP, _BASELINES, _LEDGER_READ,
@@ -414,7 +180,7 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
         "probe", "probe",
         env=(_ENDPOINT, _GROUP, _LEDGER,
              EnvVar("PROBE_MAX_LATENCY_MS", "max_latency_ms", int, required=False,
-                    default=1000),
+                    default=1000, per_model=True),
              _SCHEDULE),
         paths=(
             _READ_LINEUP, _BASELINES, _LEDGER_READ,

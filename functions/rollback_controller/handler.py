@@ -25,19 +25,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops_kit.aws.lambda_runtime import ControlRuntime
 from mlops_kit.deploy.events import InvalidEventError
+from mlops_kit.fleet.routes import Route
 from mlops_kit.homes import aws
 from mlops_kit.monitoring.alarm_events import AlarmTransition, parse_alarm_event
 
 runtime = ControlRuntime("rollback_controller")
-settings, clients, persistence = runtime.settings, runtime.clients, runtime.persistence
-controller = runtime.lazy(lambda: aws.rollback_controller(settings, clients))
-"""Built on first use from `settings` and `clients`, as the CLI's `--backend aws` builds it
-(tests inject clients, or a controller)."""
+clients, persistence = runtime.clients, runtime.persistence
+controller = runtime.per_route(lambda settings: aws.rollback_controller(settings, clients))
+"""One per endpoint, built on first use from its route's settings and `clients`, as the CLI's
+`--backend aws` builds it (tests inject clients, or a controller)."""
 
 
 @runtime.once("transition")
-def shift_once(*, transition: dict[str, Any], alarm: AlarmTransition) -> dict[str, Any]:
-    return controller().handle_alarm(alarm).to_dict()
+def shift_once(*, transition: dict[str, Any], alarm: AlarmTransition,
+               route: Route) -> dict[str, Any]:
+    return controller(route).handle_alarm(alarm).to_dict()
 
 
 @runtime.handler
@@ -48,12 +50,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return runtime.ignored(str(exc))
     if alarm.state != "ALARM" or alarm.previous_state == "ALARM":
         return runtime.ignored(f"{alarm.previous_state} → {alarm.state}")
-    owned, why = controller().owns(alarm)
+    route = runtime.routes.by_endpoint(alarm.endpoint_name or "")
+    if route is None:
+        return runtime.ignored(f"endpoint {alarm.endpoint_name} is not served here",
+                               alarm=alarm.alarm_name)
+    owned, why = controller(route).owns(alarm)
     if not owned:
         return runtime.ignored(why, alarm=alarm.alarm_name)
     runtime.idempotency.register_lambda_context(context)
     outcome = runtime.handled("Rollback", shift_once(transition={"key": alarm.transition_key},
-                                                     alarm=alarm))
+                                                     alarm=alarm, route=route))
     if outcome["action"] == "no_healthy_fallback":
         runtime.logger.error("no healthy fallback", extra=outcome)
     return outcome

@@ -122,7 +122,7 @@ def test_settings_fail_fast_naming_what_is_missing(monkeypatch, load):
 
 def test_the_lambda_deploys_with_data_capture(load):
     handler = load("deployment_controller")
-    capture = handler.controller().endpoints.data_capture
+    capture = handler.controller(handler.runtime.routes.only).endpoints.data_capture
     assert capture.destination_s3_uri == "s3://kit-capture/capture"
     assert capture.to_request()["EnableCapture"] is True
 

@@ -48,7 +48,8 @@ def test_the_cli_rolls_back_with_the_deployed_functions_settings(stage, monkeypa
     for name, value in fn.environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    lambda_side = load_handler(monkeypatch, "rollback_controller").controller()
+    handler = load_handler(monkeypatch, "rollback_controller")
+    lambda_side = handler.controller(handler.runtime.routes.only)
     assert describe(cli) == describe(lambda_side)
     minutes = int(fn.environment["ROLLBACK_COOLDOWN_MINUTES"])
     assert cli.settings.cooldown == timedelta(minutes=minutes)

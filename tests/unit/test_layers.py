@@ -20,7 +20,8 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 LAYERS: tuple[tuple[str, int], ...] = (
     ("mlops_kit.core", 0),
     ("mlops_kit.ports", 1), ("mlops_kit.clock", 1), ("mlops_kit.config", 1),
-    ("mlops_kit.contract", 1), ("mlops_kit.retry", 1), ("mlops_kit.endpoints", 1),
+    ("mlops_kit.contract", 1), ("mlops_kit.contract_model", 1),
+    ("mlops_kit.function_settings", 1), ("mlops_kit.retry", 1), ("mlops_kit.endpoints", 1),
     ("mlops_kit.endpoint_state", 1), ("mlops_pipelines", 1), ("mlops_kit.typed_config", 1),
     ("mlops_kit.fleet", 1),
     ("mlops_kit.data", 2), ("mlops_kit.aws", 2),

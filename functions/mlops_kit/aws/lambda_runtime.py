@@ -15,6 +15,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mlops_kit.contract import CONTROL_NAMESPACE, function
+from mlops_kit.fleet.routes import FleetRoutes, Route, load_routes
 
 T = TypeVar("T")
 
@@ -45,29 +46,40 @@ class Clients:
         self._made[service] = client
 
 
-class Lazy(Generic[T]):
-    """A handler's service (a controller), built on first call and kept for the container:
-    the import stays cheap and tests may `inject` one instead, or inject its clients first."""
+class PerRoute(Generic[T]):
+    """A handler's service per model of the fleet (a controller per endpoint), each built on
+    first use from its route's settings and kept for the container. `inject(service)` serves
+    every route with it (tests), `inject(service, model)` one."""
 
-    def __init__(self, build: Callable[[], T]):
+    def __init__(self, build: Callable[[Any], T]):
         self._build = build
-        self._made: T | None = None
+        self._made: dict[str, T] = {}
+        self._injected: T | None = None
 
-    def __call__(self) -> T:
-        if self._made is None:
-            self._made = self._build()
-        return self._made
+    def __call__(self, route: Route) -> T:
+        if route.model not in self._made:
+            self._made[route.model] = (self._injected if self._injected is not None
+                                       else self._build(route.settings))
+        return self._made[route.model]
 
-    def inject(self, service: T) -> None:
-        self._made = service
+    def inject(self, service: T, model: str | None = None) -> None:
+        if model is None:
+            self._made.clear()
+            self._injected = service
+        else:
+            self._made[model] = service
 
 
 class LambdaRuntime:
-    """One function's wiring: `settings`, `logger`, `tracer`, `metrics`, `clients`."""
+    """One function's wiring: `routes` (every model's settings; `settings` when there is one
+    model), `logger`, `tracer`, `metrics`, `clients`."""
 
     def __init__(self, name: str, namespace: str, clients: Clients | None = None):
         self.contract = function(name)
-        self.settings: Any = self.contract.settings()
+        self.routes: FleetRoutes = load_routes(self.contract)
+        only = self.routes.only
+        self.settings: Any = only.settings if only else None
+        """The settings of a single-model function (None in a fleet: see `routes`)."""
         service = self.contract.service
         self.logger = Logger(service=service)
         self.tracer = Tracer(service=service)
@@ -91,12 +103,13 @@ class ControlRuntime(LambdaRuntime):
         from aws_lambda_powertools.utilities.idempotency import (DynamoDBPersistenceLayer,
                                                                  IdempotencyConfig)
 
-        self.persistence = DynamoDBPersistenceLayer(table_name=self.settings.idempotency_table)
+        self.persistence = DynamoDBPersistenceLayer(
+            table_name=self.routes.any.settings.idempotency_table)  # one table for all models
         self.idempotency = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS)
 
-    def lazy(self, build: Callable[[], T]) -> Lazy[T]:
-        """`build()` on first use (see `Lazy`)."""
-        return Lazy(build)
+    def per_route(self, build: Callable[[Any], T]) -> PerRoute[T]:
+        """`build(settings)` per model on first use (see `PerRoute`)."""
+        return PerRoute(build)
 
     def once(self, key_argument: str) -> Callable:
         from aws_lambda_powertools.utilities.idempotency import idempotent_function

@@ -57,7 +57,8 @@ def deployment_controller(settings: DeploymentControllerSettings, clients: Clien
         registry(settings.model_group, settings.ledger_table, clients),
         endpoints(clients, settings),
         DeploymentSettings(settings.endpoint_name, settings.champion_instance_count,
-                           settings.fallback_instance_count, settings.warm_fallbacks))
+                           settings.fallback_instance_count, settings.warm_fallbacks,
+                           environment=settings.environment or None))
 
 
 def rollback_controller(settings: RollbackControllerSettings, clients: Clients = None):
