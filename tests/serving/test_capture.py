@@ -235,7 +235,7 @@ def test_a_read_only_folder_drops_records_and_the_sync_probe_finds_it_writable_a
 
 def test_a_failing_fdatasync_in_the_sync_thread_counts_the_unsynced_records(tmp_path,
                                                                              monkeypatch):
-    import mlops_kit.serving.capture as capture_module
+    import mlops_kit.serving.capture_writer as capture_module
 
     writer = CaptureWriter(tmp_path, "ep", writer_id="w2", timer=Clock(0.0))
     write_n(writer, 4)

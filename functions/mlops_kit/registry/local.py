@@ -2,7 +2,7 @@
 all) plus content-addressed model artifacts under $MLOPS_HOME/registry/.
 
 This module holds the registry's semantics (versions, approvals, archiving, the audit trail);
-the file itself (schema, identity, backups) is `local_store`, the event outbox `local_outbox`,
+the file itself (identity, backups) is `local_store`, its schema `local_schema`, the event outbox `local_outbox`,
 the promotions to environments `local_promotions` and the deployment history with its
 rollback claims `local_deployments`.
 """
@@ -27,8 +27,8 @@ from .base import (ApprovalStatus, InvalidRegistrationError, ModelRegistry, Mode
 from .local_deployments import DeploymentLedger
 from .local_outbox import MAX_DELIVERY_ATTEMPTS, Outbox, OutboxEvent, StatusEvent
 from .local_promotions import PromotionEvent, PromotionLedger
-from .local_store import (APPLICATION_ID, BACKUP_DIR, KEEP_BACKUPS, MARKER, SCHEMA,
-                          SCHEMA_VERSION, RegistryStore)
+from .local_schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
+from .local_store import BACKUP_DIR, KEEP_BACKUPS, MARKER, RegistryStore
 
 __all__ = ["APPLICATION_ID", "BACKUP_DIR", "KEEP_BACKUPS", "MARKER", "MAX_DELIVERY_ATTEMPTS",
            "SCHEMA", "SCHEMA_VERSION", "LocalRegistry", "OutboxEvent", "StatusEvent"]

@@ -1,5 +1,5 @@
-"""The local registry's SQLite file: its schema, opening it (a registry that existed is never
-mistaken for an empty one), its identity marker and its backups.
+"""The local registry's SQLite file: opening it (a registry that existed is never mistaken for
+an empty one), its identity marker and its backups; its schema is `local_schema`.
 
 `registry.db` carries the kit's application id and schema version (SQLite's
 `PRAGMA application_id`/`user_version`) and the home keeps a marker (`registry.id.json`) once a
@@ -26,74 +26,13 @@ from typing import Any, Iterator
 from mlops_kit.clock import utc_now_iso
 from mlops_kit.ports import DamagedStateError, StateWriteError
 
-from .local_promotions import PROMOTIONS_SCHEMA
+from .local_schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, has_registry_tables
 
 log = logging.getLogger("mlops_kit.registry.local")
 
-APPLICATION_ID = 0x4D4C4F50
-"""'MLOP': SQLite's application id of a registry.db written by this kit."""
-SCHEMA_VERSION = 3
-"""`PRAGMA user_version`: 1 had no outbox, 2 adds it, 3 the promotions (added on open)."""
 MARKER = "registry.id.json"
 BACKUP_DIR = "backups"
 KEEP_BACKUPS = 3
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS model_groups (
-    name TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    use_case TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS model_versions (
-    model_group TEXT NOT NULL REFERENCES model_groups(name),
-    version INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    record TEXT NOT NULL,
-    PRIMARY KEY (model_group, version)
-);
-CREATE TABLE IF NOT EXISTS deployments (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    deployment_id TEXT NOT NULL UNIQUE,
-    model_group TEXT NOT NULL,
-    endpoint_name TEXT NOT NULL,
-    at TEXT NOT NULL,
-    record TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rollback_claims (
-    model_group TEXT NOT NULL,
-    endpoint_name TEXT NOT NULL,
-    rolled_back_from TEXT NOT NULL,
-    claimed_by TEXT NOT NULL,
-    claimed_at TEXT NOT NULL,
-    from_version INTEGER,
-    to_version INTEGER,
-    PRIMARY KEY (model_group, endpoint_name, rolled_back_from)
-);
-CREATE TABLE IF NOT EXISTS transitions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    model_group TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    from_status TEXT NOT NULL,
-    to_status TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    at TEXT NOT NULL,
-    details TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    detail_type TEXT NOT NULL,
-    event TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT NOT NULL DEFAULT '',
-    delivered_at TEXT,
-    outcome TEXT
-);
-""" + PROMOTIONS_SCHEMA
 
 
 class RegistryStore:
@@ -153,7 +92,7 @@ class RegistryStore:
         try:
             (application_id,) = connection.execute("PRAGMA application_id").fetchone()
             if application_id != APPLICATION_ID:
-                if application_id != 0 or marker is not None or not _has_registry_tables(
+                if application_id != 0 or marker is not None or not has_registry_tables(
                         connection):
                     raise self._damaged(f"it is not a registry of this kit "
                                         f"(application id {application_id:#x})")
@@ -357,11 +296,6 @@ class RegistryStore:
         with self._connect() as db:
             return db.execute(f"{query} ORDER BY {order}", args).fetchall()
 
-
-def _has_registry_tables(connection: sqlite3.Connection) -> bool:
-    names = {row[0] for row in connection.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return {"model_versions", "deployments", "transitions"} <= names
 
 
 def _backup_problem(path: Path) -> str:
