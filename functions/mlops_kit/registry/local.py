@@ -2,9 +2,9 @@
 all) plus content-addressed model artifacts under $MLOPS_HOME/registry/.
 
 This module holds the registry's semantics (versions, approvals, archiving, the audit trail);
-the file itself (identity, backups) is `local_store`, its schema `local_schema`, the event outbox `local_outbox`,
-the promotions to environments `local_promotions` and the deployment history with its
-rollback claims `local_deployments`.
+the file itself (identity, backups) is `local_store`, its schema `local_schema`, the event
+outbox `local_outbox`, the promotions to environments `local_promotions` and the deployment
+history with its rollback claims `local_deployments`.
 """
 
 from __future__ import annotations
