@@ -28,6 +28,7 @@ from typing import Any
 from .contract_model import (Access, CodePath, ContractError, EnvVar, FunctionContract,  # noqa: F401
                              Metric, SettingsError)
 from .core import metric_catalogue
+from .core.promotion import PROMOTED
 from .function_settings import (DeploymentControllerSettings, DriftMonitorSettings,  # noqa: F401
                                 ProbeSettings, RollbackControllerSettings,
                                 StreamScorerSettings)
@@ -50,6 +51,9 @@ CAPTURE_OBJECTS = "capture-objects"
 """Data capture (`<bucket>/capture/...`) and ground truth (`<bucket>/ground-truth/...`)."""
 NOTIFICATION_TOPIC = "notification-topic"
 SERVING_ROLE = "serving-role"
+REGISTRY_ROLE = "registry-role"
+"""The role in the registry account an environment's controllers assume (a fleet whose
+registry is another account's; none otherwise)."""
 OUTPUT_STREAM = "output-stream"
 ANY = "*"
 """Actions that support no resource scoping (cloudwatch:GetMetricData)."""
@@ -80,6 +84,13 @@ _CAPTURE = EnvVar("DATA_CAPTURE_S3_URI", "capture_s3_uri",
 _SCHEDULE = EnvVar("SCHEDULE_MINUTES", "schedule_minutes", int, per_model=True,
                    doc="the rate of the function's EventBridge schedule")
 
+_REGISTRY = (
+    EnvVar("MLOPS_REGISTRY_ROLE_ARN", "registry_role_arn", required=False, default="",
+           doc="the registry account's role to assume for versions; unset: this account's"),
+    EnvVar("MLOPS_REGISTRY_LEDGER_TABLE", "registry_ledger_table", required=False, default="",
+           doc="the registry account's ledger of versions and promotions; unset: "
+               "LEDGER_TABLE_NAME holds them too"))
+
 # -- what the code paths call -----------------------------------------------------------
 _READ_LINEUP = CodePath("read the endpoint's lineup", (
     Access(("sagemaker:DescribeEndpoint",), ENDPOINT),
@@ -99,6 +110,8 @@ _LEDGER_WRITE = CodePath("record deployments, claims and status in the ledger (t
 _IDEMPOTENT = CodePath("Powertools idempotency (DynamoDBPersistenceLayer)", (
     Access(("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
             "dynamodb:DeleteItem"), IDEMPOTENCY_TABLE),))
+_REGISTRY_ACCOUNT = CodePath("read the registry account (versions, promotions) via its role", (
+    Access(("sts:AssumeRole",), REGISTRY_ROLE),))
 _BASELINES = CodePath("read the champion's baseline and evaluation", (
     Access(("sagemaker:DescribeModelPackage",), MODEL_PACKAGES),
     Access(("s3:GetObject",), ARTIFACT_OBJECTS)))
@@ -106,7 +119,7 @@ _BASELINES = CodePath("read the champion's baseline and evaluation", (
 FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
     FunctionContract(
         "deployment_controller", "deployment-controller",
-        env=(_ENDPOINT, _GROUP, _LEDGER, _IDEMPOTENCY,
+        env=(_ENDPOINT, _GROUP, _LEDGER, *_REGISTRY, _IDEMPOTENCY,
              EnvVar("SAGEMAKER_EXECUTION_ROLE_ARN", "execution_role_arn",
                     doc="the role the SageMaker models run as"),
              _CAPTURE,
@@ -122,7 +135,7 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
                     doc="the fleet environment served: only promotions to it deploy; unset "
                         "(a single stage): approvals deploy")),
         paths=(
-            _IDEMPOTENT, _READ_VERSIONS, _LEDGER_WRITE, _READ_LINEUP,
+            _IDEMPOTENT, _READ_VERSIONS, _REGISTRY_ACCOUNT, _LEDGER_WRITE, _READ_LINEUP,
             CodePath("create the version's model and the endpoint config, create or update "
                      "the endpoint", (
                 Access(("sagemaker:CreateModel",), MODELS),
@@ -138,13 +151,13 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
         settings_type=DeploymentControllerSettings),
     FunctionContract(
         "rollback_controller", "rollback-controller",
-        env=(_ENDPOINT, _GROUP, _LEDGER, _IDEMPOTENCY,
+        env=(_ENDPOINT, _GROUP, _LEDGER, *_REGISTRY, _IDEMPOTENCY,
              EnvVar("NOTIFICATION_TOPIC_ARN", "notification_topic_arn", required=False,
                     default="", doc="SNS topic on-call subscribes to"),
              EnvVar("ROLLBACK_COOLDOWN_MINUTES", "cooldown_minutes", int, required=False,
                     default=15, per_model=True)),
         paths=(
-            _IDEMPOTENT, _READ_VERSIONS, _LEDGER_WRITE, _READ_LINEUP,
+            _IDEMPOTENT, _READ_VERSIONS, _REGISTRY_ACCOUNT, _LEDGER_WRITE, _READ_LINEUP,
             CodePath("read the probes' verdicts per variant", (
                 Access(("cloudwatch:GetMetricData",), ANY),)),
             CodePath("shift traffic to the warm fallback (weights only, no new fleet)", (
@@ -155,7 +168,7 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
         settings_type=RollbackControllerSettings),
     FunctionContract(
         "drift_monitor", "drift-monitor",
-        env=(_ENDPOINT, _GROUP, _LEDGER, _CAPTURE,
+        env=(_ENDPOINT, _GROUP, _LEDGER, *_REGISTRY, _CAPTURE,
              EnvVar("WINDOW_MINUTES", "window_minutes", int, required=False, default=10,
                     per_model=True),
              _SCHEDULE,
@@ -166,7 +179,7 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
                     per_model=True,
                     doc="how far back captured scores are kept for labels to join")),
         paths=(
-            _READ_LINEUP, _BASELINES, _LEDGER_READ,
+            _READ_LINEUP, _BASELINES, _REGISTRY_ACCOUNT, _LEDGER_READ,
             CodePath("read data capture and ground truth of the window", (
                 Access(("s3:ListBucket",), CAPTURE_BUCKET),
                 Access(("s3:GetObject",), CAPTURE_OBJECTS))),
@@ -178,12 +191,12 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
         settings_type=DriftMonitorSettings),
     FunctionContract(
         "probe", "probe",
-        env=(_ENDPOINT, _GROUP, _LEDGER,
+        env=(_ENDPOINT, _GROUP, _LEDGER, *_REGISTRY,
              EnvVar("PROBE_MAX_LATENCY_MS", "max_latency_ms", int, required=False,
                     default=1000, per_model=True),
              _SCHEDULE),
         paths=(
-            _READ_LINEUP, _BASELINES, _LEDGER_READ,
+            _READ_LINEUP, _BASELINES, _REGISTRY_ACCOUNT, _LEDGER_READ,
             CodePath("invoke every variant with baseline rows", (
                 Access(("sagemaker:InvokeEndpoint",), ENDPOINT),)),
         ),
@@ -248,6 +261,17 @@ def approval_event_pattern(model_group: str) -> dict[str, Any]:
                                {"UpdatedModelPackageFields": [{"exists": False}]}]}}
 
 
+def promotion_event_pattern(environment: str) -> dict[str, Any]:
+    """The pattern of a fleet environment's deployment controller rule: a version's
+    `ModelLifeCycle` updated to this environment, approved — whichever model (the function
+    routes by group, `mlops_kit.fleet.routes`), so the pattern does not grow with the fleet.
+    The registry account forwards the same pattern to the environment's bus.
+    `deploy.events.deploy_decision` applies the same rule to what arrives."""
+    return {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
+            "detail": {"ModelLifeCycle": {"Stage": [environment], "StageStatus": [PROMOTED]},
+                       "UpdatedModelPackageFields": ["ModelLifeCycle"]}}
+
+
 ALARM_DEFINITIONS = Path(__file__).parent / "core" / "alarm_definitions.json"
 
 
@@ -269,6 +293,21 @@ def alarm_event_pattern(endpoint_name: str,
         rollback_alarm_ids = _rollback_alarm_ids()
     return {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
             "detail": {"alarmName": [f"{endpoint_name}-{ident}"
+                                     for ident in sorted(rollback_alarm_ids)],
+                       "state": {"value": ["ALARM"]}}}
+
+
+def fleet_alarm_event_pattern(environment: str,
+                              rollback_alarm_ids: tuple[str, ...] | None = None
+                              ) -> dict[str, Any]:
+    """A fleet environment's rollback rule: the rollback alarms of any of its endpoints
+    (`<model>-<environment>`, `ModelDeclaration.endpoint_name`) going into ALARM, matched by
+    name suffix so the pattern does not grow with the fleet; the function routes by the
+    alarm's endpoint and its controller checks the exact name (`RollbackController.owns`)."""
+    if rollback_alarm_ids is None:
+        rollback_alarm_ids = _rollback_alarm_ids()
+    return {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+            "detail": {"alarmName": [{"suffix": f"-{environment}-{ident}"}
                                      for ident in sorted(rollback_alarm_ids)],
                        "state": {"value": ["ALARM"]}}}
 

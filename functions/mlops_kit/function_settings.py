@@ -31,6 +31,8 @@ class DeploymentControllerSettings(_Settings):
     endpoint_name: str
     model_group: str
     ledger_table: str
+    registry_ledger_table: str
+    registry_role_arn: str
     idempotency_table: str
     execution_role_arn: str
     capture_s3_uri: str
@@ -63,6 +65,8 @@ class RollbackControllerSettings(_Settings):
     endpoint_name: str
     model_group: str
     ledger_table: str
+    registry_ledger_table: str
+    registry_role_arn: str
     idempotency_table: str
     notification_topic_arn: str
     cooldown_minutes: int
@@ -79,6 +83,8 @@ class DriftMonitorSettings(_Settings):
     endpoint_name: str
     model_group: str
     ledger_table: str
+    registry_ledger_table: str
+    registry_role_arn: str
     capture_s3_uri: str
     window_minutes: int
     schedule_minutes: int
@@ -104,6 +110,8 @@ class ProbeSettings(_Settings):
     endpoint_name: str
     model_group: str
     ledger_table: str
+    registry_ledger_table: str
+    registry_role_arn: str
     max_latency_ms: int
     schedule_minutes: int
 

@@ -34,10 +34,12 @@ def module_closure(functions_dir: Path, function: str, package: str = KIT_PACKAG
 
 @jsii.implements(ILocalBundling)
 class _LocalBundler:
-    def __init__(self, functions_dir: Path, files: list[Path], requirements: Path | None):
+    def __init__(self, functions_dir: Path, files: list[Path], requirements: Path | None,
+                 extra_files: dict[str, bytes] | None = None):
         self.functions_dir = functions_dir
         self.files = files
         self.requirements = requirements
+        self.extra_files = extra_files or {}
 
     def try_bundle(self, output_dir: str, *args, **kwargs) -> bool:  # noqa: ARG002
         out = Path(output_dir)
@@ -46,6 +48,8 @@ class _LocalBundler:
                             rel.parts[0] != "mlops_kit" else rel)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.functions_dir / rel, target)
+        for name, content in self.extra_files.items():
+            (out / name).write_bytes(content)
         if self.requirements is not None:
             command = [sys.executable, "-m", "pip", "install", "--quiet",
                        "--disable-pip-version-check", "--no-compile", "--only-binary=:all:",
@@ -60,12 +64,17 @@ class _LocalBundler:
         return True
 
 
-def function_code(functions_dir: Path, function: str,
-                  requirements: Path | None = None) -> lambda_.Code:
+def function_code(functions_dir: Path, function: str, requirements: Path | None = None,
+                  extra_files: dict[str, bytes] | None = None) -> lambda_.Code:
+    """The function's asset; `extra_files` (name → content) are written at its root (a
+    fleet's routes file)."""
     files = module_closure(functions_dir, function)
+    extra_files = dict(extra_files or {})
     digest = hashlib.sha256(f"{function}|{RUNTIME_PYTHON}".encode())
     for rel in files:
         digest.update(str(rel).encode() + b"\0" + (functions_dir / rel).read_bytes())
+    for name, content in sorted(extra_files.items()):
+        digest.update(name.encode() + b"\0" + content)
     if requirements is not None:
         digest.update(requirements.read_bytes())
     return lambda_.Code.from_asset(
@@ -73,4 +82,4 @@ def function_code(functions_dir: Path, function: str,
         asset_hash=digest.hexdigest(), asset_hash_type=AssetHashType.CUSTOM,
         bundling=BundlingOptions(
             image=DockerImage.from_registry("local-bundling-only"),  # never pulled
-            local=_LocalBundler(functions_dir, files, requirements)))
+            local=_LocalBundler(functions_dir, files, requirements, extra_files)))

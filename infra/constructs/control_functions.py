@@ -10,8 +10,10 @@ calls on which resource, which `_resources` maps to this stage's ARNs.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cw
@@ -24,18 +26,21 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from mlops_kit import contract
-from mlops_kit.core.schedules import max_event_age
+from mlops_kit.core.schedules import fleet_schedule_payload, max_event_age
+from mlops_kit.fleet.routes import ROUTES_ENV, ROUTES_FILE, routes_document
 
 from ..config import StageConfig
 from .artifact_store import ArtifactStore
 from .bundling import function_code
 from .notifications import Notifications
-from .registry import ModelRegistry, Tables
+from .registry import Tables
 
 # Pinned to the Powertools release the code is tested with (requirements.lock): the public SSM
 # parameter per release resolves to that release's layer ARN in the deploying region, so the
@@ -57,6 +62,45 @@ class _Spec:
     memory: int
     timeout: Duration
     requirements: str | None = None
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model the control functions serve: its endpoint, its package group (a name, or the
+    group's ARN in the registry account) and how it is served there (`serving`: the stage's
+    config or the fleet declaration's `Serving` in this environment — the same key names)."""
+    name: str
+    endpoint_name: str
+    model_group: str
+    serving: Any
+
+
+@dataclass(frozen=True)
+class FleetWiring:
+    """What a fleet environment's functions need beyond their models: the environment's name
+    and, when the registry is another account's, the role to assume there and its ledger."""
+    environment: str
+    registry_role_arn: str = ""
+    registry_ledger_table: str = ""
+
+
+PER_MODEL_SETTINGS = {
+    "deployment_controller": lambda m: dict(
+        capture_percent=m.serving.capture_percent, instance_type=m.serving.instance_type,
+        champion_instance_count=m.serving.champion_instance_count,
+        fallback_instance_count=m.serving.fallback_instance_count,
+        warm_fallbacks=m.serving.warm_fallbacks),
+    "rollback_controller": lambda m: dict(cooldown_minutes=m.serving.rollback_cooldown_minutes),
+    "drift_monitor": lambda m: dict(
+        window_minutes=m.serving.drift_window_minutes,
+        schedule_minutes=m.serving.drift_schedule_minutes,
+        ground_truth_lookback_hours=m.serving.ground_truth_lookback_hours),
+    "probe": lambda m: dict(max_latency_ms=m.serving.probe_max_latency_ms,
+                            schedule_minutes=m.serving.probe_schedule_minutes),
+}
+"""Each function's settings that differ per model, from the model's serving settings (the
+contract marks the same ones `per_model`; tests/infra holds the two equal)."""
+SCHEDULED = {"drift_monitor": "drift_schedule_minutes", "probe": "probe_schedule_minutes"}
 
 
 class ServingRole(Construct):
@@ -91,16 +135,23 @@ class ServingRole(Construct):
 
 
 class ControlFunctions(Construct):
-    """Props: the stage config, the stateful parts (store, tables, registry, notifications),
-    the serving role and the path of functions/. Exposes `functions` and `roles` by name, the
-    rules, the EventBridge DLQ and the controllers' on-failure queue."""
+    """Props: the environment's config (`cfg`: retention, removal, reserved concurrency, stream
+    scoring), the models served (one for a single stage; in a fleet, every model deploying to
+    the environment, with `fleet` set), the stateful parts (store, tables, the registry's
+    resources by contract key, notifications), the serving role and the path of functions/.
+    Exposes `functions` and `roles` by name, the rules, the EventBridge DLQ, the controllers'
+    on-failure queue and, in a fleet, `routes` (the document bundled with each function)."""
 
-    def __init__(self, scope: Construct, id: str, *, cfg: StageConfig, functions_dir: Path,
-                 requirements_dir: Path, store: ArtifactStore, tables: Tables,
-                 registry: ModelRegistry, notifications: Notifications,
-                 serving_role: iam.IRole) -> None:
+    def __init__(self, scope: Construct, id: str, *, cfg: StageConfig,
+                 served: tuple[ServedModel, ...], functions_dir: Path, requirements_dir: Path,
+                 store: ArtifactStore, tables: Tables, registry_resources: dict[str, list[str]],
+                 notifications: Notifications, serving_role: iam.IRole,
+                 fleet: FleetWiring | None = None) -> None:
         super().__init__(scope, id)
-        self.cfg = cfg
+        if not served or (fleet is None and len(served) != 1):
+            raise ValueError("a single stage serves one model; a fleet environment at least one")
+        self.cfg, self.served, self.fleet = cfg, served, fleet
+        self.stream_scoring = fleet is None and cfg.stream_scoring
         self.layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", ssm.StringParameter.value_for_string_parameter(
                 self, POWERTOOLS_LAYER_PARAMETER))
@@ -109,20 +160,24 @@ class ControlFunctions(Construct):
                  _Spec("rollback_controller", 512, Duration.minutes(2)),
                  _Spec("drift_monitor", 1024, Duration.minutes(5), "drift_monitor.txt"),
                  _Spec("probe", 256, Duration.minutes(2))]
-        if cfg.stream_scoring:
+        if self.stream_scoring:
             specs.append(_Spec("stream_scorer", 256, Duration.minutes(1)))
-        env = self._environments(cfg, store, tables, notifications, serving_role)
+        env, self.routes = self._environments(store, tables, notifications, serving_role)
+        extra = ({ROUTES_FILE: json.dumps(self.routes, indent=1, sort_keys=True).encode()}
+                 if fleet else None)
 
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
+        resources = dict(registry_resources)
         for spec in specs:
-            role = self._function(spec, cfg, functions_dir, requirements_dir, env[spec.name])
+            role = self._function(spec, cfg, functions_dir, requirements_dir, env[spec.name],
+                                  extra if spec.name in PER_MODEL_SETTINGS else None)
             store.grant_key_use(role)
-            self._grant(spec.name, role, store, tables, registry, notifications, serving_role)
+            self._grant(spec.name, role, store, tables, resources, notifications, serving_role)
 
-        self._rules(cfg)
+        self._rules()
         self._alarms(cfg, notifications)
-        if cfg.stream_scoring:
+        if self.stream_scoring:
             self._stream_source(store)
 
     def _queues_and_streams(self, cfg: StageConfig, store: ArtifactStore) -> None:
@@ -132,7 +187,7 @@ class ControlFunctions(Construct):
                                        encryption=sqs.QueueEncryption.SQS_MANAGED,
                                        enforce_ssl=True, retention_period=Duration.days(14))
         self.output_stream: kinesis.Stream | None = None
-        if cfg.stream_scoring:
+        if self.stream_scoring:
             # Streams hold scoring traffic only (24 h): destroyed with the stack in every
             # stage, or they bill per stream-hour after `cdk destroy`.
             common = dict(encryption=kinesis.StreamEncryption.KMS, encryption_key=store.key,
@@ -143,7 +198,8 @@ class ControlFunctions(Construct):
             self.output_stream = kinesis.Stream(self, "ScoringOutput", **common)
 
     def _function(self, spec: _Spec, cfg: StageConfig, functions_dir: Path,
-                  requirements_dir: Path, environment: dict[str, str]) -> iam.Role:
+                  requirements_dir: Path, environment: dict[str, str],
+                  extra_files: dict[str, bytes] | None) -> iam.Role:
         """One control Lambda with its own role and log group; returns the role."""
         name = spec.name
         ident = "".join(part.title() for part in name.split("_"))
@@ -167,7 +223,7 @@ class ControlFunctions(Construct):
         self.functions[name] = lambda_.Function(
             self, ident, runtime=lambda_.Runtime.PYTHON_3_12,
             architecture=lambda_.Architecture.X86_64, handler="handler.lambda_handler",
-            code=function_code(functions_dir, name, reqs), role=role,
+            code=function_code(functions_dir, name, reqs, extra_files), role=role,
             memory_size=spec.memory, timeout=spec.timeout, layers=[self.layer],
             environment=environment, tracing=lambda_.Tracing.ACTIVE, log_group=log_group,
             description=f"mlops-kit {name} ({cfg.stage})", **asynchronous)
@@ -176,54 +232,77 @@ class ControlFunctions(Construct):
         return role
 
     # -- environment and permissions, from the contract --------------------------------------
-    def _environments(self, cfg: StageConfig, store: ArtifactStore, tables: Tables,
-                      notifications: Notifications, serving_role: iam.IRole
-                      ) -> dict[str, dict[str, str]]:
-        common = dict(endpoint_name=cfg.endpoint_name, model_group=cfg.model_group,
-                      ledger_table=tables.ledger.table_name)
-        fn = contract.function
-        environments = {
-            "deployment_controller": fn("deployment_controller").environment(
-                **common, idempotency_table=tables.idempotency.table_name,
-                execution_role_arn=serving_role.role_arn,
-                capture_s3_uri=store.capture_s3_uri, capture_percent=cfg.capture_percent,
-                capture_kms_key_id=store.key.key_arn, instance_type=cfg.instance_type,
-                champion_instance_count=cfg.champion_instance_count,
-                fallback_instance_count=cfg.fallback_instance_count,
-                warm_fallbacks=cfg.warm_fallbacks),
-            "rollback_controller": fn("rollback_controller").environment(
-                **common, idempotency_table=tables.idempotency.table_name,
-                notification_topic_arn=notifications.topic.topic_arn,
-                cooldown_minutes=cfg.rollback_cooldown_minutes),
-            "drift_monitor": fn("drift_monitor").environment(
-                **common, capture_s3_uri=store.capture_s3_uri,
-                window_minutes=cfg.drift_window_minutes,
-                schedule_minutes=cfg.drift_schedule_minutes,
+    def _environments(self, store: ArtifactStore, tables: Tables, notifications: Notifications,
+                      serving_role: iam.IRole
+                      ) -> tuple[dict[str, dict[str, str]], dict[str, Any] | None]:
+        """Each function's environment, and in a fleet the routes document: every model's
+        environment rendered by the contract, then split into what all models share (the
+        function's own) and what is the model's (its route)."""
+        fleet = self.fleet
+        registry = dict(registry_role_arn=fleet.registry_role_arn or None,
+                        registry_ledger_table=fleet.registry_ledger_table or None) if fleet else {}
+        shared = {
+            "deployment_controller": dict(
+                idempotency_table=tables.idempotency.table_name,
+                execution_role_arn=serving_role.role_arn, capture_s3_uri=store.capture_s3_uri,
+                capture_kms_key_id=store.key.key_arn,
+                environment=fleet.environment if fleet else None, **registry),
+            "rollback_controller": dict(
+                idempotency_table=tables.idempotency.table_name,
+                notification_topic_arn=notifications.topic.topic_arn, **registry),
+            "drift_monitor": dict(
+                capture_s3_uri=store.capture_s3_uri,
                 ground_truth_s3_uri=f"s3://{store.capture.bucket_name}/{GROUND_TRUTH_PREFIX}",
-                ground_truth_lookback_hours=cfg.ground_truth_lookback_hours),
-            "probe": fn("probe").environment(
-                **common, max_latency_ms=cfg.probe_max_latency_ms,
-                schedule_minutes=cfg.probe_schedule_minutes),
+                **registry),
+            "probe": dict(registry),
         }
-        if cfg.stream_scoring:
-            environments["stream_scorer"] = fn("stream_scorer").environment(
-                endpoint_name=cfg.endpoint_name,
+        environments: dict[str, dict[str, str]] = {}
+        routes: dict[str, dict[str, dict[str, str]]] = {}
+        for name, values in shared.items():
+            fn = contract.function(name)
+            for model in self.served:
+                rendered = fn.environment(
+                    endpoint_name=model.endpoint_name, model_group=model.model_group,
+                    ledger_table=tables.ledger.table_name, **values,
+                    **PER_MODEL_SETTINGS[name](model))
+                if fleet is None:
+                    environments[name] = rendered
+                    continue
+                own, route = fn.split(rendered)
+                environments[name] = {**own, ROUTES_ENV: ROUTES_FILE}
+                routes.setdefault(model.name, {})[name] = route
+        if self.stream_scoring:
+            model = self.served[0]
+            environments["stream_scorer"] = contract.function("stream_scorer").environment(
+                endpoint_name=model.endpoint_name,
                 output_stream_name=self.output_stream.stream_name,
-                feature_order=cfg.feature_order or None)
-        return environments
+                feature_order=model.serving.feature_order or None)
+        return environments, (routes_document(fleet.environment, routes) if fleet else None)
 
     def _resources(self, key: str, store: ArtifactStore, tables: Tables,
-                   registry: ModelRegistry, notifications: Notifications,
+                   registry_resources: dict[str, list[str]], notifications: Notifications,
                    serving_role: iam.IRole) -> list[str]:
         arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
-        endpoint = self.cfg.endpoint_name.lower()  # SageMaker lower-cases names in ARNs
         c = contract
+        if self.fleet is None:
+            endpoint = self.served[0].endpoint_name.lower()  # SageMaker lower-cases ARNs
+            endpoints = [f"{arn}:endpoint/{endpoint}"]
+            configs = [f"{arn}:endpoint-config/{endpoint}-*"]
+            models = [f"{arn}:model/{self.served[0].model_group.lower()}-v*"]
+        else:
+            # Every endpoint of a fleet environment is `<model>-<environment>`: one pattern,
+            # whatever the number of models (a role's inline policies hold 10,240 characters).
+            env = self.fleet.environment.lower()
+            endpoints = [f"{arn}:endpoint/*-{env}"]
+            configs = [f"{arn}:endpoint-config/*-{env}-*"]
+            models = [f"{arn}:model/*-v*"]
         table = {
-            c.ENDPOINT: lambda: [f"{arn}:endpoint/{endpoint}"],
-            c.ENDPOINT_CONFIGS: lambda: [f"{arn}:endpoint-config/{endpoint}-*"],
-            c.MODELS: lambda: [f"{arn}:model/{self.cfg.model_group.lower()}-v*"],
-            c.MODEL_GROUP: lambda: [registry.group_arn],
-            c.MODEL_PACKAGES: lambda: [registry.packages_arn],
+            c.ENDPOINT: lambda: endpoints,
+            c.ENDPOINT_CONFIGS: lambda: configs,
+            c.MODELS: lambda: models,
+            c.MODEL_GROUP: lambda: registry_resources[c.MODEL_GROUP],
+            c.MODEL_PACKAGES: lambda: registry_resources[c.MODEL_PACKAGES],
+            c.REGISTRY_ROLE: lambda: registry_resources.get(c.REGISTRY_ROLE, []),
             c.LEDGER_TABLE: lambda: [tables.ledger.table_arn],
             c.IDEMPOTENCY_TABLE: lambda: [tables.idempotency.table_arn],
             c.ARTIFACT_BUCKET: lambda: [store.artifacts_arn_ref],
@@ -239,13 +318,15 @@ class ControlFunctions(Construct):
 
     def _grant(self, name: str, role: iam.Role, *parts) -> None:
         for key, actions in sorted(contract.function(name).grants().items()):
+            resources = self._resources(key, *parts)
+            if not resources:  # e.g. no registry role: the registry is this account's
+                continue
             sid = "".join(word.title() for word in key.replace("*", "any").split("-"))
             conditions = None
             if key == contract.SERVING_ROLE:
                 conditions = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
             role.add_to_policy(iam.PolicyStatement(
-                sid=sid, actions=list(actions), resources=self._resources(key, *parts),
-                conditions=conditions))
+                sid=sid, actions=list(actions), resources=resources, conditions=conditions))
 
     # -- events -------------------------------------------------------------------------------
     def _target(self, name: str, max_age: Duration = CONTROLLER_MAX_EVENT_AGE,
@@ -253,24 +334,58 @@ class ControlFunctions(Construct):
         return targets.LambdaFunction(self.functions[name], dead_letter_queue=self.dlq,
                                       retry_attempts=retries, max_event_age=max_age)
 
-    def _rules(self, cfg: StageConfig) -> None:
+    def _rules(self) -> None:
+        if self.fleet is None:
+            model = self.served[0]
+            approvals = contract.approval_event_pattern(model.model_group)
+            alarms = contract.alarm_event_pattern(model.endpoint_name)
+        else:
+            approvals = contract.promotion_event_pattern(self.fleet.environment)
+            alarms = contract.fleet_alarm_event_pattern(self.fleet.environment)
         self.approval_rule = events.Rule(
-            self, "ModelApproved", description="Approved model package → deployment controller",
-            event_pattern=_pattern(contract.approval_event_pattern(cfg.model_group)),
-            targets=[self._target("deployment_controller")])
+            self, "ModelApproved", description="Approved model package → deployment controller"
+            if self.fleet is None else "A version promoted here → deployment controller",
+            event_pattern=_pattern(approvals), targets=[self._target("deployment_controller")])
         self.alarm_rule = events.Rule(
             self, "KitAlarm", description="The kit's alarms going into ALARM → rollback controller",
-            event_pattern=_pattern(contract.alarm_event_pattern(cfg.endpoint_name)),
-            targets=[self._target("rollback_controller")])
+            event_pattern=_pattern(alarms), targets=[self._target("rollback_controller")])
+        if self.fleet is None:
+            self._stage_schedules(self.served[0])
+        else:
+            self._fleet_schedules()
+
+    def _stage_schedules(self, model: ServedModel) -> None:
         # A scheduled run is superseded by the next one: EventBridge gives up on it after the
         # age the function itself refuses (mlops_kit.core.schedules).
-        for ident, name, minutes, what in (
-                ("DriftSchedule", "drift_monitor", cfg.drift_schedule_minutes, "Drift monitor"),
-                ("ProbeSchedule", "probe", cfg.probe_schedule_minutes, "Synthetic probe")):
+        for ident, name, what in (("DriftSchedule", "drift_monitor", "Drift monitor"),
+                                  ("ProbeSchedule", "probe", "Synthetic probe")):
+            minutes = getattr(model.serving, SCHEDULED[name])
             age = Duration.minutes(int(max_event_age(minutes).total_seconds() // 60))
             events.Rule(self, ident, description=f"{what} schedule",
                         schedule=events.Schedule.rate(Duration.minutes(minutes)),
                         targets=[self._target(name, max_age=age, retries=2)])
+
+    def _fleet_schedules(self) -> None:
+        """One EventBridge Scheduler schedule per model and function, naming the model in its
+        payload (`core.schedules.fleet_schedule_payload`): Scheduler invokes through one role,
+        so the functions' resource policies do not grow with the fleet as rules' would."""
+        self.schedule_group = scheduler.ScheduleGroup(self, "Schedules")
+        for name in SCHEDULED:
+            fn = self.functions[name]
+            for model in self.served:
+                minutes = getattr(model.serving, SCHEDULED[name])
+                age = Duration.minutes(int(max_event_age(minutes).total_seconds() // 60))
+                ident = "".join(p.title() for p in f"{model.name}-{name}".replace("_", "-")
+                                .split("-"))
+                scheduler.Schedule(
+                    self, ident, schedule=scheduler.ScheduleExpression.rate(
+                        Duration.minutes(minutes)),
+                    schedule_group=self.schedule_group,
+                    description=f"{name} of {model.endpoint_name}",
+                    target=scheduler_targets.LambdaInvoke(
+                        fn, input=scheduler.ScheduleTargetInput.from_object(
+                            fleet_schedule_payload(model.name)),
+                        dead_letter_queue=self.dlq, max_event_age=age, retry_attempts=2))
 
     def _alarms(self, cfg: StageConfig, notifications: Notifications) -> None:
         """On-call hears of a controller event that failed for good, of events EventBridge
@@ -292,9 +407,8 @@ class ControlFunctions(Construct):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
             alarm.add_alarm_action(action)
             self.operational_alarms[ident] = alarm
-        for ident, name, minutes in (("DriftMonitorErrors", "drift_monitor",
-                                      cfg.drift_schedule_minutes),
-                                     ("ProbeErrors", "probe", cfg.probe_schedule_minutes)):
+        for ident, name in (("DriftMonitorErrors", "drift_monitor"), ("ProbeErrors", "probe")):
+            minutes = min(getattr(m.serving, SCHEDULED[name]) for m in self.served)
             alarm = cw.Alarm(
                 self, f"{ident}Alarm", alarm_name=f"mlops-kit-{cfg.stage}-{ident}",
                 alarm_description=f"{name} failed three runs in a row: drift and probes are "

@@ -10,7 +10,9 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from ..config import StageConfig
-from ..constructs.control_functions import ControlFunctions, ServingRole
+from mlops_kit import contract
+
+from ..constructs.control_functions import ControlFunctions, ServedModel, ServingRole
 from ..constructs.monitoring import Monitoring
 from .stateful import StatefulStack
 
@@ -22,10 +24,13 @@ class ControlStack(Stack):
         super().__init__(scope, id, **kwargs)
         self.serving = ServingRole(self, "ServingRole", store=stateful.store)
         self.control = ControlFunctions(
-            self, "Control", cfg=cfg, functions_dir=functions_dir,
-            requirements_dir=requirements_dir, store=stateful.store, tables=stateful.tables,
-            registry=stateful.registry, notifications=stateful.notifications,
-            serving_role=self.serving.role)
+            self, "Control", cfg=cfg,
+            served=(ServedModel(cfg.model_group, cfg.endpoint_name, cfg.model_group, cfg),),
+            functions_dir=functions_dir, requirements_dir=requirements_dir,
+            store=stateful.store, tables=stateful.tables,
+            registry_resources={contract.MODEL_GROUP: [stateful.registry.group_arn],
+                                contract.MODEL_PACKAGES: [stateful.registry.packages_arn]},
+            notifications=stateful.notifications, serving_role=self.serving.role)
         self.monitoring = Monitoring(self, "Monitoring", endpoint_name=cfg.endpoint_name,
                                      definitions_path=alarm_definitions,
                                      schedule_minutes=cfg.drift_schedule_minutes,

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
+PROMOTED = "Approved"
+"""The `ModelLifeCycle.StageStatus` of a promotion: the version is approved for that stage
+(the stage is the environment)."""
+
 
 @dataclass(frozen=True)
 class EnvironmentPolicy:

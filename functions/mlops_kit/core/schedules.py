@@ -16,6 +16,12 @@ from .timestamps import parse_iso
 
 SCHEDULED_SOURCE = "aws.events"
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
+FLEET_SCHEDULE_SOURCE = "mlops-kit.scheduler"
+"""A fleet's schedules are EventBridge Scheduler schedules, one per model and function (rules
+would add a statement per model to the function's resource policy, which has a size limit);
+their payload, `fleet_schedule_payload`, has a scheduled event's shape and names the model."""
+SCHEDULER_TIME = "<aws.scheduler.scheduled-time>"
+"""EventBridge Scheduler's context attribute: replaced by the run's scheduled time."""
 CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -28,12 +34,19 @@ def max_event_age(schedule_minutes: int) -> timedelta:
     return timedelta(minutes=2 * schedule_minutes)
 
 
+def fleet_schedule_payload(model: str) -> dict[str, Any]:
+    """The input of a fleet schedule of `model` (Scheduler fills in the time)."""
+    return {"source": FLEET_SCHEDULE_SOURCE, "detail-type": SCHEDULED_DETAIL_TYPE,
+            "time": SCHEDULER_TIME, "detail": {"model": model}}
+
+
 def scheduled_run_time(event: Any, *, now: datetime, schedule_minutes: int) -> datetime:
     """The time of the scheduled run `event` asks for (UTC), or NotThisSchedule."""
     if not isinstance(event, dict):
         raise NotThisSchedule("event is not a JSON object")
     source, detail_type = event.get("source"), event.get("detail-type")
-    if source != SCHEDULED_SOURCE or detail_type != SCHEDULED_DETAIL_TYPE:
+    if source not in (SCHEDULED_SOURCE, FLEET_SCHEDULE_SOURCE) \
+            or detail_type != SCHEDULED_DETAIL_TYPE:
         raise NotThisSchedule(f"not a scheduled event (source {source!r}, "
                               f"detail-type {detail_type!r})")
     at = event.get("time")

@@ -23,8 +23,7 @@ LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "local"
 
 
-PROMOTED = "Approved"
-"""The `ModelLifeCycle.StageStatus` of a promotion: the version is approved for that stage."""
+from mlops_kit.core.promotion import PROMOTED  # noqa: E402,F401  (the one definition)
 
 
 @dataclass(frozen=True)
