@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""The CDK app: one stage (`-c stage=dev|prod`, default dev) → three stacks, checked by cdk-nag.
+"""The CDK app: one stage (`-c stage=dev|prod`, default dev) → three stacks, or the whole fleet
+(`-c fleet=true`: every model of models/ in every environment, docs/fleet.md), checked by
+cdk-nag.
 
     npx cdk synth -c stage=prod      (after `make definition`, see docs/deploy.md)
+    npx cdk synth -c fleet=true
 """
 
 from __future__ import annotations
@@ -19,16 +22,21 @@ from aws_cdk import App, Validations  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from infra.config import ConfigError, load  # noqa: E402
+from infra.fleet_config import load_fleet_config  # noqa: E402
 from infra.constructs.training_pipeline import PipelineAssetsMissing  # noqa: E402
 from infra.stacks import compose  # noqa: E402
+from infra.stacks.fleet import compose_fleet  # noqa: E402
 
 
 def main() -> None:
     app = App()
-    context = {key: app.node.try_get_context(key) for key in ("stage", "stages", "fallbackRegion")}
+    context = {key: app.node.try_get_context(key)
+               for key in ("stage", "stages", "fallbackRegion", "registryEnvironment")}
     try:
-        cfg = load(context)
-        compose(app, cfg)
+        if str(app.node.try_get_context("fleet") or "").lower() in ("true", "1", "yes"):
+            compose_fleet(app, load_fleet_config(context, _ROOT))
+        else:
+            compose(app, load(context))
     except (ConfigError, PipelineAssetsMissing) as exc:
         sys.exit(f"error: {exc}")
     Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))

@@ -183,10 +183,12 @@ def _function_findings(name: str, ids: _Ids, endpoint_name: str,
     return findings
 
 
-def _control_functions(control: Stack, ids: _Ids, endpoint_name: str, model_group: str) -> None:
+def _control_functions(control: Stack, ids: _Ids, endpoint_name: str, model_group: str,
+                       findings_done: bool = False) -> None:
     fns = control.control
     for name, role in fns.roles.items():
-        _iam5(role, _function_findings(name, ids, endpoint_name, model_group))
+        if not findings_done:
+            _iam5(role, _function_findings(name, ids, endpoint_name, model_group))
         _ack(fns.functions[name], "L1", RUNTIME)
     _ack(fns.failed_events, "SQS3",
          "This queue IS the on-failure destination of the controllers' asynchronous "
@@ -201,3 +203,60 @@ def _control_functions(control: Stack, ids: _Ids, endpoint_name: str, model_grou
             _ack(stream, "KDS3",
                  "Scoring streams carry transaction features: encrypted with the kit's "
                  "customer key like every other data store, by design")
+
+
+# -- the fleet (`-c fleet=true`) ---------------------------------------------------------------
+def _literal(value: str | None, token: str) -> str:
+    return value if value else token
+
+
+def acknowledge_fleet(stacks: dict[str, Stack], fleet) -> None:
+    """The fleet's stacks: each model's pipeline as a stage's, each environment's control
+    functions with the fleet's patterns (`<model>-<env>` endpoints, the registry account's
+    groups), and the registry's reader roles."""
+    registry = fleet.registry
+    registry_stateful = stacks[f"MlopsKit-{fleet.registry_environment}-Stateful"]
+    where = (f"{_literal(registry.region, '<AWS::Region>')}:"
+             f"{_literal(registry.account, '<AWS::AccountId>')}")
+    packages = f"Resource::{ARN}:sagemaker:{where}:model-package/*/*"
+    groups = f"Resource::{ARN}:sagemaker:{where}:model-package-group/*"
+    for model in fleet.fleet.models.values():
+        pipeline = stacks[f"MlopsKit-{model.name}-Pipeline"]
+        ids = _Ids.of(registry_stateful, "", model.name)
+        _training_role(pipeline, ids, model.name)
+        _code_deployment(pipeline, ids)
+        _triggers_and_scientist(pipeline, ids, model.name)
+    for name in fleet.environments:
+        control = stacks[f"MlopsKit-{name}-Control"]
+        env = name.lower()
+        ids = _Ids(artifacts=f"Resource::MlopsKit-{name}-Stateful-ArtifactBucketArn/*",
+                   capture=f"Resource::MlopsKit-{name}-Stateful-CaptureBucketArn/*",
+                   packages=packages,
+                   configs=f"Resource::{ARN}:sagemaker:{LOCAL}:endpoint-config/*-{env}-*",
+                   models=f"Resource::{ARN}:sagemaker:{LOCAL}:model/*-v*")
+        _serving_role(control, ids)
+        endpoints = f"Resource::{ARN}:sagemaker:{LOCAL}:endpoint/*-{env}"
+        fleet_reason = (f"every endpoint of {name} is <model>-{name} (one pattern, so the "
+                        f"policy does not grow with the fleet's models)")
+        for fn_name, role in control.control.roles.items():
+            findings = _function_findings(fn_name, ids, f"<model>-{name}", "<model>")
+            findings[endpoints] = f"{fn_name} role: {fleet_reason}"
+            findings[groups] = (f"{fn_name} role: the registry account's package groups "
+                                f"(one per model of the fleet)")
+            findings[packages] = (f"{fn_name} role: the numbered versions of the registry "
+                                  f"account's groups")
+            _iam5(role, findings)
+        _control_functions(control, ids, f"<model>-{name}", "<model>", findings_done=True)
+        _scheduler_roles(control)
+
+
+def _scheduler_roles(control: Stack) -> None:
+    """The role EventBridge Scheduler invokes a monitor with (aws-cdk-lib's LambdaInvoke)."""
+    fns = control.control.functions
+    for role in (c for c in control.node.children
+                 if c.node.id.startswith("SchedulerRoleForTarget")):
+        _iam5(role, {
+            f"Resource::<{control.get_logical_id(fns[name].node.default_child)}.Arn>:*":
+                f"EventBridge Scheduler's role invokes the {name} function (any version: "
+                f"the target names the function; aws-cdk-lib's LambdaInvoke grant)"
+            for name in ("drift_monitor", "probe")})

@@ -17,7 +17,10 @@ class ArtifactStore(Construct):
     blocked, versioned."""
 
     def __init__(self, scope: Construct, id: str, *, removal_policy: RemovalPolicy,
-                 data_retention_days: int = 30) -> None:
+                 data_retention_days: int = 30, artifacts_bucket_name: str | None = None
+                 ) -> None:
+        """`artifacts_bucket_name`: a fixed name (a fleet's registry account, whose bucket
+        other accounts' policies name); None: CloudFormation names it."""
         super().__init__(scope, id)
         self.key = kms.Key(self, "Key", enable_key_rotation=True,
                            description="mlops-kit: buckets, tables, topic, queues, streams",
@@ -35,7 +38,8 @@ class ArtifactStore(Construct):
         kms_common = dict(encryption=s3.BucketEncryption.KMS, encryption_key=self.key,
                           bucket_key_enabled=True, server_access_logs_bucket=self.access_logs)
         self.artifacts = s3.Bucket(
-            self, "Artifacts", server_access_logs_prefix="artifacts/",
+            self, "Artifacts", bucket_name=artifacts_bucket_name,
+            server_access_logs_prefix="artifacts/",
             lifecycle_rules=[s3.LifecycleRule(
                 id="old-versions", noncurrent_version_expiration=Duration.days(data_retention_days),
                 abort_incomplete_multipart_upload_after=Duration.days(7))],
@@ -73,6 +77,21 @@ class ArtifactStore(Construct):
         cfn.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
             event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
                 event_bridge_enabled=True))
+
+    def share_read(self, accounts: tuple[str, ...]) -> None:
+        """Let `accounts` read the artifacts (an environment's endpoints load model files, its
+        monitors read baselines): the bucket policy, and the key for S3's decryption only."""
+        if not accounts:
+            return
+        principals = [iam.AccountPrincipal(a) for a in accounts]
+        self.artifacts.add_to_resource_policy(iam.PolicyStatement(
+            sid="EnvironmentsRead", actions=["s3:GetObject"], principals=principals,
+            resources=[self.artifacts.arn_for_objects("*")]))
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="EnvironmentsDecryptArtifacts", actions=["kms:Decrypt"], principals=principals,
+            resources=["*"],  # in a key policy, "*" is this key
+            conditions={"StringEquals": {
+                "kms:ViaService": f"s3.{Stack.of(self).region}.amazonaws.com"}}))
 
     @property
     def capture_s3_uri(self) -> str:

@@ -103,11 +103,31 @@ contract marks the same ones `per_model`; tests/infra holds the two equal)."""
 SCHEDULED = {"drift_monitor": "drift_schedule_minutes", "probe": "probe_schedule_minutes"}
 
 
+@dataclass(frozen=True)
+class RegistryArtifacts:
+    """The registry account's artifact bucket and keys, as another account reads them."""
+    bucket_arn: str
+    account: str
+    region: str
+
+    def grant_read(self, role: iam.IRole) -> None:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadRegistryArtifacts", actions=["s3:GetObject"],
+            resources=[f"{self.bucket_arn}/*"]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="RegistryArtifactsKey", actions=["kms:Decrypt"],
+            resources=[f"arn:{Aws.PARTITION}:kms:{self.region}:{self.account}:key/*"],
+            conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}}))
+
+
 class ServingRole(Construct):
     """Execution role of the SageMaker models the deployment controller creates: reads model
     artifacts and code from the artifact bucket, pulls the XGBoost image, writes data capture."""
 
-    def __init__(self, scope: Construct, id: str, *, store: ArtifactStore) -> None:
+    def __init__(self, scope: Construct, id: str, *, store: ArtifactStore,
+                 registry_artifacts: RegistryArtifacts | None = None) -> None:
+        """`registry_artifacts`: a fleet's registry bucket in another account, where the model
+        files are (its bucket and key policies let this account read)."""
         super().__init__(scope, id)
         self.role = iam.Role(self, "Role",
                              assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
@@ -115,6 +135,8 @@ class ServingRole(Construct):
         add = self.role.add_to_policy
         add(iam.PolicyStatement(sid="ReadArtifacts", actions=["s3:GetObject"],
                                 resources=[f"{store.artifacts_arn_ref}/*"]))
+        if registry_artifacts is not None:
+            registry_artifacts.grant_read(self.role)
         add(iam.PolicyStatement(sid="WriteCapture", actions=["s3:PutObject"],
                                 resources=[f"{store.capture_arn_ref}/*"]))
         add(iam.PolicyStatement(sid="Key", actions=["kms:Decrypt", "kms:GenerateDataKey"],

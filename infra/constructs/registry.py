@@ -59,14 +59,16 @@ class Tables(Construct):
     TTL `expiration`)."""
 
     def __init__(self, scope: Construct, id: str, *, key: kms.IKey,
-                 removal_policy: RemovalPolicy) -> None:
+                 removal_policy: RemovalPolicy, ledger_table_name: str | None = None) -> None:
+        """`ledger_table_name`: a fixed name (a fleet's registry ledger, which other accounts'
+        roles name); None: CloudFormation names it."""
         super().__init__(scope, id)
         common = dict(billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
                       encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED, encryption_key=key,
                       point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                           point_in_time_recovery_enabled=True))
         self.ledger = dynamodb.Table(
-            self, "Ledger",
+            self, "Ledger", table_name=ledger_table_name,
             partition_key=dynamodb.Attribute(name=LEDGER_PARTITION_KEY,
                                              type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=LEDGER_SORT_KEY, type=dynamodb.AttributeType.STRING),

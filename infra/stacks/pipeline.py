@@ -12,6 +12,7 @@ from constructs import Construct
 
 from ..config import StageConfig
 from ..constructs.pipeline_triggers import PipelineTriggers, pipeline_arn
+from ..constructs.registry import ModelRegistry
 from ..constructs.studio import ScientistRole, Studio
 from ..constructs.tracking_server import tracking_server_name
 from ..constructs.training_pipeline import TrainingPipeline
@@ -20,9 +21,13 @@ from .stateful import StatefulStack
 
 class PipelineStack(Stack):
     def __init__(self, scope: Construct, id: str, *, cfg: StageConfig, stateful: StatefulStack,
-                 definition_path: Path, assets_dir: Path, **kwargs) -> None:
+                 definition_path: Path, assets_dir: Path, registry: ModelRegistry | None = None,
+                 **kwargs) -> None:
+        """`registry`: the model's group (a fleet's, in the registry stack); default the
+        stateful stack's."""
         super().__init__(scope, id, **kwargs)
         store = stateful.store
+        registry = registry or stateful.registry
         # The artifact bucket through the stateful stack's named exports (see ArtifactStore.export).
         artifacts = s3.Bucket.from_bucket_attributes(
             self, "ArtifactBucket", bucket_arn=store.artifacts_arn_ref,
@@ -31,10 +36,10 @@ class PipelineStack(Stack):
         self.training = TrainingPipeline(
             self, "TrainingPipeline", definition_path=definition_path, assets_dir=assets_dir,
             artifacts=artifacts, key_arn=stateful.store.key.key_arn,
-            model_group=stateful.registry.model_group,
-            model_packages_resources=stateful.registry.package_resources(),
+            model_group=registry.model_group,
+            model_packages_resources=registry.package_resources(),
             mlflow_tracking_uri=stateful.mlflow_tracking_uri)
-        name = f"{stateful.registry.model_group}-training"
+        name = f"{registry.model_group}-training"
         self.triggers = PipelineTriggers(
             self, "Triggers", pipeline_name=name, bucket_name=store.artifacts_name_ref,
             schedule=cfg.training_schedule, new_data=cfg.new_data_trigger,
@@ -48,7 +53,7 @@ class PipelineStack(Stack):
         if cfg.studio.enabled:
             self.scientist = ScientistRole(
                 self, "Scientist", pipeline_arn=pipeline_arn(name),
-                model_group_resources=stateful.registry.package_resources(),
+                model_group_resources=registry.package_resources(),
                 ledger_table_arn=stateful.tables.ledger.table_arn,
                 artifacts_arn=store.artifacts_arn_ref, key_arn=store.key.key_arn,
                 mlflow_tracking_server_name=cfg.studio.mlflow_tracking_server_name or (

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Mapping
+from weakref import WeakKeyDictionary
 
 from mlops_kit.contract import (DeploymentControllerSettings, DriftMonitorSettings,
                                 ProbeSettings, RollbackControllerSettings, SettingsError,
@@ -28,12 +29,62 @@ def _client(clients: Clients, service: str) -> Any:
     return clients(service) if clients is not None else None
 
 
-def registry(model_group: str, ledger_table: str, clients: Clients = None):
+def registry(model_group: str, ledger_table: str, clients: Clients = None, *,
+             registry_ledger_table: str = "", registry_role_arn: str = "",
+             session_name: str = "mlops-kit"):
+    """The group's registry. Neither registry field: packages, versions and deployments all in
+    this account's `ledger_table`. A fleet environment keeps only its deployments and rollback
+    claims in `ledger_table`, with `clients`, and reads the versions elsewhere (as
+    `AwsFleetHome.registry`): in `registry_ledger_table` of the same account, or, with
+    `registry_role_arn`, the registry account's package group and its `registry_ledger_table`
+    (unset: the table of `ledger_table`'s name there) through that role, assumed as
+    `session_name`."""
     from mlops_kit.registry.sagemaker import SageMakerRegistry
 
-    return SageMakerRegistry(model_group, ledger_table=ledger_table,
-                             sagemaker_client=_client(clients, "sagemaker"),
-                             dynamodb_client=_client(clients, "dynamodb"))
+    if not (registry_role_arn or registry_ledger_table):
+        return SageMakerRegistry(model_group, ledger_table=ledger_table,
+                                 sagemaker_client=_client(clients, "sagemaker"),
+                                 dynamodb_client=_client(clients, "dynamodb"))
+    versions, own_dynamodb = clients, _client(clients, "dynamodb")
+    if registry_role_arn:
+        from mlops_kit.aws.clients import default_client
+
+        versions = _registry_account(registry_role_arn, session_name, clients)
+        # Never None here: SageMakerRegistry would fall back to the registry account's client.
+        own_dynamodb = own_dynamodb or default_client("dynamodb")
+    return SageMakerRegistry(model_group, ledger_table=registry_ledger_table or ledger_table,
+                             sagemaker_client=_client(versions, "sagemaker"),
+                             dynamodb_client=_client(versions, "dynamodb"),
+                             deployment_ledger_table=ledger_table,
+                             deployment_dynamodb_client=own_dynamodb)
+
+
+_ASSUMED: "WeakKeyDictionary[Any, dict[tuple[str, str], Any]]" = WeakKeyDictionary()
+"""The registry account's clients per `clients` factory (a container's), so every model of a
+fleet function shares one role session and one client per service."""
+
+
+def _registry_account(role_arn: str, session_name: str, clients: Clients):
+    from mlops_kit.aws.assumed_role import AssumedRoleClients
+
+    try:
+        shared = _ASSUMED.setdefault(clients, {})
+    except TypeError:  # None, or a factory that cannot be weakly referenced: not shared
+        shared = {}
+    key = (role_arn, session_name)
+    if key not in shared:
+        shared[key] = AssumedRoleClients(role_arn, session_name,
+                                         sts_client=_client(clients, "sts"))
+    return shared[key]
+
+
+def _registry_of(settings: Any, clients: Clients):
+    """`registry(...)` of a function's settings, assuming the registry role as that function
+    (`mlops-kit-<service>`; the CLI's `--backend aws` acts with the rollback controller's)."""
+    return registry(settings.model_group, settings.ledger_table, clients,
+                    registry_ledger_table=settings.registry_ledger_table,
+                    registry_role_arn=settings.registry_role_arn,
+                    session_name=f"mlops-kit-{function(type(settings).CONTRACT).service}")
 
 
 def endpoints(clients: Clients = None, settings: DeploymentControllerSettings | None = None):
@@ -54,7 +105,7 @@ def deployment_controller(settings: DeploymentControllerSettings, clients: Clien
     from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
 
     return DeploymentController(
-        registry(settings.model_group, settings.ledger_table, clients),
+        _registry_of(settings, clients),
         endpoints(clients, settings),
         DeploymentSettings(settings.endpoint_name, settings.champion_instance_count,
                            settings.fallback_instance_count, settings.warm_fallbacks,
@@ -63,7 +114,7 @@ def deployment_controller(settings: DeploymentControllerSettings, clients: Clien
 
 def rollback_controller(settings: RollbackControllerSettings, clients: Clients = None):
     return build_rollback_controller(
-        registry(settings.model_group, settings.ledger_table, clients), clients,
+        _registry_of(settings, clients), clients,
         endpoint_name=settings.endpoint_name, cooldown_minutes=settings.cooldown_minutes,
         notification_topic_arn=settings.notification_topic_arn)
 
@@ -111,7 +162,7 @@ def monitoring(settings: DriftMonitorSettings | ProbeSettings, clients: Clients 
     from mlops_kit.aws.monitoring import S3Documents
     from mlops_kit.monitoring.metrics import PowertoolsMetricSink
 
-    made = Monitoring(registry(settings.model_group, settings.ledger_table, clients),
+    made = Monitoring(_registry_of(settings, clients),
                       endpoints(clients), S3Documents(_client(clients, "s3")),
                       PowertoolsMetricSink())
     if isinstance(settings, DriftMonitorSettings):
@@ -206,7 +257,7 @@ def backend(environ: Mapping[str, str] | None = None, clients: Clients = None) -
         # deployment controller Lambda.
         return []
 
-    return Backend("aws", registry(rollback.model_group, rollback.ledger_table, clients),
+    return Backend("aws", _registry_of(rollback, clients),
                    endpoints(clients), rollback.endpoint_name, local.owner, emit,
                    lambda: rollback_controller(rollback, clients),
                    alarm_states=lambda endpoint: alarm_states(endpoint, clients),
