@@ -6,8 +6,8 @@ Per handler and repetition, one new `python` process (no `-X importtime`: it slo
 measures, with time.perf_counter inside the process:
   import         executing functions/<name>/handler.py as a module (the handler's top level:
                  Powertools, boto3, the kit, settings read from the environment)
-  with adapters  import, then building what the Lambda builds on its first event: controller()
-                 for the deployment and rollback controllers, dependencies() for the drift
+  with adapters  import, then building what the Lambda builds on its first event: controller(route)
+                 for the deployment and rollback controllers, dependencies(route) for the drift
                  monitor and probe, settings() + the sagemaker-runtime client for the stream
                  scorer (what it does at cold start inside Lambda)
 and, from outside, the wall time of the whole process (interpreter start-up included).
@@ -72,10 +72,10 @@ ENV = {
 }
 
 ADAPTERS = {
-    "deployment_controller": "module.controller()",
-    "rollback_controller": "module.controller()",
-    "drift_monitor": "module.dependencies()",
-    "probe": "module.dependencies()",
+    "deployment_controller": "module.controller(module.runtime.routes.only)",
+    "rollback_controller": "module.controller(module.runtime.routes.only)",
+    "drift_monitor": "module.dependencies(module.runtime.routes.only)",
+    "probe": "module.dependencies(module.runtime.routes.only)",
     "stream_scorer": "module.settings(); module.clients('sagemaker-runtime')",
 }
 

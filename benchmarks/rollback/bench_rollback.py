@@ -369,7 +369,7 @@ def bench_aws(args, workdir: Path) -> dict[str, Any]:
             for i in range(1 + args.warmup + args.repeat):
                 if i:
                     with stdout_to(log):
-                        back = handler.controller().rollforward(ENDPOINT, 2, actor="bench",
+                        back = handler.controller(handler.runtime.routes.only).rollforward(ENDPOINT, 2, actor="bench",
                                                                 reason="reset for the next repeat")
                     if back.action != "rolled_forward":
                         raise SystemExit(f"repeat {i}: could not roll forward: {back}")
@@ -384,7 +384,7 @@ def bench_aws(args, workdir: Path) -> dict[str, Any]:
                 if outcome.get("action") != "rolled_back" or not timer.returned_at:
                     raise SystemExit(f"invocation {i}: no rollback: {outcome}")
                 weights = {v.variant_name: v.weight
-                           for v in handler.controller().endpoints.describe(ENDPOINT).variants}
+                           for v in handler.controller(handler.runtime.routes.only).endpoints.describe(ENDPOINT).variants}
                 if weights != {"v1": 1.0, "v2": 0.0}:
                     raise SystemExit(f"invocation {i}: weights are {weights}")
                 figures = {"weights_changed": timer.returned_at[0] - started,
