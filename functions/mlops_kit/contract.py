@@ -75,7 +75,7 @@ def _published_by(publisher: str) -> tuple[Metric, ...]:
 _ENDPOINT = EnvVar("ENDPOINT_NAME", "endpoint_name", doc="the model's SageMaker endpoint",
                    per_model=True)
 _GROUP = EnvVar("MLOPS_MODEL_GROUP", "model_group", per_model=True,
-                doc="the model package group (its ARN when the registry is another account's)")
+                doc="the model package group")
 _LEDGER = EnvVar("LEDGER_TABLE_NAME", "ledger_table", doc="the deployment ledger table")
 _IDEMPOTENCY = EnvVar("IDEMPOTENCY_TABLE_NAME", "idempotency_table",
                       doc="Powertools idempotency table")

@@ -26,13 +26,19 @@ class _Settings:
 
 
 @dataclass(frozen=True)
-class DeploymentControllerSettings(_Settings):
-    CONTRACT: ClassVar[str] = "deployment_controller"
+class _EndpointSettings(_Settings):
+    """What every function that works on one model's endpoint reads: the endpoint, its group
+    and the ledgers (the registry account's, when the registry is another account's)."""
     endpoint_name: str
     model_group: str
     ledger_table: str
     registry_ledger_table: str
     registry_role_arn: str
+
+
+@dataclass(frozen=True)
+class DeploymentControllerSettings(_EndpointSettings):
+    CONTRACT: ClassVar[str] = "deployment_controller"
     idempotency_table: str
     execution_role_arn: str
     capture_s3_uri: str
@@ -60,13 +66,8 @@ class DeploymentControllerSettings(_Settings):
 
 
 @dataclass(frozen=True)
-class RollbackControllerSettings(_Settings):
+class RollbackControllerSettings(_EndpointSettings):
     CONTRACT: ClassVar[str] = "rollback_controller"
-    endpoint_name: str
-    model_group: str
-    ledger_table: str
-    registry_ledger_table: str
-    registry_role_arn: str
     idempotency_table: str
     notification_topic_arn: str
     cooldown_minutes: int
@@ -78,13 +79,8 @@ class RollbackControllerSettings(_Settings):
 
 
 @dataclass(frozen=True)
-class DriftMonitorSettings(_Settings):
+class DriftMonitorSettings(_EndpointSettings):
     CONTRACT: ClassVar[str] = "drift_monitor"
-    endpoint_name: str
-    model_group: str
-    ledger_table: str
-    registry_ledger_table: str
-    registry_role_arn: str
     capture_s3_uri: str
     window_minutes: int
     schedule_minutes: int
@@ -105,13 +101,8 @@ class DriftMonitorSettings(_Settings):
 
 
 @dataclass(frozen=True)
-class ProbeSettings(_Settings):
+class ProbeSettings(_EndpointSettings):
     CONTRACT: ClassVar[str] = "probe"
-    endpoint_name: str
-    model_group: str
-    ledger_table: str
-    registry_ledger_table: str
-    registry_role_arn: str
     max_latency_ms: int
     schedule_minutes: int
 

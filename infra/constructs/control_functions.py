@@ -185,8 +185,10 @@ class ControlFunctions(Construct):
         if self.stream_scoring:
             specs.append(_Spec("stream_scorer", 256, Duration.minutes(1)))
         env, self.routes = self._environments(store, tables, notifications, serving_role)
-        extra = ({ROUTES_FILE: json.dumps(self.routes, indent=1, sort_keys=True).encode()}
-                 if fleet else None)
+        self.routes_file: bytes | None = (
+            json.dumps(self.routes, indent=1, sort_keys=True).encode() if fleet else None)
+        """What each routed function's bundle holds as ROUTES_FILE (None: a single stage)."""
+        extra = {ROUTES_FILE: self.routes_file} if fleet else None
 
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}

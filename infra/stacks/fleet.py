@@ -102,7 +102,7 @@ class EnvironmentControlStack(Stack):
             wiring = FleetWiring(environment, registry_ledger_table=REGISTRY_LEDGER)
         self.control = ControlFunctions(
             self, "Control", cfg=cfg, served=tuple(
-                _served(m, environment, registry, crosses) for m in fleet.models_in(environment)),
+                _served(m, environment) for m in fleet.models_in(environment)),
             functions_dir=paths.functions_dir, requirements_dir=paths.requirements_dir,
             store=stateful.store, tables=stateful.tables, registry_resources=registry_resources,
             notifications=stateful.notifications, serving_role=self.serving.role,
@@ -126,11 +126,10 @@ class ModelMonitoringStack(Stack):
             notification_topic=stateful.notifications.topic)
 
 
-def _served(model: ModelDeclaration, environment: str, registry: StageConfig,
-            crosses: bool) -> ServedModel:
-    group = (f"arn:aws:sagemaker:{registry_region(registry)}:{registry_account(registry)}:"
-             f"model-package-group/{model.name}") if crosses else model.name
-    return ServedModel(model.name, model.endpoint_name(environment), group,
+def _served(model: ModelDeclaration, environment: str) -> ServedModel:
+    # The group by name: in another account, the controllers read it as the registry account's
+    # role (`RegistryAccess`), where the name is the group's.
+    return ServedModel(model.name, model.endpoint_name(environment), model.name,
                        model.serving_in(environment))
 
 
@@ -182,6 +181,9 @@ def compose_fleet(app: App, fleet: FleetConfig, paths: Paths = Paths()) -> dict[
                 app, f"MlopsKit-{name}-{model.name}", model=model, environment=name,
                 stateful=stateful[name], paths=paths, env=env,
                 description=f"mlops-kit fleet, {name}: alarms and dashboard of {model.name}")
-    for stack_name, stack in stacks.items():
+    for stack in stacks.values():
         Tags.of(stack).add("mlops-kit:fleet", "true")
+    from ..nag import acknowledge_fleet
+
+    acknowledge_fleet(stacks, fleet)
     return stacks

@@ -63,6 +63,33 @@ def synth_stage(tmp: Path, stage: str = "dev", *, nag: bool = False,
     return app, stacks
 
 
+def synth_fleet(tmp: Path, *, nag: bool = False, overrides: dict | None = None):
+    """The fleet app (`-c fleet=true`) over the repository's models/ and cdk.json; `overrides`
+    per environment (e.g. accounts). Returns (app, fleet config, stacks by name)."""
+    import importlib
+
+    from aws_cdk import App, Validations
+
+    cdk_app_package()
+    fleet_config = importlib.import_module("mlops_infra.fleet_config")
+    compose_fleet = importlib.import_module("mlops_infra.stacks.fleet").compose_fleet
+    Paths = importlib.import_module("mlops_infra.stacks").Paths
+
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    context["aws:cdk:bundling-stacks"] = []
+    for environment, values in (overrides or {}).items():
+        context["stages"][environment].update(values)
+    app = App(context=context, outdir=str(tmp / "cdk.out"),
+              builtin_cloud_formation_validation=False)
+    config = fleet_config.load_fleet_config(context, ROOT)
+    stacks = compose_fleet(app, config, Paths(pipeline_assets=staged_stub(tmp / "assets")))
+    if nag:
+        from cdk_nag import AwsSolutionsChecks
+
+        Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    return app, config, stacks
+
+
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory):
     from aws_cdk.assertions import Template

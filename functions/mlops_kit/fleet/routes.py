@@ -44,12 +44,6 @@ class Route:
     """The function's typed settings for this model."""
 
 
-def group_name(group: str) -> str:
-    """A model package group's name, from its name or its ARN (the fleet's routes name the
-    registry account's group by ARN; events name it by name)."""
-    return group.rsplit("/", 1)[-1]
-
-
 class FleetRoutes:
     """The routes of one function: `by_model`, `by_group`, `by_endpoint`; `only` when there
     is one."""
@@ -58,7 +52,7 @@ class FleetRoutes:
         self.function = function
         self.environment = environment
         self.routes = dict(routes)
-        self._groups = {group_name(r.settings.model_group): r for r in self.routes.values()
+        self._groups = {r.settings.model_group: r for r in self.routes.values()
                         if getattr(r.settings, "model_group", None)}
         self._endpoints = {r.settings.endpoint_name: r for r in self.routes.values()}
 
@@ -69,7 +63,7 @@ class FleetRoutes:
         return self.routes.get(model)
 
     def by_group(self, group: str) -> Route | None:
-        return self._groups.get(group_name(group))
+        return self._groups.get(group)
 
     def by_endpoint(self, endpoint: str) -> Route | None:
         return self._endpoints.get(endpoint)

@@ -1,0 +1,52 @@
+"""cdk-nag AwsSolutions and cfn-lint on the fleet app (`-c fleet=true`, every model in every
+environment, one account as in the repository's cdk.json): nothing left unacknowledged."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import synth_fleet
+from .test_nag import _plugin
+
+
+@pytest.fixture(scope="module")
+def fleet_nag(tmp_path_factory):
+    import json
+
+    tmp = tmp_path_factory.mktemp("fleet-nag")
+    app, config, stacks = synth_fleet(tmp, nag=True)
+    try:
+        app.synth()
+    except Exception as exc:  # findings fail synth; the report says which
+        error = exc
+    else:
+        error = None
+    outdir = tmp / "cdk.out"
+    return {"report": json.loads((outdir / "validation-report.json").read_text()),
+            "error": error, "outdir": outdir, "stacks": stacks}
+
+
+def test_the_fleet_has_no_unacknowledged_findings(fleet_nag):
+    plugin = _plugin(fleet_nag["report"])
+    left = sorted({f"{v['ruleName']} @ {c['constructPath']}"
+                   for v in plugin["violations"] for c in v["violatingConstructs"]})
+    assert left == [], "unacknowledged cdk-nag findings:\n" + "\n".join(left)
+    assert fleet_nag["error"] is None
+
+
+@pytest.mark.skipif(shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) is None,
+                    reason="cfn-lint not installed in the venv")
+def test_the_fleet_templates_are_cfn_lint_clean(fleet_nag):
+    root = Path(__file__).resolve().parents[2]
+    templates = sorted(str(p) for p in fleet_nag["outdir"].glob("*.template.json"))
+    assert len(templates) == len(fleet_nag["stacks"])
+    cfn_lint = str(Path(sys.executable).parent / "cfn-lint")
+    result = subprocess.run([cfn_lint, "--config-file", str(root / ".cfnlintrc.yaml"),
+                             "--", *templates],
+                            capture_output=True, text=True, timeout=300, cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
