@@ -63,6 +63,19 @@ def synth_stage(tmp: Path, stage: str = "dev", *, nag: bool = False,
     return app, stacks
 
 
+def nag_report(app, outdir: Path) -> dict:
+    """Synthesize `app` with its validation plugins: their report, and the error findings
+    raised (None when none did)."""
+    try:
+        app.synth()
+    except Exception as exc:  # findings fail synth; the report says which
+        error = exc
+    else:
+        error = None
+    return {"report": json.loads((outdir / "validation-report.json").read_text()),
+            "error": error, "outdir": outdir}
+
+
 def synth_fleet(tmp: Path, *, nag: bool = False, overrides: dict | None = None):
     """The fleet app (`-c fleet=true`) over the repository's models/ and cdk.json; `overrides`
     per environment (e.g. accounts). Returns (app, fleet config, stacks by name)."""

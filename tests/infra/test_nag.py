@@ -4,7 +4,6 @@ and cfn-lint on the same templates."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import nag_report as synth_with_report
 from .conftest import synth_stage
 
 
@@ -19,15 +19,7 @@ from .conftest import synth_stage
 def nag_report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nag")
     app, _ = synth_stage(tmp, "dev", nag=True)
-    try:
-        app.synth()
-    except Exception as exc:  # findings fail synth; the report says which
-        error = exc
-    else:
-        error = None
-    outdir = tmp / "cdk.out"
-    report = json.loads((outdir / "validation-report.json").read_text())
-    return {"report": report, "error": error, "outdir": outdir}
+    return synth_with_report(app, tmp / "cdk.out")
 
 
 def _plugin(report):
