@@ -81,6 +81,44 @@ def alarm_event(name: str = "feature-drift", *, state_time: str | None = None) -
     return event
 
 
+def deliver_together(rollback, endpoints, events: dict[str, dict]) -> tuple[dict, list]:
+    """Hand each alarm event to `rollback.handle_event` on its own thread, holding the threads
+    at a barrier right after each one's second endpoint describe (the first decides, the second
+    is the pre-shift check) and releasing them together: both have seen the traffic unmoved.
+    Returns the outcomes by event name and whatever escaped."""
+    import threading
+
+    both_decided = threading.Barrier(len(events), timeout=30)
+    describes = threading.local()
+    real_describe = endpoints.describe
+
+    def describe(name):
+        view = real_describe(name)
+        describes.n = getattr(describes, "n", 0) + 1
+        if describes.n == 2:
+            both_decided.wait()
+        return view
+
+    outcomes, errors = {}, []
+
+    def deliver(name):
+        try:
+            outcomes[name] = rollback.handle_event(events[name])
+        except Exception as exc:  # the callers assert nothing escapes
+            errors.append(exc)
+
+    endpoints.describe = describe
+    try:
+        threads = [threading.Thread(target=deliver, args=(name,)) for name in events]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        endpoints.describe = real_describe
+    return outcomes, errors
+
+
 class Sleeps(list):
     """An injectable sleep that records the delays instead of waiting."""
 

@@ -47,10 +47,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except InvalidEventError as exc:
         return runtime.rejected(exc)
     route = runtime.routes.by_group(change.model_group)
-    if route is None:
-        return runtime.ignored(f"group {change.model_group} has no endpoint here",
-                               version=change.version)
-    act, why = deploy_decision(change, route.settings.environment or None)
+    act, why = (deploy_decision(change, route.settings.environment or None) if route else
+                (False, f"group {change.model_group} has no endpoint here"))
     if not act:
         return runtime.ignored(why, version=change.version)
     runtime.idempotency.register_lambda_context(context)

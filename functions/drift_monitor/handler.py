@@ -24,23 +24,20 @@ from mlops_kit.fleet.routes import Route
 
 runtime = LambdaRuntime("drift_monitor", MONITORING_NAMESPACE)
 logger, settings = runtime.logger, runtime.settings
-_deps: dict[str, Any] = {}
-"""The single model's adapters (`homes.aws.monitoring`), built once per container; tests may
-put their own."""
-_deps_by_model: dict[str, dict[str, Any]] = {}
-"""A fleet's, per model."""
+
+
+def _monitoring(settings: Any) -> dict[str, Any]:
+    from mlops_kit.homes import aws  # imported on first run: the cold start stays small
+
+    return aws.monitoring(settings, runtime.clients).as_dict()
+
+
+dependencies = runtime.adapters(_monitoring)
+"""Each model's adapters (`homes.aws.monitoring`), built once per container."""
+_deps = dependencies.only
+"""The single model's; tests may put their own."""
 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 """Now, for judging the event's age (injectable: the deployed-twin tests run a schedule)."""
-
-
-def dependencies(route: Route) -> dict[str, Any]:
-    """Built once per container and model (`mlops_kit.homes.aws`)."""
-    deps = _deps if route is runtime.routes.only else _deps_by_model.setdefault(route.model, {})
-    if not deps:
-        from mlops_kit.homes import aws
-
-        deps.update(aws.monitoring(route.settings, runtime.clients).as_dict())
-    return deps
 
 
 def monitor(now: datetime, route: Route | None = None) -> dict[str, Any]:

@@ -18,25 +18,16 @@ from mlops_kit.aws.lambda_runtime import LambdaRuntime
 from mlops_kit.aws.probe_run import probe_endpoint
 from mlops_kit.contract import MONITORING_NAMESPACE
 from mlops_kit.core.schedules import NotThisSchedule, scheduled_run_time
-from mlops_kit.fleet.routes import Route
 from mlops_kit.homes import aws
 
 runtime = LambdaRuntime("probe", MONITORING_NAMESPACE)
 settings, clients = runtime.settings, runtime.clients
-_deps: dict[str, Any] = {}
-"""The single model's adapters (`homes.aws.monitoring`), built once per container; tests may
-put their own."""
-_deps_by_model: dict[str, dict[str, Any]] = {}
-"""A fleet's, per model."""
+dependencies = runtime.adapters(lambda s: aws.monitoring(s, clients).as_dict())
+"""Each model's adapters (`homes.aws.monitoring`), built once per container."""
+_deps = dependencies.only
+"""The single model's; tests may put their own."""
 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 """Now, for judging the event's age (injectable: the deployed-twin tests run a schedule)."""
-
-
-def dependencies(route: Route) -> dict[str, Any]:
-    deps = _deps if route is runtime.routes.only else _deps_by_model.setdefault(route.model, {})
-    if not deps:
-        deps.update(aws.monitoring(route.settings, clients).as_dict())
-    return deps
 
 
 @runtime.handler

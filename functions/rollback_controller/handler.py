@@ -48,18 +48,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         alarm = parse_alarm_event(event)
     except InvalidEventError as exc:  # not an alarm state change: nothing to retry
         return runtime.ignored(str(exc))
-    if alarm.state != "ALARM" or alarm.previous_state == "ALARM":
-        return runtime.ignored(f"{alarm.previous_state} → {alarm.state}")
     route = runtime.routes.by_endpoint(alarm.endpoint_name or "")
-    if route is None:
-        return runtime.ignored(f"endpoint {alarm.endpoint_name} is not served here",
-                               alarm=alarm.alarm_name)
-    owned, why = controller(route).owns(alarm)
-    if not owned:
+    act, why = (controller(route).admits(alarm) if route else
+                (False, f"endpoint {alarm.endpoint_name} is not served here"))
+    if not act:
         return runtime.ignored(why, alarm=alarm.alarm_name)
     runtime.idempotency.register_lambda_context(context)
-    outcome = runtime.handled("Rollback", shift_once(transition={"key": alarm.transition_key},
-                                                     alarm=alarm, route=route))
-    if outcome["action"] == "no_healthy_fallback":
-        runtime.logger.error("no healthy fallback", extra=outcome)
-    return outcome
+    return runtime.handled("Rollback", shift_once(transition={"key": alarm.transition_key},
+                                                  alarm=alarm, route=route),
+                           errors=frozenset({"no_healthy_fallback"}))

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import Aws, Duration, RemovalPolicy
-from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -40,6 +38,7 @@ from ..config import StageConfig
 from .artifact_store import ArtifactStore
 from .bundling import function_code
 from .notifications import Notifications
+from .operational_alarms import operational_alarms
 from .registry import Tables
 
 # Pinned to the Powertools release the code is tested with (requirements.lock): the public SSM
@@ -101,59 +100,6 @@ PER_MODEL_SETTINGS = {
 """Each function's settings that differ per model, from the model's serving settings (the
 contract marks the same ones `per_model`; tests/infra holds the two equal)."""
 SCHEDULED = {"drift_monitor": "drift_schedule_minutes", "probe": "probe_schedule_minutes"}
-
-
-@dataclass(frozen=True)
-class RegistryArtifacts:
-    """The registry account's artifact bucket and keys, as another account reads them."""
-    bucket_arn: str
-    account: str
-    region: str
-
-    def grant_read(self, role: iam.IRole) -> None:
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ReadRegistryArtifacts", actions=["s3:GetObject"],
-            resources=[f"{self.bucket_arn}/*"]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="RegistryArtifactsKey", actions=["kms:Decrypt"],
-            resources=[f"arn:{Aws.PARTITION}:kms:{self.region}:{self.account}:key/*"],
-            conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}}))
-
-
-class ServingRole(Construct):
-    """Execution role of the SageMaker models the deployment controller creates: reads model
-    artifacts and code from the artifact bucket, pulls the XGBoost image, writes data capture."""
-
-    def __init__(self, scope: Construct, id: str, *, store: ArtifactStore,
-                 registry_artifacts: RegistryArtifacts | None = None) -> None:
-        """`registry_artifacts`: a fleet's registry bucket in another account, where the model
-        files are (its bucket and key policies let this account read)."""
-        super().__init__(scope, id)
-        self.role = iam.Role(self, "Role",
-                             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                             description="SageMaker models and endpoints of the kit")
-        add = self.role.add_to_policy
-        add(iam.PolicyStatement(sid="ReadArtifacts", actions=["s3:GetObject"],
-                                resources=[f"{store.artifacts_arn_ref}/*"]))
-        if registry_artifacts is not None:
-            registry_artifacts.grant_read(self.role)
-        add(iam.PolicyStatement(sid="WriteCapture", actions=["s3:PutObject"],
-                                resources=[f"{store.capture_arn_ref}/*"]))
-        add(iam.PolicyStatement(sid="Key", actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                                resources=[store.key.key_arn]))
-        add(iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"],
-                                resources=["*"]))
-        add(iam.PolicyStatement(
-            sid="XGBoostImage", actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                                         "ecr:BatchCheckLayerAvailability"],
-            resources=[f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:*:repository/sagemaker-xgboost"]))
-        add(iam.PolicyStatement(
-            sid="Logs", actions=["logs:CreateLogGroup", "logs:CreateLogStream",
-                                 "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            resources=[f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/*"]))
-        add(iam.PolicyStatement(sid="Metrics", actions=["cloudwatch:PutMetricData"],
-                                resources=["*"],
-                                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}))
 
 
 class ControlFunctions(Construct):
@@ -412,38 +358,12 @@ class ControlFunctions(Construct):
                         dead_letter_queue=self.dlq, max_event_age=age, retry_attempts=2))
 
     def _alarms(self, cfg: StageConfig, notifications: Notifications) -> None:
-        """On-call hears of a controller event that failed for good, of events EventBridge
-        could not deliver, and of a monitor that keeps failing (no monitor, no rollback)."""
-        action = cw_actions.SnsAction(notifications.topic)
-        queues = (("FailedEventsAlarm", self.failed_events,
-                   "a controller event failed after Lambda's retries: replay it "
-                   "(mlops events replay, docs/runbooks.md)"),
-                  ("EventsDlqAlarm", self.dlq, "EventBridge could not deliver an event"))
-        self.operational_alarms: dict[str, cw.Alarm] = {}
-        for ident, queue, why in queues:
-            alarm = cw.Alarm(
-                self, ident, alarm_name=f"mlops-kit-{cfg.stage}-{ident.removesuffix('Alarm')}",
-                alarm_description=why,
-                metric=queue.metric_approximate_number_of_messages_visible(
-                    period=Duration.minutes(5), statistic="Maximum"),
-                threshold=1, evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
-            alarm.add_alarm_action(action)
-            self.operational_alarms[ident] = alarm
-        for ident, name in (("DriftMonitorErrors", "drift_monitor"), ("ProbeErrors", "probe")):
-            minutes = min(getattr(m.serving, SCHEDULED[name]) for m in self.served)
-            alarm = cw.Alarm(
-                self, f"{ident}Alarm", alarm_name=f"mlops-kit-{cfg.stage}-{ident}",
-                alarm_description=f"{name} failed three runs in a row: drift and probes are "
-                                  f"blind, automatic rollback cannot see an incident",
-                metric=self.functions[name].metric_errors(period=Duration.minutes(minutes),
-                                                          statistic="Sum"),
-                threshold=1, evaluation_periods=3, datapoints_to_alarm=3,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
-            alarm.add_alarm_action(action)
-            self.operational_alarms[ident] = alarm
+        self.operational_alarms = operational_alarms(
+            self, stage=cfg.stage, topic=notifications.topic,
+            failed_events=self.failed_events, events_dlq=self.dlq,
+            monitors={name: (self.functions[name],
+                             min(getattr(m.serving, SCHEDULED[name]) for m in self.served))
+                      for name in SCHEDULED})
 
     def _stream_source(self, store: ArtifactStore) -> None:
         fn = self.functions["stream_scorer"]

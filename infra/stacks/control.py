@@ -12,7 +12,8 @@ from constructs import Construct
 from ..config import StageConfig
 from mlops_kit import contract
 
-from ..constructs.control_functions import ControlFunctions, ServedModel, ServingRole
+from ..constructs.control_functions import ControlFunctions, ServedModel
+from ..constructs.serving_role import ServingRole
 from ..constructs.monitoring import Monitoring
 from .stateful import StatefulStack
 

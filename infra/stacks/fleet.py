@@ -28,14 +28,14 @@ from mlops_kit import contract
 from mlops_kit.fleet.declaration import ModelDeclaration
 
 from ..config import StageConfig
-from ..constructs.control_functions import (ControlFunctions, FleetWiring, RegistryArtifacts,
-                                            ServedModel, ServingRole)
+from ..constructs.control_functions import ControlFunctions, FleetWiring, ServedModel
 from ..constructs.fleet_access import (PromotionForwarding, RegistryAccess,
                                        RegistryEventsPolicy, control_stack_name,
                                        registry_access_role_name, registry_account,
                                        registry_arns, registry_bucket_name, registry_region)
 from ..constructs.monitoring import Monitoring
 from ..constructs.registry import ModelRegistry
+from ..constructs.serving_role import RegistryArtifacts, ServingRole
 from ..fleet_config import FleetConfig
 from . import Paths
 from .pipeline import PipelineStack

@@ -21,7 +21,7 @@ from mlops_kit.deploy.rollback import RollbackController, RollbackDeferred
 from mlops_kit.deploy.sagemaker_endpoint import SageMakerEndpoints
 from mlops_kit.monitoring.alarm_events import parse_alarm_event
 
-from builders import alarm_event, registration
+from builders import alarm_event, deliver_together, registration
 from mlops_kit.registry.base import ApprovalStatus, DeploymentRecord
 from mlops_kit.core.rotation import VariantWeight
 from mlops_kit.registry.sagemaker import SageMakerRegistry
@@ -470,33 +470,8 @@ def test_two_alarms_released_together_after_deciding_roll_back_once(rolling, sag
     outbox = Outbox()
     rollback = RollbackController(registry, endpoints, health=HealthyProbes(), notifier=outbox,
                                   managed_endpoints=[ENDPOINT], sleep=sleeps)
-    both_decided = threading.Barrier(2, timeout=30)
-    describes = threading.local()
-    real_describe = endpoints.describe
-
-    def describe(name):
-        view = real_describe(name)
-        describes.n = getattr(describes, "n", 0) + 1
-        if describes.n == 2:  # the first describe decides; the second is the pre-shift check
-            both_decided.wait()
-        return view
-
-    endpoints.describe = describe
-    outcomes, errors = {}, []
-
-    def deliver(name):
-        try:
-            outcomes[name] = rollback.handle_event(alarm_event(name))
-        except Exception as exc:  # the test asserts nothing escapes
-            errors.append(exc)
-
-    threads = [threading.Thread(target=deliver, args=(name,))
-               for name in ("feature-drift", "prediction-drift")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    endpoints.describe = real_describe
+    outcomes, errors = deliver_together(rollback, endpoints, {
+        name: alarm_event(name) for name in ("feature-drift", "prediction-drift")})
 
     assert errors == [] and sorted(o.action for o in outcomes.values()) == [
         "none", "rolled_back"]

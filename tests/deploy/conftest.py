@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+from builders import Sleeps  # noqa: F401  (the deploy tests import it from here)
 
 from mlops_kit.deploy.controller import DeploymentController, DeploymentSettings
 from mlops_kit.deploy.local_endpoint import LocalEndpoints
@@ -33,11 +34,6 @@ def registration(model_dir: Path, group: str) -> RegistrationRequest:
         gates=[{"gate": "min_aupr", "passed": True}],
         lineage={"data": {}, "code": {}, "parameters": {}, "libraries": {}},
         owner="alice", use_case="fraud")
-
-
-class Sleeps(list):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 @pytest.fixture()

@@ -13,6 +13,8 @@ from mlops_kit.deploy.rollback import RollbackController, RollbackDeferred, Roll
 from mlops_kit.deploy.controller import DeploymentSettings
 from mlops_kit.endpoint_state import load_state, save_state
 
+from builders import deliver_together
+
 from .conftest import Sleeps, load_event
 
 ENDPOINT = "fraud-scorer-prod"
@@ -320,33 +322,9 @@ def test_two_alarms_released_together_without_the_local_lock_roll_back_once(prom
     together right after it), with no control-plane lock around them: only the claim's holder
     shifts, records and notifies."""
     registry, endpoints, rollback, _, outbox, _ = promoted
-    both_decided = threading.Barrier(2, timeout=30)
-    describes = threading.local()
-    real_describe = endpoints.describe
-
-    def describe(name):
-        view = real_describe(name)
-        describes.n = getattr(describes, "n", 0) + 1
-        if describes.n == 2:  # the first describe decides; the second is the pre-shift check
-            both_decided.wait()
-        return view
-
-    endpoints.describe = describe
-    outcomes, errors = [], []
-
-    def deliver(shape):
-        try:
-            outcomes.append(rollback.handle_event(alarm_event(shape)))
-        except Exception as exc:  # the test asserts nothing escapes
-            errors.append(exc)
-
-    threads = [threading.Thread(target=deliver, args=(shape,)) for shape in ("eventbridge",
-                                                                           "lambda")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    endpoints.describe = real_describe
+    by_shape, errors = deliver_together(rollback, endpoints, {
+        shape: alarm_event(shape) for shape in ("eventbridge", "lambda")})
+    outcomes = list(by_shape.values())
 
     assert errors == [] and sorted(o.action for o in outcomes) == ["none", "rolled_back"]
     (winner,) = [o for o in outcomes if o.action == "rolled_back"]

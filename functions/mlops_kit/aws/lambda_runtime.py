@@ -70,6 +70,24 @@ class PerRoute(Generic[T]):
             self._made[model] = service
 
 
+class RouteAdapters:
+    """A scheduled Lambda's adapters per model (`name -> adapter`), built on first use from the
+    route's settings when its dict is empty, kept for the container. `only` is the single
+    model's dict, which tests fill with their own adapters before the first run."""
+
+    def __init__(self, routes: FleetRoutes, build: Callable[[Any], dict[str, Any]]):
+        self._routes, self._build = routes, build
+        self.only: dict[str, Any] = {}
+        self._by_model: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, route: Route) -> dict[str, Any]:
+        adapters = (self.only if route is self._routes.only
+                    else self._by_model.setdefault(route.model, {}))
+        if not adapters:
+            adapters.update(self._build(route.settings))
+        return adapters
+
+
 class LambdaRuntime:
     """One function's wiring: `routes` (every model's settings; `settings` when there is one
     model), `logger`, `tracer`, `metrics`, `clients`."""
@@ -91,6 +109,10 @@ class LambdaRuntime:
         flush (EMF) around every invocation."""
         return self.metrics.log_metrics(
             self.tracer.capture_lambda_handler(self.logger.inject_lambda_context(fn)))
+
+    def adapters(self, build: Callable[[Any], dict[str, Any]]) -> RouteAdapters:
+        """`build(settings)` per model on first use (see `RouteAdapters`)."""
+        return RouteAdapters(self.routes, build)
 
 
 class ControlRuntime(LambdaRuntime):
@@ -130,9 +152,12 @@ class ControlRuntime(LambdaRuntime):
         self.logger.info("event ignored", extra={"reason": reason, **fields})
         return {"action": "ignored", "reason": reason, **fields}
 
-    def handled(self, metric_prefix: str, outcome: dict[str, Any]) -> dict[str, Any]:
-        """The service's outcome, logged and counted as `<prefix>_<action>`."""
-        self.logger.info("event handled", extra=outcome)
+    def handled(self, metric_prefix: str, outcome: dict[str, Any],
+                errors: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """The service's outcome, logged (as an error when its action is one of `errors`) and
+        counted as `<prefix>_<action>`."""
+        log = self.logger.error if outcome["action"] in errors else self.logger.info
+        log("event handled", extra=outcome)
         self.metrics.add_metric(name=f"{metric_prefix}_{outcome['action']}",
                                 unit=MetricUnit.Count, value=1)
         return outcome

@@ -121,6 +121,14 @@ class RollbackController:
 
     # -- alarms ------------------------------------------------------------------------------
 
+    def admits(self, alarm: AlarmTransition) -> tuple[bool, str]:
+        """Whether this alarm transition is one to roll back for: one of the kit's rollback
+        alarms, of an endpoint managed here, going into ALARM (the reason when not)."""
+        if alarm.state != "ALARM" or alarm.previous_state == "ALARM":
+            return False, (f"{alarm.alarm_name}: {alarm.previous_state or '?'} → {alarm.state}"
+                           " is not a transition into ALARM")
+        return self.owns(alarm)
+
     def owns(self, alarm: AlarmTransition) -> tuple[bool, str]:
         endpoint = alarm.endpoint_name
         if not endpoint:
@@ -141,11 +149,7 @@ class RollbackController:
                      ) -> RollbackOutcome:
         """A parsed alarm transition: roll back when it is the kit's alarm going into ALARM."""
         started = time.perf_counter() if started is None else started
-        if alarm.state != "ALARM" or alarm.previous_state == "ALARM":
-            return RollbackOutcome("ignored", f"{alarm.alarm_name}: {alarm.previous_state or '?'}"
-                                              f" → {alarm.state} is not a transition into ALARM",
-                                   alarm.endpoint_name)
-        owned, why = self.owns(alarm)
+        owned, why = self.admits(alarm)
         if not owned:
             return RollbackOutcome("ignored", why, alarm.endpoint_name)
         return self._shift(ShiftRequest(
