@@ -21,7 +21,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops_kit.aws.lambda_runtime import ControlRuntime
-from mlops_kit.deploy.events import (InvalidEventError, ModelPackageStateChange, deploy_decision,
+from mlops_kit.core.approvals import deploy_decision
+from mlops_kit.deploy.events import (InvalidEventError, ModelPackageStateChange,
                                      parse_model_package_event)
 from mlops_kit.fleet.routes import Route
 from mlops_kit.homes import aws

@@ -252,7 +252,7 @@ EVENT_SOURCE_ACTIONS = {
 def approval_event_pattern(model_group: str) -> dict[str, Any]:
     """The EventBridge pattern of the deployment controller's rule: a change of the approval
     status to Approved in this group (a version created as Approved carries no updated-field
-    list), never the kit's own metadata write-backs. `deploy.events.deploy_decision` applies
+    list), never the kit's own metadata write-backs. `core.approvals.deploy_decision` applies
     the same rule to what still arrives (tests/deployed/test_event_rules.py holds both to it)."""
     return {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
             "detail": {"ModelPackageGroupName": [model_group],
@@ -266,7 +266,7 @@ def promotion_event_pattern(environment: str) -> dict[str, Any]:
     `ModelLifeCycle` updated to this environment, approved — whichever model (the function
     routes by group, `mlops_kit.fleet.routes`), so the pattern does not grow with the fleet.
     The registry account forwards the same pattern to the environment's bus.
-    `deploy.events.deploy_decision` applies the same rule to what arrives."""
+    `core.approvals.deploy_decision` applies the same rule to what arrives."""
     return {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
             "detail": {"ModelLifeCycle": {"Stage": [environment], "StageStatus": [PROMOTED]},
                        "UpdatedModelPackageFields": ["ModelLifeCycle"]}}

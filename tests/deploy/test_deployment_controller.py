@@ -5,7 +5,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from mlops_kit.endpoints import EndpointBusyError
-from mlops_kit.deploy.events import (InvalidEventError, deploy_decision, model_package_event,
+from mlops_kit.core.approvals import deploy_decision
+from mlops_kit.deploy.events import (InvalidEventError, model_package_event,
                                      parse_model_package_event)
 from mlops_kit.endpoint_state import load_state, save_state
 

@@ -48,7 +48,8 @@ def test_other_groups_and_the_write_back_reach_nothing(stage):
     # The write-back of an approved version still says Approved; only the updated fields
     # tell it apart, and the pattern says so (the handler's deploy_decision agrees).
     assert matching_rules(stage, writeback) == set()
-    from mlops_kit.deploy.events import deploy_decision, parse_model_package_event
+    from mlops_kit.core.approvals import deploy_decision
+    from mlops_kit.deploy.events import parse_model_package_event
 
     assert deploy_decision(parse_model_package_event(writeback))[0] is False
     created_approved = approval_of(group)

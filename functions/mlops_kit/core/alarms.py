@@ -23,7 +23,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import AbstractSet, Any, Iterable, Mapping, Protocol
 
 from mlops_kit.core import metric_catalogue
 # CloudWatch's evaluation has its own module; its names stay importable from here.
@@ -333,3 +333,30 @@ def load_definitions(path: str | Path = DEFINITIONS_FILE, *,
     thresholds do not depend on it; the windows do)."""
     return fit_to_schedule(load_specs(path), schedule_minutes, lag_minutes=lag_minutes,
                            publish_delay_minutes=publish_delay_minutes)
+
+
+class _Transition(Protocol):
+    """`monitoring.alarm_events.AlarmTransition`, as `rollback_admission` reads it."""
+    alarm_name: str
+    state: str
+    previous_state: str | None
+    endpoint_name: str | None
+
+
+def rollback_admission(alarm: _Transition, definitions: Iterable[AlarmDefinition],
+                       managed_endpoints: AbstractSet[str] = frozenset()) -> tuple[bool, str]:
+    """Whether this alarm transition is one to roll back for: going into ALARM, of an endpoint
+    managed here (any, when `managed_endpoints` is empty), and one of the kit's rollback
+    alarms for that endpoint. The reason when not, or the alarm definition's id."""
+    if alarm.state != "ALARM" or alarm.previous_state == "ALARM":
+        return False, (f"{alarm.alarm_name}: {alarm.previous_state or '?'} → {alarm.state}"
+                       " is not a transition into ALARM")
+    endpoint = alarm.endpoint_name
+    if not endpoint:
+        return False, "the alarm's metric names no EndpointName"
+    if managed_endpoints and endpoint not in managed_endpoints:
+        return False, f"endpoint {endpoint} is not managed here"
+    for definition in definitions:
+        if definition.rollback and alarm.alarm_name == definition.alarm_name(endpoint):
+            return True, definition.id
+    return False, f"alarm {alarm.alarm_name} is not one of the kit's rollback alarms"

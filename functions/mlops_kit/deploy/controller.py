@@ -12,8 +12,8 @@ from mlops_kit.core.guards import VersionFacts, promotion_refusal
 from mlops_kit.core.rotation import (DEFAULT_WARM_FALLBACKS, VariantWeight, plan_promotion,
                                      promotion_weights, same_serving, serving_champion)
 from mlops_kit.endpoints import EndpointAdapter, EndpointBusyError, ModelSource
-from mlops_kit.deploy.events import (ModelPackageStateChange, deploy_decision,
-                                     parse_model_package_event)
+from mlops_kit.core.approvals import deploy_decision
+from mlops_kit.deploy.events import ModelPackageStateChange, parse_model_package_event
 from mlops_kit.registry.base import (ApprovalStatus, DeploymentRecord, ModelRegistry,
                                      ModelVersion)
 from mlops_kit.clock import utc_now_iso

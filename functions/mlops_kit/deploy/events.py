@@ -133,37 +133,6 @@ def _lifecycle(raw: Any) -> LifecycleStage | None:
     return LifecycleStage(raw["Stage"], raw["StageStatus"], str(raw.get("StageDescription", "")))
 
 
-def deploy_decision(change: ModelPackageStateChange,
-                    environment: str | None = None) -> tuple[bool, str]:
-    """Act only on a change of the approval status to Approved; in an environment of a fleet,
-    only on the version's promotion to that environment.
-
-    Our own metadata write-backs (and any other field update) also emit this event, with the
-    status still Approved: those must not deploy again.
-    """
-    if environment is not None:
-        return _promotion_decision(change, environment)
-    if change.lifecycle is not None and change.promotes:
-        return False, (f"a promotion to {change.lifecycle.stage}: that environment's "
-                       f"controller deploys it")
-    if change.status != "Approved":
-        return False, f"status is {change.status}: only Approved versions deploy"
-    if change.updated_fields is not None and "ModelApprovalStatus" not in change.updated_fields:
-        return False, (f"approval status unchanged (updated: "
-                       f"{', '.join(change.updated_fields) or 'nothing'})")
-    return True, "approved"
-
-
-def _promotion_decision(change: ModelPackageStateChange, environment: str) -> tuple[bool, str]:
-    if change.lifecycle is None or not change.promotes:
-        return False, f"not a promotion (only promotions to {environment} deploy here)"
-    if change.lifecycle.stage != environment:
-        return False, f"promoted to {change.lifecycle.stage}, not {environment}"
-    if change.status != "Approved":
-        return False, f"status is {change.status}: only Approved versions deploy"
-    return True, f"promoted to {environment}"
-
-
 def model_package_event(model_group: str, version: int, status: str, *, reason: str = "",
                         changed_at: datetime | None = None,
                         updated_fields: tuple[str, ...] = ("ModelApprovalStatus",),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from mlops_kit.core.alarms import AlarmDefinition, load_definitions
+from mlops_kit.core.alarms import AlarmDefinition, load_definitions, rollback_admission
 from mlops_kit.core.rollback_policy import (DEFAULT_COOLDOWN, RollbackDecision, champion_at,
                                             decide_manual_shift, decide_rollback)
 from mlops_kit.core.rotation import VariantWeight, serving_champion
@@ -122,23 +122,8 @@ class RollbackController:
     # -- alarms ------------------------------------------------------------------------------
 
     def admits(self, alarm: AlarmTransition) -> tuple[bool, str]:
-        """Whether this alarm transition is one to roll back for: one of the kit's rollback
-        alarms, of an endpoint managed here, going into ALARM (the reason when not)."""
-        if alarm.state != "ALARM" or alarm.previous_state == "ALARM":
-            return False, (f"{alarm.alarm_name}: {alarm.previous_state or '?'} → {alarm.state}"
-                           " is not a transition into ALARM")
-        return self.owns(alarm)
-
-    def owns(self, alarm: AlarmTransition) -> tuple[bool, str]:
-        endpoint = alarm.endpoint_name
-        if not endpoint:
-            return False, "the alarm's metric names no EndpointName"
-        if self.managed_endpoints and endpoint not in self.managed_endpoints:
-            return False, f"endpoint {endpoint} is not managed here"
-        for definition in self.definitions:
-            if definition.rollback and alarm.alarm_name == definition.alarm_name(endpoint):
-                return True, definition.id
-        return False, f"alarm {alarm.alarm_name} is not one of the kit's rollback alarms"
+        """`core.alarms.rollback_admission` with this controller's alarms and endpoints."""
+        return rollback_admission(alarm, self.definitions, self.managed_endpoints)
 
     def handle_event(self, event: Mapping[str, Any]) -> RollbackOutcome:
         """An alarm event (raw, either delivery shape): parsed, then `handle_alarm`."""
