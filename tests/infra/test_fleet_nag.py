@@ -1,5 +1,7 @@
 """cdk-nag AwsSolutions and cfn-lint on the fleet app (`-c fleet=true`, every model in every
-environment, one account as in the repository's cdk.json): nothing left unacknowledged."""
+environment): nothing left unacknowledged, in one account as in the repository's cdk.json and
+with each environment in its own account (the registry in dev's), as a platform team deploys
+it."""
 
 from __future__ import annotations
 
@@ -14,10 +16,18 @@ from .conftest import nag_report, synth_fleet
 from .test_nag import _plugin
 
 
-@pytest.fixture(scope="module")
-def fleet_nag(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fleet-nag")
-    app, _, stacks = synth_fleet(tmp, nag=True)
+ACCOUNT_LAYOUTS = {
+    "one-account": None,
+    "three-accounts": {"dev": {"account": "111111111111", "region": "eu-west-1"},
+                       "staging": {"account": "222222222222", "region": "eu-west-1"},
+                       "prod": {"account": "333333333333", "region": "eu-west-1"}},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(ACCOUNT_LAYOUTS))
+def fleet_nag(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"fleet-nag-{request.param}")
+    app, _, stacks = synth_fleet(tmp, nag=True, overrides=ACCOUNT_LAYOUTS[request.param])
     return {**nag_report(app, tmp / "cdk.out"), "stacks": stacks}
 
 
