@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from aws_cdk import Acknowledgment, Stack, Token, Validations
 from constructs import IConstruct
 
+from .constructs.fleet_access import registry_bucket_name
+
 RUNTIME = ("Python 3.12 is pinned: the Powertools layer is resolved from "
            "/aws/service/powertools/python/x86_64/python3.12/3.37.0 and the code is tested on it")
 ARN = "arn:<AWS::Partition>"
@@ -92,8 +94,9 @@ def _code_deployment(pipeline: Stack, ids: _Ids) -> None:
     provider = next(c for c in pipeline.node.children
                     if c.node.id.startswith("Custom::CDKBucketDeployment"))
     region = pipeline.region if not Token.is_unresolved(pipeline.region) else "<AWS::Region>"
-    cdk_bucket = ("Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-"
-                  f"{region}/*")
+    account = (pipeline.account if not Token.is_unresolved(pipeline.account)
+               else "<AWS::AccountId>")
+    cdk_bucket = f"Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-{account}-{region}/*"
     generated = ("in CDK's BucketDeployment provider policy (aws-cdk-lib generated, not "
                  "editable), which copies the staged pipeline code at deploy time")
     _ack(provider, "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
@@ -248,6 +251,31 @@ def acknowledge_fleet(stacks: dict[str, Stack], fleet) -> None:
             _iam5(role, findings)
         _control_functions(control, ids, f"<model>-{name}", "<model>", findings_done=True)
         _scheduler_roles(control)
+        if fleet.crosses_accounts(name):
+            _registry_reads(control, fleet)
+    for name, access in stacks["MlopsKit-Registry"].access.items():
+        _iam5(access.role, {
+            groups: f"{name}'s controllers read the registry account's package groups (one per "
+                    f"model of the fleet: one pattern, so the policy does not grow with it)",
+            packages: f"{name}'s controllers read the numbered versions of those groups"})
+
+
+def _registry_reads(control: Stack, fleet) -> None:
+    """An environment in another account than the registry's reads the model files and
+    baselines in the registry's artifact bucket, and decrypts them with its key."""
+    account = fleet.registry.account
+    region = _literal(fleet.registry.region, "<AWS::Region>")
+    bucket = f"Resource::{ARN}:s3:::{registry_bucket_name(account, region)}/*"
+    key = f"Resource::{ARN}:kms:{region}:{account}:key/*"
+    roles = {"ServingRole": control.serving.role,
+             **{fn: control.control.roles[fn] for fn in ("drift_monitor", "probe")}}
+    for who, role in roles.items():
+        _iam5(role, {
+            bucket: f"{who}: the registry account's artifact bucket holds every model's "
+                    f"files and baselines (GetObject only; its bucket policy names this account)",
+            key: f"{who}: the registry account's key (its id is made at deploy time in that "
+                 f"account, so another account's policy cannot name it); Decrypt only, and only "
+                 f"through S3 in the registry's region (kms:ViaService)"})
 
 
 def _scheduler_roles(control: Stack) -> None:

@@ -21,6 +21,9 @@ ACCOUNT_LAYOUTS = {
     "three-accounts": {"dev": {"account": "111111111111", "region": "eu-west-1"},
                        "staging": {"account": "222222222222", "region": "eu-west-1"},
                        "prod": {"account": "333333333333", "region": "eu-west-1"}},
+    "three-accounts-deploying-region": {"dev": {"account": "111111111111"},
+                                        "staging": {"account": "222222222222"},
+                                        "prod": {"account": "333333333333"}},
 }
 
 
