@@ -44,12 +44,17 @@ test: $(STAMP)
 definition: $(STAMP)
 	$(BIN)/mlops pipeline definition --out pipelines/definition.json --assets pipelines/build/artifact-bucket
 
-## Synthesize the CDK app offline: cdk-nag (AwsSolutions) and cfn-lint on every template.
+## Synthesize the CDK app offline: one stage (cdk.out/) and the fleet, every model of models/
+## in every environment of cdk.json's promotionOrder (cdk.out.fleet/); cdk-nag (AwsSolutions)
+## fails the synth on an unacknowledged finding, and cfn-lint checks every template.
 STAGE ?= dev
+CDK := PATH=$(abspath $(BIN)):$$PATH JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true npx cdk
 synth: definition
 	npm ci --no-audit --no-fund
-	PATH=$(abspath $(BIN)):$$PATH JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true npx cdk synth -c stage=$(STAGE) --quiet
+	$(CDK) synth -c stage=$(STAGE) --quiet
 	$(BIN)/cfn-lint
+	$(CDK) synth -c fleet=true --quiet --output cdk.out.fleet
+	$(BIN)/cfn-lint --config-file .cfnlintrc.yaml -- cdk.out.fleet/*.template.json
 
 ## The benchmark environment: the kit plus the peers it is measured against (Evidently, NannyML).
 ## A separate venv, so the peers never enter the one `make run` and `make test` use.
