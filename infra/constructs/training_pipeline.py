@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
 from aws_cdk import Aws, Fn
 from aws_cdk import aws_iam as iam
@@ -47,11 +48,20 @@ def check_staged(definition_text: str, assets_dir: Path) -> list[str]:
     return missing
 
 
-def default_tracking_uri(definition_text: str, value: str) -> str:
-    """The definition with `MlflowTrackingUri`'s default set to `value`."""
+_PARAMETER_TYPES = {"Float": float, "Integer": int, "String": str, "Boolean": bool}
+
+
+def with_parameter_defaults(definition_text: str, defaults: Mapping[str, Any]) -> str:
+    """The definition with these parameters' defaults, each as its declared type (a run may
+    still override any of them). A name the definition lacks is an error naming it."""
     definition = json.loads(definition_text)
-    (parameter,) = [p for p in definition["Parameters"] if p["Name"] == TRACKING_URI_PARAMETER]
-    parameter["DefaultValue"] = value
+    parameters = {p["Name"]: p for p in definition["Parameters"]}
+    unknown = sorted(set(defaults) - set(parameters))
+    if unknown:
+        raise ValueError(f"the pipeline definition has no parameter {', '.join(unknown)} "
+                         f"(it has: {', '.join(sorted(parameters))})")
+    for name, value in defaults.items():
+        parameters[name]["DefaultValue"] = _PARAMETER_TYPES[parameters[name]["Type"]](value)
     return json.dumps(definition, indent=2)
 
 
@@ -125,12 +135,17 @@ class TrainingPipeline(Construct):
     def __init__(self, scope: Construct, id: str, *, definition_path: Path, assets_dir: Path,
                  artifacts: s3.IBucket, key_arn: str, model_group: str,
                  model_packages_resources: list[str],
-                 mlflow_tracking_uri: str | None = None) -> None:
+                 mlflow_tracking_uri: str | None = None,
+                 parameter_defaults: Mapping[str, Any] | None = None) -> None:
         """`mlflow_tracking_uri`: a SageMaker MLflow tracking server's ARN, made the default of
         the `MlflowTrackingUri` parameter (a run may still override it) and granted to the
-        role; None (default): the training step tracks nothing remotely."""
+        role; None (default): the training step tracks nothing remotely.
+        `parameter_defaults`: the model's own defaults of the pipeline's parameters (a fleet
+        model's label column, gate thresholds and training parameters, from its declaration)."""
         super().__init__(scope, id)
         text = _checked_definition(definition_path, assets_dir)
+        if parameter_defaults:
+            text = with_parameter_defaults(text, parameter_defaults)
         self.role = role = _execution_role(self, artifacts, key_arn, model_packages_resources)
 
         self.deployment = s3deploy.BucketDeployment(
@@ -141,7 +156,8 @@ class TrainingPipeline(Construct):
         values = {"ArtifactBucket": artifacts.bucket_name, "PipelineRoleArn": role.role_arn,
                   "ModelPackageGroupName": model_group}
         if mlflow_tracking_uri:
-            text = default_tracking_uri(text, "${%s}" % TRACKING_URI_PARAMETER)
+            text = with_parameter_defaults(text, {
+                TRACKING_URI_PARAMETER: "${%s}" % TRACKING_URI_PARAMETER})
             values[TRACKING_URI_PARAMETER] = mlflow_tracking_uri
             role.add_to_policy(iam.PolicyStatement(
                 sid="MlflowTracking", actions=[f"sagemaker-mlflow:{a}" for a in MLFLOW_ACTIONS],

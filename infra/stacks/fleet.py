@@ -168,7 +168,8 @@ def compose_fleet(app: App, fleet: FleetConfig, paths: Paths = Paths()) -> dict[
         stacks[f"MlopsKit-{model.name}-Pipeline"] = PipelineStack(
             app, f"MlopsKit-{model.name}-Pipeline", cfg=cfg, stateful=registry_stateful,
             registry=registry.groups[model.name], definition_path=paths.definition,
-            assets_dir=paths.pipeline_assets, env=_environment(registry_cfg),
+            assets_dir=paths.pipeline_assets, parameter_defaults=model.pipeline_parameters(),
+            env=_environment(registry_cfg),
             description=f"mlops-kit fleet: {model.name}'s training pipeline")
     for name, cfg in fleet.environments.items():
         env = _environment(cfg)

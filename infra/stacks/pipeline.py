@@ -4,6 +4,7 @@ new data) and, optionally, the SageMaker Studio entry point for scientists."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_kms as kms
@@ -22,9 +23,10 @@ from .stateful import StatefulStack
 class PipelineStack(Stack):
     def __init__(self, scope: Construct, id: str, *, cfg: StageConfig, stateful: StatefulStack,
                  definition_path: Path, assets_dir: Path, registry: ModelRegistry | None = None,
-                 **kwargs) -> None:
+                 parameter_defaults: Mapping[str, Any] | None = None, **kwargs) -> None:
         """`registry`: the model's group (a fleet's, in the registry stack); default the
-        stateful stack's."""
+        stateful stack's. `parameter_defaults`: the model's own pipeline parameter defaults
+        (`TrainingPipeline`)."""
         super().__init__(scope, id, **kwargs)
         store = stateful.store
         registry = registry or stateful.registry
@@ -38,7 +40,8 @@ class PipelineStack(Stack):
             artifacts=artifacts, key_arn=stateful.store.key.key_arn,
             model_group=registry.model_group,
             model_packages_resources=registry.package_resources(),
-            mlflow_tracking_uri=stateful.mlflow_tracking_uri)
+            mlflow_tracking_uri=stateful.mlflow_tracking_uri,
+            parameter_defaults=parameter_defaults)
         name = f"{registry.model_group}-training"
         self.triggers = PipelineTriggers(
             self, "Triggers", pipeline_name=name, bucket_name=store.artifacts_name_ref,

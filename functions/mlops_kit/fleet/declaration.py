@@ -132,3 +132,9 @@ class ModelDeclaration(Declared):
     def training_parameters(self) -> dict[str, int | float | str]:
         """The training parameters this model overrides (the rest keep the kit's defaults)."""
         return self.training.parameters.model_dump(exclude_unset=True)
+
+    def pipeline_parameters(self) -> dict[str, int | float | str]:
+        """The pipeline parameters this declaration sets: its label column, every gate
+        threshold and the training parameters it overrides. The local pipeline runs with them
+        (`--param`); on AWS they are the defaults of the model's own pipeline."""
+        return {"target": self.data.target, **self.thresholds(), **self.training_parameters()}

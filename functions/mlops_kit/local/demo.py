@@ -73,11 +73,9 @@ def _verdict_line(evaluation: dict[str, Any]) -> str:
 
 
 def pipeline_overrides(model: ModelDeclaration) -> dict[str, str]:
-    """The pipeline parameters the model's declaration sets (`--param NAME=VALUE` values): its
-    label column, gate thresholds and training parameters."""
-    declared = {"target": model.data.target, **model.thresholds(),
-                **model.training_parameters()}
-    return {name: str(value) for name, value in declared.items()}
+    """The model's pipeline parameters (`ModelDeclaration.pipeline_parameters`) as the
+    `--param NAME=VALUE` values the local runner takes."""
+    return {name: str(value) for name, value in model.pipeline_parameters().items()}
 
 
 def _variants(deployment: dict[str, Any]) -> str:
