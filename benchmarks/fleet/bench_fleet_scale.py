@@ -3,39 +3,35 @@
     .venv/bin/python benchmarks/fleet/bench_fleet_scale.py [--models 1,10,50]
         [--status-models 50] [--status-repeat 5] [--no-nag] [--json PATH]
 
-Each fleet size N gets a temporary fleet folder: the repository's cdk.json (dev, staging, prod)
-and models/model-001.toml ... made from models/fraud-detector.toml, changing only its name and,
-so each model keeps its own data, its data key (`incoming/<name>/latest.parquet`).
+Each fleet size N gets a temporary fleet folder: the repository's cdk.json (dev, staging, prod),
+models/model-001.toml ... = models/fraud-detector.toml with its name and its data key changed.
 
 (1) synth, per N in a fresh Python process (one N's jsii kernel and asset cache never help the
     next) into a new output folder, Lambda bundling ON (the kit's local bundler; the drift
-    monitor's numpy wheel comes through `pip --platform`: pip's cache or the package index),
-    cdk-nag added as infra/app.py adds it (`--no-nag`: not):
-      compose   load_fleet_config + compose_fleet, asset bundling included (CDK bundles an
-                asset when its construct is made); (bundling): the kit's bundler's share
-      synth     app.synth(): cdk-nag, templates, the cloud assembly written
-      process   the whole subprocess, Python start and imports (aws_cdk, infra) included
-    From the `*.template.json` files: the stack count; per stack kind (Stateful, Registry,
-    Pipeline, Control, monitoring `MlopsKit-<env>-<model>`) the most resources and the largest
-    file in bytes (what `cdk deploy` uploads); each environment's Control stack (the one that
-    grows with N: a schedule per model, the routes file in its functions); the largest
-    template against CloudFormation's limits (500 resources, 1,000,000 bytes through S3).
+    monitor's numpy wheel through `pip --platform`: pip's cache or the package index), cdk-nag
+    added as infra/app.py adds it (`--no-nag`: not). compose: load_fleet_config +
+    compose_fleet, bundling included (CDK bundles an asset as its construct is made; the kit's
+    bundler's share is shown); synth: app.synth() (cdk-nag, templates, the assembly written);
+    process: the whole subprocess, Python start and imports included. From the written
+    `*.template.json`: the stack count; per stack kind (Stateful, Registry, Pipeline, Control,
+    monitoring `MlopsKit-<env>-<model>`) the most resources and the largest file in bytes (what
+    `cdk deploy` uploads); each environment's Control stack (the one growing with N: a schedule
+    per model, the routes file in its functions); the largest template against CloudFormation's
+    limits (500 resources, 1,000,000 bytes through S3).
 (2) the local control plane, --status-models models (default: the largest N) x 3 environments
-    in a temporary $MLOPS_HOME. One model is trained (6,000 synthetic rows, 20 rounds) and
-    registered as v1 and v2 of every model (not timed). Model after model, v1 then v2 go dev ->
-    staging -> prod by `mlops_kit.deploy.promotion.promote` (prod's soak passed by giving `now`
-    that much later, as tests/e2e/test_fleet_promotion.py does), each call timed: every
-    environment's facts, the decision, the record and its event, the deployment controller
-    applying it. The first 10 % of models meet an almost empty registry, the last 10 % one
-    holding everyone else's records: their p50 and p95 say whether a promotion slows as the
-    fleet grows. Then `mlops status --all` and `--all --json` as whole processes (MLOPS_HOME,
-    MLOPS_FLEET set; best and median of --status-repeat; the JSON must hold N x 3 rows), and one
-    manual rollback in prod, in-process: `homes.local.backend(...).manual_shift`, what `mlops
-    rollback --model M --env prod` calls (the backend's opening, which delivers pending events,
-    included).
+    in a temporary $MLOPS_HOME. One model, trained (6,000 synthetic rows, 20 rounds), is v1 and
+    v2 of every model (not timed). Model after model, v1 then v2 go dev -> staging -> prod by
+    `mlops_kit.deploy.promotion.promote` (prod's soak passed by giving `now` that much later,
+    as tests/e2e/test_fleet_promotion.py does), each call timed: every environment's facts, the
+    decision, the record and its event, the deployment controller applying it. The first 10 % of
+    models meet an almost empty registry, the last 10 % one holding all the others' records:
+    their p50/p95 say whether a promotion slows as the fleet grows. Then `mlops status --all`
+    and `--all --json` as whole processes (MLOPS_HOME, MLOPS_FLEET set; best and median of
+    --status-repeat; the JSON must hold N x 3 rows), and one manual rollback in prod,
+    in-process, what `mlops rollback --model M --env prod` calls:
+    `homes.local.backend(...)` opened (pending events delivered), then its `manual_shift`.
 
-Prerequisites: node (jsii); pipelines/build/artifact-bucket (`make definition`); pip's cache or
-the package index for the numpy wheel.
+Prerequisites: node; pipelines/build/artifact-bucket (`make definition`); the numpy wheel.
 """
 
 from __future__ import annotations
@@ -85,8 +81,6 @@ def make_fleet_folder(folder: Path, count: int) -> Path:
 def environment(**extra: str) -> dict[str, str]:
     return {**os.environ, **CDK_ENV, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", **extra}
 
-
-# -- (1) synth ---------------------------------------------------------------------------------
 
 def synth_worker(fleet_dir: Path, outdir: Path, result: Path, nag: bool) -> None:
     """In the fresh process: import, compose, synthesize; the times go to `result`."""
@@ -140,21 +134,11 @@ def measure_templates(outdir: Path) -> list[dict[str, Any]]:
 
 
 def by_kind(stacks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    kinds = {}
-    for kind in KINDS:
-        if of_kind := [s for s in stacks if s["kind"] == kind]:
-            kinds[kind] = {"stacks": len(of_kind),
-                           "max_resources": max(s["resources"] for s in of_kind),
-                           "max_bytes": max(s["bytes"] for s in of_kind),
-                           "largest": max(of_kind, key=lambda s: s["bytes"])["stack"]}
-    return kinds
-
-
-def control_stacks(stacks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The Control stacks in promotion order (`MlopsKit-<env>-Control`)."""
-    rank = {f"MlopsKit-{env}-Control": i for i, env in enumerate(PROMOTION_ORDER)}
-    return sorted((s for s in stacks if s["kind"] == "Control"),
-                  key=lambda s: rank.get(s["stack"], len(rank)))
+    groups = {kind: [s for s in stacks if s["kind"] == kind] for kind in KINDS}
+    return {kind: {"stacks": len(group), "max_resources": max(s["resources"] for s in group),
+                   "max_bytes": max(s["bytes"] for s in group),
+                   "largest": max(group, key=lambda s: s["bytes"])["stack"]}
+            for kind, group in groups.items() if group}
 
 
 def bench_synth(count: int, nag: bool) -> dict[str, Any]:
@@ -164,8 +148,7 @@ def bench_synth(count: int, nag: bool) -> dict[str, Any]:
         command = [sys.executable, str(Path(__file__).resolve()), "--synth-worker",
                    str(fleet_dir), str(outdir), str(result)] + ([] if nag else ["--no-nag"])
         started = time.perf_counter()
-        out = subprocess.run(command, cwd=ROOT, env=environment(), capture_output=True,
-                             text=True)
+        out = subprocess.run(command, cwd=ROOT, env=environment(), capture_output=True, text=True)
         process_seconds = time.perf_counter() - started
         if out.returncode != 0 or not result.exists():
             raise SystemExit(f"synth of {count} models failed ({out.returncode}):\n"
@@ -177,14 +160,16 @@ def bench_synth(count: int, nag: bool) -> dict[str, Any]:
                    "asset_folders": assets}
     most = max(stacks, key=lambda s: s["resources"])
     largest = max(stacks, key=lambda s: s["bytes"])
-    return {**figures, "by_kind": by_kind(stacks), "control": control_stacks(stacks),
+    print(f"synth, {count} models: {process_seconds:.1f} s", file=sys.stderr)
+    rank = {f"MlopsKit-{env}-Control": i for i, env in enumerate(PROMOTION_ORDER)}
+    control = sorted((s for s in stacks if s["kind"] == "Control"),
+                     key=lambda s: rank.get(s["stack"], len(rank)))  # in promotion order
+    return {**figures, "by_kind": by_kind(stacks), "control": control,
             "largest_by_resources": {**most, "of_limit": most["resources"] / CFN_MAX_RESOURCES},
             "largest_by_bytes": {**largest,
                                  "of_limit": largest["bytes"] / CFN_MAX_TEMPLATE_BYTES},
             "templates": stacks}
 
-
-# -- (2) local control plane -------------------------------------------------------------------
 
 def train_model(workdir: Path) -> Path:
     from mlops_kit.data.synthetic import generate
@@ -215,8 +200,7 @@ def register_versions(fleet, home: Path, model_dir: Path) -> None:
                 lineage={"data": {}, "code": {}, "parameters": {}, "libraries": {}},
                 owner="bench", use_case=model.use_case))
             if registered.version != version:
-                raise SystemExit(f"{model.name}: registered v{registered.version}, "
-                                 f"not v{version}")
+                raise SystemExit(f"{model.name}: registered v{registered.version}, not v{version}")
 
 
 def promote_all(fleet, home: Path) -> list[dict[str, Any]]:
@@ -261,7 +245,7 @@ def promotion_figures(calls: list[dict[str, Any]], count: int) -> dict[str, Any]
 def time_status(env: dict[str, str], expected_rows: int, repeat: int) -> dict[str, Any]:
     figures = {}
     for label, args in (("table", ["status", "--all"]), ("json", ["status", "--all", "--json"])):
-        seconds, rows = [], None
+        seconds = []
         for _ in range(repeat):
             started = time.perf_counter()
             out = subprocess.run([str(VENV_BIN / "mlops"), *args], env=env, cwd=ROOT,
@@ -270,10 +254,9 @@ def time_status(env: dict[str, str], expected_rows: int, repeat: int) -> dict[st
             if out.returncode != 0:
                 raise SystemExit(f"`mlops {' '.join(args)}` failed ({out.returncode}):\n"
                                  f"{(out.stderr or out.stdout)[-4000:]}")
-            if label == "json" and (rows := len(json.loads(out.stdout)["fleet"])) != \
-                    expected_rows:
-                raise SystemExit(f"`mlops status --all --json`: {rows} rows, expected "
-                                 f"{expected_rows}")
+            rows = len(json.loads(out.stdout)["fleet"]) if label == "json" else None
+            if rows is not None and rows != expected_rows:
+                raise SystemExit(f"`mlops status --all --json`: {rows} rows, not {expected_rows}")
         figures[label] = {"command": "mlops " + " ".join(args), "seconds": seconds,
                           "best": min(seconds), "median": statistics.median(seconds),
                           **({"rows": rows} if rows is not None else {})}
@@ -325,14 +308,11 @@ def bench_local(count: int, repeat: int) -> dict[str, Any]:
             "rollback": rollback, "promotion_calls": calls}
 
 
-# -- report ------------------------------------------------------------------------------------
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="1,10,50", help="fleet sizes to synthesize")
     parser.add_argument("--status-models", type=int, default=None,
-                        help="models of the local control-plane run (default: the largest "
-                             "--models; 0: skip it)")
+                        help="models of the local run (default: the largest --models; 0: none)")
     parser.add_argument("--status-repeat", type=int, default=5)
     parser.add_argument("--no-nag", action="store_true", help="synthesize without cdk-nag")
     parser.add_argument("--synth-worker", nargs=3, type=Path, help=argparse.SUPPRESS)
@@ -345,10 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("pipelines/build/artifact-bucket is missing: run `make definition`")
     started = time.perf_counter()
     sizes = [int(n) for n in args.models.split(",") if n.strip()]
-    synth = []
-    for count in sizes:
-        synth.append(bench_synth(count, nag=not args.no_nag))
-        print(f"synth, {count} models: {synth[-1]['process_seconds']:.1f} s", file=sys.stderr)
+    synth = [bench_synth(count, nag=not args.no_nag) for count in sizes]
     status_models = max(sizes) if args.status_models is None else args.status_models
     local = bench_local(status_models, args.status_repeat) if status_models else None
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
@@ -370,9 +347,9 @@ def print_synth(synth: list[dict[str, Any]], nag: bool) -> None:
     print(table(["models", "stacks", "compose", "(bundling)", "synth", "compose + synth",
                  "process", "asset folders"],
                 [[s["models"], s["stacks"], f"{s['compose_seconds']:.1f} s",
-                  f"{s['bundling_seconds']:.1f} s ({s['bundles']})", f"{s['synth_seconds']:.1f} s",
-                  f"{s['compose_and_synth_seconds']:.1f} s", f"{s['process_seconds']:.1f} s",
-                  s["asset_folders"]] for s in synth]))
+                  f"{s['bundling_seconds']:.1f} s ({s['bundles']})",
+                  f"{s['synth_seconds']:.1f} s", f"{s['compose_and_synth_seconds']:.1f} s",
+                  f"{s['process_seconds']:.1f} s", s["asset_folders"]] for s in synth]))
     print("\nMost resources / largest template in bytes, per stack kind:\n")
     print(table(["models", *KINDS], [[s["models"], *(
         f"{s['by_kind'][k]['max_resources']} / {s['by_kind'][k]['max_bytes']:,}"
