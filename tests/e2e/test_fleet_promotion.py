@@ -173,3 +173,14 @@ def test_serving_commands_act_on_the_named_environment(cli, home, tmp_path):
     # Staging was never promoted to: nothing serves there.
     assert cli("batch-score", "--input", str(rows), "--output", str(tmp_path / "s.csv"),
                "--model", MODEL, "--env", "staging").exit_code == 2
+
+
+def test_monitoring_a_champion_without_a_baseline_is_a_clear_error(cli, home):
+    """A version registered without the pipeline's drift baseline (as these are) can serve,
+    but the monitor has nothing to compare its traffic against: bad input, exit 2, naming the
+    version and what it lacks — not a traceback."""
+    assert cli("promote", MODEL, "1", "--to", "dev", "--reason", "r").exit_code == 0
+    result = cli("monitor", "--once", "--no-probe", "--model", MODEL, "--env", "dev")
+    assert result.exit_code == 2, result.output
+    assert f"v1 of {MODEL} records no drift baseline" in result.output
+    assert "Traceback" not in result.output

@@ -60,7 +60,10 @@ def champion_baseline_uris(sagemaker: Any, model_package_arn: str) -> tuple[str,
                   or package.get("ModelMetrics", {}).get("ModelQuality", {})
                   .get("Statistics", {}).get("S3Uri", ""))
     if not baseline or not evaluation:
-        raise ValueError(f"{model_package_arn} records no drift baseline and evaluation")
+        from mlops_kit.monitoring.run import BaselineMissing
+
+        raise BaselineMissing(model_package_arn, "drift baseline" if not baseline
+                              else "evaluation")
     return baseline, evaluation
 
 

@@ -59,6 +59,7 @@ def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
 
     from mlops_kit.cli.common import local_settings
     from mlops_kit.local.monitor import LocalMonitor
+    from mlops_kit.monitoring.run import BaselineMissing
     from mlops_kit.serving.router import ScoringRouter
 
     settings = local_settings(model, environment)
@@ -68,15 +69,18 @@ def monitor_command(interval: float = typer.Option(60.0, "--interval", min=0.5,
     monitor = LocalMonitor(settings, time_scale=period / 300.0, schedule_minutes=schedule)
     router = ScoringRouter(settings.home, settings.endpoint_name)
     invoke = _variant_invoker(router)
-    _warm_variants(router, monitor, invoke)
-    while True:
-        now = datetime.now(timezone.utc)
-        probes = monitor.probe(invoke, now) if probe else []
-        result = monitor.tick(now)
-        _report_tick(_tick_summary(now, probes, result), result, as_json)
-        if once:
-            return
-        time.sleep(interval)
+    try:
+        _warm_variants(router, monitor, invoke)
+        while True:
+            now = datetime.now(timezone.utc)
+            probes = monitor.probe(invoke, now) if probe else []
+            result = monitor.tick(now)
+            _report_tick(_tick_summary(now, probes, result), result, as_json)
+            if once:
+                return
+            time.sleep(interval)
+    except BaselineMissing as exc:
+        _fail_bad_input(str(exc))
 
 
 def _variant_invoker(router):

@@ -163,11 +163,21 @@ class LocalBaselines:
         if isinstance(champion, NotServing):
             return champion
         version = self.registry.get(champion.version)
-        baseline = json.loads(Path(version.lineage["drift_baseline"]).read_text())
-        evaluation = json.loads(Path(version.lineage["evaluation"]).read_text())
+        baseline, evaluation = (self._document(version, key, what) for key, what in (
+            ("drift_baseline", "drift baseline"), ("evaluation", "evaluation")))
         return Serving(ChampionBaseline.from_documents(champion.version, champion.variant_name,
                                                        baseline, evaluation),
                        tuple(v.variant_name for v in view.variants))
+
+
+    @staticmethod
+    def _document(version: Any, key: str, what: str) -> dict:
+        from mlops_kit.monitoring.run import BaselineMissing
+
+        path = version.lineage.get(key)
+        if not path or not Path(path).is_file():
+            raise BaselineMissing(f"v{version.version} of {version.model_group}", what)
+        return json.loads(Path(path).read_text())
 
 
 class CaptureHealthTail:

@@ -44,6 +44,17 @@ class Serving:
     variant_names: tuple[str, ...]
 
 
+class BaselineMissing(ValueError):
+    """The serving champion's version records no drift baseline or evaluation to compare its
+    traffic against (registered by hand, or by an older kit): nothing can be monitored until
+    it does. The same error in both homes."""
+
+    def __init__(self, version: Any, what: str):
+        super().__init__(f"{version} records no {what}: the drift monitor has nothing to compare "
+                         f"its traffic against (register it through the pipeline, which "
+                         f"records both)")
+
+
 @dataclass(frozen=True)
 class NotServing:
     """No champion to compare against (no endpoint, no variant taking traffic)."""
