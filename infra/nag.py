@@ -200,12 +200,24 @@ def _control_functions(control: Stack, ids: _Ids, endpoint_name: str, model_grou
          "This queue IS the dead-letter queue of the EventBridge targets (cdk-nag only "
          "recognises queue-to-queue DLQs)")
     if hasattr(fns, "scoring_failures"):
-        _ack(fns.scoring_failures, "SQS3",
-             "This queue IS the on-failure destination of the stream scorer's Kinesis mapping")
-        for stream in (fns.input_stream, fns.output_stream):
-            _ack(stream, "KDS3",
-                 "Scoring streams carry transaction features: encrypted with the kit's "
-                 "customer key like every other data store, by design")
+        _scoring_queues_and_streams(fns.scoring_failures, fns.input_stream, fns.output_stream)
+
+
+def _scoring_queues_and_streams(failures, *streams) -> None:
+    _ack(failures, "SQS3",
+         "This queue IS the on-failure destination of the stream scorer's Kinesis mapping")
+    for stream in streams:
+        _ack(stream, "KDS3",
+             "Scoring streams carry transaction features: encrypted with the kit's "
+             "customer key like every other data store, by design")
+
+
+def _fleet_stream_scoring(monitoring: Stack, ids: _Ids) -> None:
+    """A fleet model's scorer in its monitoring stack: the stage's acknowledgements."""
+    parts = monitoring.scoring.parts
+    _iam5(parts.role, _function_findings("stream_scorer", ids, "", ""))
+    _ack(parts.function, "L1", RUNTIME)
+    _scoring_queues_and_streams(parts.failures, parts.input_stream, parts.output_stream)
 
 
 # -- the fleet (`-c fleet=true`) ---------------------------------------------------------------
@@ -253,6 +265,10 @@ def acknowledge_fleet(stacks: dict[str, Stack], fleet) -> None:
         _scheduler_roles(control)
         if fleet.crosses_accounts(name):
             _registry_reads(control, fleet)
+        for model in fleet.models_in(name):
+            monitoring = stacks[f"MlopsKit-{name}-{model.name}"]
+            if monitoring.scoring is not None:
+                _fleet_stream_scoring(monitoring, ids)
     for name, access in stacks["MlopsKit-Registry"].access.items():
         _iam5(access.role, {
             groups: f"{name}'s controllers read the registry account's package groups (one per "

@@ -31,7 +31,7 @@ models/model-001.toml ... = models/fraud-detector.toml with its name and its dat
     in-process, what `mlops rollback --model M --env prod` calls:
     `homes.local.backend(...)` opened (pending events delivered), then its `manual_shift`.
 
-Prerequisites: node; pipelines/build/artifact-bucket (`make definition`); the numpy wheel.
+Prerequisites: node, pipelines/build/artifact-bucket (`make definition`). ~100 s on 2 cores.
 """
 
 from __future__ import annotations

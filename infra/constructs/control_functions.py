@@ -15,19 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
-from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from mlops_kit import contract
@@ -36,16 +33,11 @@ from mlops_kit.fleet.routes import ROUTES_ENV, ROUTES_FILE, routes_document
 
 from ..config import StageConfig
 from .artifact_store import ArtifactStore
-from .bundling import function_code
+from .kit_function import FunctionSpec, grant_contract, kit_function, powertools_layer
 from .notifications import Notifications
 from .operational_alarms import operational_alarms
 from .registry import Tables
-
-# Pinned to the Powertools release the code is tested with (requirements.lock): the public SSM
-# parameter per release resolves to that release's layer ARN in the deploying region, so the
-# layer version cannot float between deploys. Change both together.
-POWERTOOLS_VERSION = "3.37.0"
-POWERTOOLS_LAYER_PARAMETER = f"/aws/service/powertools/python/x86_64/python3.12/{POWERTOOLS_VERSION}"
+from .stream_scoring import add_stream_scoring, scoring_streams
 
 CONTROLLER_RETRIES = 2
 """Lambda's retries of a failed asynchronous invocation before the on-failure destination."""
@@ -53,14 +45,6 @@ CONTROLLER_MAX_EVENT_AGE = Duration.hours(6)
 GROUND_TRUTH_PREFIX = "ground-truth"
 """Labels land under s3://<capture bucket>/ground-truth/<endpoint>/yyyy/mm/dd/hh/
 (docs/configuration.md)."""
-
-
-@dataclass(frozen=True)
-class _Spec:
-    name: str
-    memory: int
-    timeout: Duration
-    requirements: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,16 +104,12 @@ class ControlFunctions(Construct):
             raise ValueError("a single stage serves one model; a fleet environment at least one")
         self.cfg, self.served, self.fleet = cfg, served, fleet
         self.stream_scoring = fleet is None and cfg.stream_scoring
-        self.layer = lambda_.LayerVersion.from_layer_version_arn(
-            self, "Powertools", ssm.StringParameter.value_for_string_parameter(
-                self, POWERTOOLS_LAYER_PARAMETER))
+        self.layer = powertools_layer(self)
         self._queues_and_streams(cfg, store)
-        specs = [_Spec("deployment_controller", 512, Duration.minutes(10)),
-                 _Spec("rollback_controller", 512, Duration.minutes(2)),
-                 _Spec("drift_monitor", 1024, Duration.minutes(5), "drift_monitor.txt"),
-                 _Spec("probe", 256, Duration.minutes(2))]
-        if self.stream_scoring:
-            specs.append(_Spec("stream_scorer", 256, Duration.minutes(1)))
+        specs = [FunctionSpec("deployment_controller", 512, Duration.minutes(10)),
+                 FunctionSpec("rollback_controller", 512, Duration.minutes(2)),
+                 FunctionSpec("drift_monitor", 1024, Duration.minutes(5), "drift_monitor.txt"),
+                 FunctionSpec("probe", 256, Duration.minutes(2))]
         env, self.routes = self._environments(store, tables, notifications, serving_role)
         self.routes_file: bytes | None = (
             json.dumps(self.routes, indent=1, sort_keys=True).encode() if fleet else None)
@@ -143,12 +123,22 @@ class ControlFunctions(Construct):
             role = self._function(spec, cfg, functions_dir, requirements_dir, env[spec.name],
                                   extra if spec.name in PER_MODEL_SETTINGS else None)
             store.grant_key_use(role)
-            self._grant(spec.name, role, store, tables, resources, notifications, serving_role)
+            grant_contract(spec.name, role, lambda key: self._resources(
+                key, store, tables, resources, notifications, serving_role))
 
         self._rules()
         self._alarms(cfg, notifications)
         if self.stream_scoring:
-            self._stream_source(store)
+            model = served[0]
+            scoring = add_stream_scoring(
+                self, cfg=cfg, endpoint_name=model.endpoint_name,
+                feature_order=tuple(model.serving.feature_order or ()),
+                streams=(self.input_stream, self.output_stream), layer=self.layer,
+                functions_dir=functions_dir, requirements_dir=requirements_dir)
+            store.grant_key_use(scoring.role)
+            self.functions["stream_scorer"], self.roles["stream_scorer"] = (scoring.function,
+                                                                            scoring.role)
+            self.scoring_failures = scoring.failures
 
     def _queues_and_streams(self, cfg: StageConfig, store: ArtifactStore) -> None:
         self.dlq = sqs.Queue(self, "EventsDlq", encryption=sqs.QueueEncryption.SQS_MANAGED,
@@ -158,30 +148,14 @@ class ControlFunctions(Construct):
                                        enforce_ssl=True, retention_period=Duration.days(14))
         self.output_stream: kinesis.Stream | None = None
         if self.stream_scoring:
-            # Streams hold scoring traffic only (24 h): destroyed with the stack in every
-            # stage, or they bill per stream-hour after `cdk destroy`.
-            common = dict(encryption=kinesis.StreamEncryption.KMS, encryption_key=store.key,
-                          stream_mode=kinesis.StreamMode.ON_DEMAND,
-                          retention_period=Duration.hours(24),
-                          removal_policy=RemovalPolicy.DESTROY)
-            self.input_stream = kinesis.Stream(self, "ScoringInput", **common)
-            self.output_stream = kinesis.Stream(self, "ScoringOutput", **common)
+            self.input_stream, self.output_stream = scoring_streams(self, store.key)
 
-    def _function(self, spec: _Spec, cfg: StageConfig, functions_dir: Path,
+    def _function(self, spec: FunctionSpec, cfg: StageConfig, functions_dir: Path,
                   requirements_dir: Path, environment: dict[str, str],
                   extra_files: dict[str, bytes] | None) -> iam.Role:
         """One control Lambda with its own role and log group; returns the role."""
-        name = spec.name
-        ident = "".join(part.title() for part in name.split("_"))
-        role = iam.Role(self, f"{ident}Role",
-                        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                        description=f"mlops-kit {name} Lambda")
-        log_group = logs.LogGroup(
-            self, f"{ident}Logs", retention=_retention(cfg.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN if cfg.retain else RemovalPolicy.DESTROY)
-        reqs = requirements_dir / spec.requirements if spec.requirements else None
         asynchronous = {}
-        if name in ("deployment_controller", "rollback_controller"):
+        if spec.name in ("deployment_controller", "rollback_controller"):
             # After Lambda accepted the event, a function error gets CONTROLLER_RETRIES
             # retries and then lands here instead of being discarded; it alarms, and
             # `mlops events replay` delivers it again (docs/runbooks.md).
@@ -190,15 +164,12 @@ class ControlFunctions(Construct):
                                 max_event_age=CONTROLLER_MAX_EVENT_AGE,
                                 reserved_concurrent_executions=(
                                     cfg.controller_reserved_concurrency))
-        self.functions[name] = lambda_.Function(
-            self, ident, runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.X86_64, handler="handler.lambda_handler",
-            code=function_code(functions_dir, name, reqs, extra_files), role=role,
-            memory_size=spec.memory, timeout=spec.timeout, layers=[self.layer],
-            environment=environment, tracing=lambda_.Tracing.ACTIVE, log_group=log_group,
-            description=f"mlops-kit {name} ({cfg.stage})", **asynchronous)
-        log_group.grant_write(role)
-        self.roles[name] = role
+        function, role = kit_function(self, spec, cfg, layer=self.layer,
+                                      functions_dir=functions_dir,
+                                      requirements_dir=requirements_dir,
+                                      environment=environment, extra_files=extra_files,
+                                      **asynchronous)
+        self.functions[spec.name], self.roles[spec.name] = function, role
         return role
 
     # -- environment and permissions, from the contract --------------------------------------
@@ -241,12 +212,6 @@ class ControlFunctions(Construct):
                 own, route = fn.split(rendered)
                 environments[name] = {**own, ROUTES_ENV: ROUTES_FILE}
                 routes.setdefault(model.name, {})[name] = route
-        if self.stream_scoring:
-            model = self.served[0]
-            environments["stream_scorer"] = contract.function("stream_scorer").environment(
-                endpoint_name=model.endpoint_name,
-                output_stream_name=self.output_stream.stream_name,
-                feature_order=model.serving.feature_order or None)
         return environments, (routes_document(fleet.environment, routes) if fleet else None)
 
     def _resources(self, key: str, store: ArtifactStore, tables: Tables,
@@ -285,18 +250,6 @@ class ControlFunctions(Construct):
             c.ANY: lambda: ["*"],
         }
         return table[key]()
-
-    def _grant(self, name: str, role: iam.Role, *parts) -> None:
-        for key, actions in sorted(contract.function(name).grants().items()):
-            resources = self._resources(key, *parts)
-            if not resources:  # e.g. no registry role: the registry is this account's
-                continue
-            sid = "".join(word.title() for word in key.replace("*", "any").split("-"))
-            conditions = None
-            if key == contract.SERVING_ROLE:
-                conditions = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-            role.add_to_policy(iam.PolicyStatement(
-                sid=sid, actions=list(actions), resources=resources, conditions=conditions))
 
     # -- events -------------------------------------------------------------------------------
     def _target(self, name: str, max_age: Duration = CONTROLLER_MAX_EVENT_AGE,
@@ -365,28 +318,7 @@ class ControlFunctions(Construct):
                              min(getattr(m.serving, SCHEDULED[name]) for m in self.served))
                       for name in SCHEDULED})
 
-    def _stream_source(self, store: ArtifactStore) -> None:
-        fn = self.functions["stream_scorer"]
-        self.scoring_failures = sqs.Queue(self, "ScoringFailures",
-                                          encryption=sqs.QueueEncryption.SQS_MANAGED,
-                                          enforce_ssl=True, retention_period=Duration.days(14))
-        fn.add_event_source(sources.KinesisEventSource(
-            self.input_stream, starting_position=lambda_.StartingPosition.LATEST,
-            batch_size=100, bisect_batch_on_error=True, retry_attempts=3,
-            report_batch_item_failures=True, max_record_age=Duration.hours(1),
-            on_failure=sources.SqsDlq(self.scoring_failures)))
-
 
 def _pattern(raw: dict) -> events.EventPattern:
     return events.EventPattern(source=raw["source"], detail_type=raw["detail-type"],
                                detail=raw["detail"])
-
-
-def _retention(days: int) -> logs.RetentionDays:
-    """The shortest CloudWatch Logs retention of at least `days`."""
-    R = logs.RetentionDays
-    steps = [(1, R.ONE_DAY), (3, R.THREE_DAYS), (5, R.FIVE_DAYS), (7, R.ONE_WEEK),
-             (14, R.TWO_WEEKS), (30, R.ONE_MONTH), (60, R.TWO_MONTHS), (90, R.THREE_MONTHS),
-             (180, R.SIX_MONTHS), (365, R.ONE_YEAR), (731, R.TWO_YEARS), (1827, R.FIVE_YEARS),
-             (3653, R.TEN_YEARS)]
-    return next((r for d, r in steps if d >= days), R.TEN_YEARS)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from aws_cdk import App, Environment, Stack, Tags
+from aws_cdk import App, CfnOutput, Environment, Stack, Tags
 
 from mlops_kit import contract
 from mlops_kit.fleet.declaration import ModelDeclaration
@@ -36,6 +36,7 @@ from ..constructs.fleet_access import (PromotionForwarding, RegistryAccess,
 from ..constructs.monitoring import Monitoring
 from ..constructs.registry import ModelRegistry
 from ..constructs.serving_role import RegistryArtifacts, ServingRole
+from ..constructs.stream_scoring import ModelStreamScoring
 from ..fleet_config import FleetConfig
 from . import Paths
 from .pipeline import PipelineStack
@@ -113,17 +114,32 @@ class EnvironmentControlStack(Stack):
 
 
 class ModelMonitoringStack(Stack):
-    """The alarms and dashboard of one model's endpoint in one environment."""
+    """The alarms and dashboard of one model's endpoint in one environment, and its streaming
+    scoring when the model declares `stream_scoring` there (a scorer serves one endpoint)."""
 
     def __init__(self, scope, id: str, *, model: ModelDeclaration, environment: str,
-                 stateful: StatefulStack, paths: Paths, **kwargs) -> None:
+                 cfg: StageConfig, stateful: StatefulStack, paths: Paths, **kwargs) -> None:
         super().__init__(scope, id, **kwargs)
         serving = model.serving_in(environment)
+        endpoint = model.endpoint_name(environment)
         self.monitoring = Monitoring(
-            self, "Monitoring", endpoint_name=model.endpoint_name(environment),
+            self, "Monitoring", endpoint_name=endpoint,
             definitions_path=paths.alarm_definitions,
             schedule_minutes=serving.drift_schedule_minutes,
             notification_topic=stateful.notifications.topic)
+        self.scoring: ModelStreamScoring | None = None
+        if serving.stream_scoring:
+            self.scoring = ModelStreamScoring(
+                self, "Scoring", cfg=cfg, endpoint_name=endpoint,
+                feature_order=tuple(serving.feature_order), key=stateful.store.key,
+                functions_dir=paths.functions_dir, requirements_dir=paths.requirements_dir)
+            stateful.store.grant_key_use(self.scoring.parts.role)
+            CfnOutput(self, "ScoringInputStream",
+                      value=self.scoring.parts.input_stream.stream_name,
+                      description=f"records to score by {endpoint}")
+            CfnOutput(self, "ScoringOutputStream",
+                      value=self.scoring.parts.output_stream.stream_name,
+                      description=f"{endpoint}'s scores")
 
 
 def _served(model: ModelDeclaration, environment: str) -> ServedModel:
@@ -179,9 +195,10 @@ def compose_fleet(app: App, fleet: FleetConfig, paths: Paths = Paths()) -> dict[
             description=f"mlops-kit fleet, {name}: control Lambdas of every model")
         for model in fleet.models_in(name):
             stacks[f"MlopsKit-{name}-{model.name}"] = ModelMonitoringStack(
-                app, f"MlopsKit-{name}-{model.name}", model=model, environment=name,
+                app, f"MlopsKit-{name}-{model.name}", model=model, environment=name, cfg=cfg,
                 stateful=stateful[name], paths=paths, env=env,
-                description=f"mlops-kit fleet, {name}: alarms and dashboard of {model.name}")
+                description=f"mlops-kit fleet, {name}: alarms, dashboard and streaming "
+                            f"scoring of {model.name}")
     for stack in stacks.values():
         Tags.of(stack).add("mlops-kit:fleet", "true")
     from ..nag import acknowledge_fleet

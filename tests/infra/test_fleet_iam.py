@@ -54,3 +54,35 @@ def test_the_registry_access_roles_grant_every_registry_read(fleet):
         assert reads <= have, f"{environment}: {sorted(reads - have)} not granted"
         assert not any(a.split(":")[1].startswith(("Create", "Update", "Delete", "Put"))
                        for a in have), f"{environment}'s role may write: {sorted(have)}"
+
+
+def test_each_models_stream_scorer_scores_its_own_endpoint_with_its_contracts_grants(fleet):
+    """In a fleet a scorer serves one endpoint (ENDPOINT_NAME): each model that declares
+    stream_scoring has its own in each environment's monitoring stack, reading its own input
+    stream and writing its own output stream, its role granting what the contract says."""
+    config, stacks, templates = fleet
+    scorers = 0
+    for environment in config.environments:
+        for model in config.models_in(environment):
+            name = f"MlopsKit-{environment}-{model.name}"
+            stack, template = stacks[name], templates[name]
+            declared = model.serving_in(environment).stream_scoring
+            assert (stack.scoring is not None) == declared, name
+            if not declared:
+                continue
+            scorers += 1
+            parts = stack.scoring.parts
+            role_id = stack.resolve(parts.role.role_arn)["Fn::GetAtt"][0]
+            assert compare(template, {"stream_scorer": role_id}) == {}, name
+            function_id = stack.resolve(parts.function.function_arn)["Fn::GetAtt"][0]
+            variables = template["Resources"][function_id]["Properties"]["Environment"][
+                "Variables"]
+            assert variables["ENDPOINT_NAME"] == model.endpoint_name(environment)
+            output_id = stack.resolve(parts.output_stream.stream_arn)["Fn::GetAtt"][0]
+            assert variables["OUTPUT_STREAM_NAME"] == {"Ref": output_id}
+            (mapping,) = [r["Properties"] for r in template["Resources"].values()
+                          if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+            input_id = stack.resolve(parts.input_stream.stream_arn)["Fn::GetAtt"][0]
+            assert mapping["EventSourceArn"] == {"Fn::GetAtt": [input_id, "Arn"]}
+            assert mapping["FunctionName"] == {"Ref": function_id}
+    assert scorers > 0  # the sample models declare stream scoring

@@ -230,8 +230,8 @@ def test_powertools_layer_is_pinned_to_the_locked_release():
     from .conftest import cdk_app_package
 
     cdk_app_package()
-    control_functions = importlib.import_module("mlops_infra.constructs.control_functions")
+    kit_function = importlib.import_module("mlops_infra.constructs.kit_function")
 
-    assert control_functions.POWERTOOLS_VERSION == metadata.version("aws-lambda-powertools")
-    assert control_functions.POWERTOOLS_LAYER_PARAMETER.endswith("/" + metadata.version(
+    assert kit_function.POWERTOOLS_VERSION == metadata.version("aws-lambda-powertools")
+    assert kit_function.POWERTOOLS_LAYER_PARAMETER.endswith("/" + metadata.version(
         "aws-lambda-powertools"))
