@@ -206,3 +206,32 @@ def test_the_console_script_maps_usage_errors_too(home):
     assert mistyped.returncode == 64 and "--jsn" in mistyped.stderr
     assert run("registry", "show", "99").returncode == 2  # bad input keeps its code
     assert run("registry", "--help").returncode == 0
+
+
+def test_a_declared_models_pipeline_runs_with_its_declaration(home, data_file):
+    """`--model`: the declared model's group, label, gate thresholds and training parameters
+    (models/fraud-detector-eu.toml: min_aupr 0.45, max_depth 4, eta 0.15), each `--param`
+    still winning over the declaration."""
+    from builders import ROOT
+    from mlops_kit.fleet.loader import load_fleet
+
+    declared = load_fleet(ROOT).model("fraud-detector-eu")
+    runner = CliRunner()
+    env = {"MLOPS_HOME": str(home), "MLOPS_OWNER": "test-scientist", "MLOPS_FLEET": str(ROOT)}
+    result = runner.invoke(app, ["pipeline", "run", "--model", declared.name, "--data",
+                                 str(data_file), "--param", "num_round=40", "--param",
+                                 "min_test_positives=10", "--json"], env=env)
+    assert result.exit_code in (0, 3), result.output
+    run = json.loads(result.stdout)
+    assert run["parameters"]["max_depth"] == declared.training_parameters()["max_depth"] == 4
+    assert run["parameters"]["eta"] == 0.15 and run["parameters"]["num_round"] == 40
+    thresholds = {g["gate"]: g["threshold"] for g in run["gates"]}
+    assert thresholds["min_aupr"] == declared.thresholds()["min_aupr"] == 0.45
+    assert thresholds["min_test_positives"] == 10  # the --param, not the declaration's
+    if result.exit_code == 0:
+        listed = runner.invoke(app, ["registry", "list", "--model", declared.name, "--json"],
+                               env=env)
+        versions = json.loads(listed.stdout)["versions"]
+        assert [v["model_group"] for v in versions] == [declared.name]
+    unknown = runner.invoke(app, ["pipeline", "run", "--model", "no-such-model"], env=env)
+    assert unknown.exit_code == 2 and "no model 'no-such-model'" in unknown.output

@@ -11,9 +11,9 @@ import typer
 
 from mlops_kit.cli import render
 from mlops_kit.cli.common import (EXIT_GATE_FAILED, EXIT_OK,
-                                  JsonOption, _backend,
+                                  JsonOption, ModelOption, _backend,
                                   _emit_json, _fail_bad_input, _parse_params, console, err,
-                                  opened_actor)
+                                  local_settings, opened_actor)
 
 
 pipeline_app = typer.Typer(help="The data → training → evaluation pipeline.",
@@ -28,19 +28,27 @@ def pipeline_run(
     schema: Optional[Path] = typer.Option(None, "--schema",
                                           help="Data contract JSON for your own data."),
     as_json: bool = JsonOption,
+    model: Optional[str] = ModelOption,
 ) -> None:
     """Run preprocess → train → evaluate → gate → register on this machine.
+
+    With `--model`, the declared model's pipeline: registered in its group, with its label
+    column, gate thresholds and training parameters (each `--param` still wins), as its own
+    pipeline on AWS defaults to them.
 
     Exit 0: a version was registered; 2: bad input (nothing registered, nothing left behind);
     3: a quality gate failed (nothing registered).
     """
-    from mlops_kit.config import LocalSettings
-    from mlops_kit.local.pipeline_runner import run_pipeline
+    from mlops_kit.local.pipeline_runner import declared_overrides, run_pipeline
     from mlops_kit.registry.local import LocalRegistry
     from mlops_pipelines.steps._io import BadInputError
 
     overrides = _parse_params(param)
-    settings = LocalSettings.from_env()
+    settings = local_settings(model, None)
+    if model is not None:
+        from mlops_kit.fleet.loader import load_fleet
+
+        overrides = {**declared_overrides(load_fleet().model(model)), **overrides}
     registry = LocalRegistry(settings.registry_root, settings.model_group)
     try:
         with render.StepProgress(err, enabled=not as_json) as progress:

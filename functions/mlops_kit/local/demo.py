@@ -72,12 +72,6 @@ def _verdict_line(evaluation: dict[str, Any]) -> str:
     return line
 
 
-def pipeline_overrides(model: ModelDeclaration) -> dict[str, str]:
-    """The model's pipeline parameters (`ModelDeclaration.pipeline_parameters`) as the
-    `--param NAME=VALUE` values the local runner takes."""
-    return {name: str(value) for name, value in model.pipeline_parameters().items()}
-
-
 def _variants(deployment: dict[str, Any]) -> str:
     return ", ".join(f"v{v['version']}@{v['weight']:g}" for v in deployment.get("variants", []))
 
@@ -181,11 +175,11 @@ class Demo:
         """The pipeline on `data` with the model's declared parameters, registered in its
         group of the registry of record; the version registered."""
         from mlops_kit.local.control_plane import local_registry
-        from mlops_kit.local.pipeline_runner import run_pipeline
+        from mlops_kit.local.pipeline_runner import declared_overrides, run_pipeline
 
         settings = replace(self.settings, model_group=model.name, use_case=model.use_case)
         result = run_pipeline(settings, local_registry(settings), data=data,
-                              overrides=pipeline_overrides(model))
+                              overrides=declared_overrides(model))
         if result.version is None:
             raise RuntimeError(f"{model.name}: the pipeline run on {data.name} failed a gate: "
                                + ", ".join(v.gate for v in result.verdicts if not v.passed))

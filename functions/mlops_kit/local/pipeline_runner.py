@@ -88,6 +88,12 @@ class PipelineRunResult:
         }
 
 
+def declared_overrides(model: Any) -> dict[str, str]:
+    """A declared model's pipeline parameters (`ModelDeclaration.pipeline_parameters`) as the
+    NAME=VALUE overrides `run_pipeline` takes."""
+    return {name: str(value) for name, value in model.pipeline_parameters().items()}
+
+
 def ensure_sample_data(settings: LocalSettings, rows: int = SAMPLE_ROWS, seed: int = 42) -> Path:
     """The default input: generated once, then reused (deterministic, so reuse is exact)."""
     from mlops_kit.data.synthetic import generate
