@@ -263,8 +263,8 @@ def acknowledge_fleet(stacks: dict[str, Stack], fleet) -> None:
             _iam5(role, findings)
         _control_functions(control, ids, f"<model>-{name}", "<model>", findings_done=True)
         _scheduler_roles(control)
-        if fleet.crosses_accounts(name):
-            _registry_reads(control, fleet)
+        if name != fleet.registry_environment:
+            _registry_reads(control, fleet, name)
         for model in fleet.models_in(name):
             monitoring = stacks[f"MlopsKit-{name}-{model.name}"]
             if monitoring.scoring is not None:
@@ -276,22 +276,31 @@ def acknowledge_fleet(stacks: dict[str, Stack], fleet) -> None:
             packages: f"{name}'s controllers read the numbered versions of those groups"})
 
 
-def _registry_reads(control: Stack, fleet) -> None:
-    """An environment in another account than the registry's reads the model files and
-    baselines in the registry's artifact bucket, and decrypts them with its key."""
-    account = fleet.registry.account
+def _registry_reads(control: Stack, fleet, environment: str) -> None:
+    """An environment beside the registry's reads the model files and baselines in the
+    registry's artifact bucket and, in the registry's own account, its ledger; the registry's
+    key decrypts them."""
+    crosses = fleet.crosses_accounts(environment)
+    account = _literal(fleet.registry.account, "<AWS::AccountId>")
     region = _literal(fleet.registry.region, "<AWS::Region>")
     bucket = f"Resource::{ARN}:s3:::{registry_bucket_name(account, region)}/*"
     key = f"Resource::{ARN}:kms:{region}:{account}:key/*"
-    roles = {"ServingRole": control.serving.role,
-             **{fn: control.control.roles[fn] for fn in ("drift_monitor", "probe")}}
-    for who, role in roles.items():
-        _iam5(role, {
-            bucket: f"{who}: the registry account's artifact bucket holds every model's "
-                    f"files and baselines (GetObject only; its bucket policy names this account)",
-            key: f"{who}: the registry account's key (its id is made at deploy time in that "
-                 f"account, so another account's policy cannot name it); Decrypt only, and only "
-                 f"through S3 in the registry's region (kms:ViaService)"})
+    key_reason = ("the registry's key (its id is made at deploy time, so this policy cannot "
+                  "name it); Decrypt only, and only through {services} in the registry's region "
+                  "(kms:ViaService)")
+    bucket_reason = ("the registry's artifact bucket holds every model's files and baselines "
+                     "(GetObject only)")
+    readers = {"ServingRole": control.serving.role,
+               **{fn: control.control.roles[fn] for fn in ("drift_monitor", "probe")}}
+    for who, role in readers.items():
+        services = "S3" if crosses or who == "ServingRole" else "S3 or DynamoDB"
+        _iam5(role, {bucket: f"{who}: {bucket_reason}",
+                     key: f"{who}: {key_reason.format(services=services)}"})
+    if not crosses:  # the ledger's readers that read no artifacts
+        for name in ("deployment_controller", "rollback_controller"):
+            _iam5(control.control.roles[name], {
+                key: f"{name}: {key_reason.format(services='DynamoDB')}, for the registry "
+                     f"ledger's items"})
 
 
 def _scheduler_roles(control: Stack) -> None:

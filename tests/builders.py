@@ -134,12 +134,42 @@ def load_handler(function: str, monkeypatch: pytest.MonkeyPatch, *, alias: str |
     runtime imports it: its module-level wiring (clients, settings from the environment the
     test set) runs for real. Removed from sys.modules when the test ends."""
     name = alias or f"{function}_under_test"
+    _point_powertools_loggers_at_stdout()
     spec = importlib.util.spec_from_file_location(
         name, ROOT / "functions" / function / "handler.py")
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, name, module)
     spec.loader.exec_module(module)
     return module
+
+
+class _CurrentStdout:
+    """Whatever sys.stdout is when a line is written (pytest swaps it per test)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def _point_powertools_loggers_at_stdout() -> None:
+    """A Lambda process's Powertools loggers write to its stdout. Powertools configures a
+    service's logger once per process, its handler bound to the sys.stdout of that moment, so
+    a handler loaded again in a later test would log into an earlier test's stdout: each
+    configured logger's handlers write to the stdout of the moment instead."""
+    import logging
+
+    from aws_lambda_powertools.logging.logger import LOGGER_ATTRIBUTE_PRECONFIGURED
+
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and getattr(
+                logger, LOGGER_ATTRIBUTE_PRECONFIGURED, False):
+            for handler in logger.handlers:
+                if isinstance(handler, logging.StreamHandler) and not isinstance(
+                        handler.stream, _CurrentStdout):
+                    # not setStream: it flushes the old stream, which may be closed by now
+                    handler.stream = _CurrentStdout()
 
 
 # -- drift baselines -----------------------------------------------------------------------------

@@ -54,6 +54,10 @@ SERVING_ROLE = "serving-role"
 REGISTRY_ROLE = "registry-role"
 """The role in the registry account an environment's controllers assume (a fleet whose
 registry is another account's; none otherwise)."""
+REGISTRY_LEDGER_TABLE = "registry-ledger-table"
+"""The registry's ledger of versions and promotions, read directly by a fleet environment in
+the registry's own account (another account reads it through `REGISTRY_ROLE`; none in a
+single stage, whose ledger holds both)."""
 OUTPUT_STREAM = "output-stream"
 ANY = "*"
 """Actions that support no resource scoping (cloudwatch:GetMetricData)."""
@@ -112,6 +116,9 @@ _IDEMPOTENT = CodePath("Powertools idempotency (DynamoDBPersistenceLayer)", (
             "dynamodb:DeleteItem"), IDEMPOTENCY_TABLE),))
 _REGISTRY_ACCOUNT = CodePath("read the registry account (versions, promotions) via its role", (
     Access(("sts:AssumeRole",), REGISTRY_ROLE),))
+_REGISTRY_LEDGER_READ = CodePath("read the registry's ledger of versions and promotions in "
+                                 "this account", (
+    Access(("dynamodb:GetItem", "dynamodb:Query"), REGISTRY_LEDGER_TABLE),))
 _BASELINES = CodePath("read the champion's baseline and evaluation", (
     Access(("sagemaker:DescribeModelPackage",), MODEL_PACKAGES),
     Access(("s3:GetObject",), ARTIFACT_OBJECTS)))
@@ -135,7 +142,8 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
                     doc="the fleet environment served: only promotions to it deploy; unset "
                         "(a single stage): approvals deploy")),
         paths=(
-            _IDEMPOTENT, _READ_VERSIONS, _REGISTRY_ACCOUNT, _LEDGER_WRITE, _READ_LINEUP,
+            _IDEMPOTENT, _READ_VERSIONS, _REGISTRY_ACCOUNT, _REGISTRY_LEDGER_READ, _LEDGER_WRITE,
+            _READ_LINEUP,
             CodePath("create the version's model and the endpoint config, create or update "
                      "the endpoint", (
                 Access(("sagemaker:CreateModel",), MODELS),
@@ -157,7 +165,8 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
              EnvVar("ROLLBACK_COOLDOWN_MINUTES", "cooldown_minutes", int, required=False,
                     default=15, per_model=True)),
         paths=(
-            _IDEMPOTENT, _READ_VERSIONS, _REGISTRY_ACCOUNT, _LEDGER_WRITE, _READ_LINEUP,
+            _IDEMPOTENT, _READ_VERSIONS, _REGISTRY_ACCOUNT, _REGISTRY_LEDGER_READ, _LEDGER_WRITE,
+            _READ_LINEUP,
             CodePath("read the probes' verdicts per variant", (
                 Access(("cloudwatch:GetMetricData",), ANY),)),
             CodePath("shift traffic to the warm fallback (weights only, no new fleet)", (
@@ -179,7 +188,7 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
                     per_model=True,
                     doc="how far back captured scores are kept for labels to join")),
         paths=(
-            _READ_LINEUP, _BASELINES, _REGISTRY_ACCOUNT, _LEDGER_READ,
+            _READ_LINEUP, _BASELINES, _REGISTRY_ACCOUNT, _REGISTRY_LEDGER_READ, _LEDGER_READ,
             CodePath("read data capture and ground truth of the window", (
                 Access(("s3:ListBucket",), CAPTURE_BUCKET),
                 Access(("s3:GetObject",), CAPTURE_OBJECTS))),
@@ -196,7 +205,7 @@ FUNCTIONS: dict[str, FunctionContract] = {c.name: c for c in (
                     default=1000, per_model=True),
              _SCHEDULE),
         paths=(
-            _READ_LINEUP, _BASELINES, _REGISTRY_ACCOUNT, _LEDGER_READ,
+            _READ_LINEUP, _BASELINES, _REGISTRY_ACCOUNT, _REGISTRY_LEDGER_READ, _LEDGER_READ,
             CodePath("invoke every variant with baseline rows", (
                 Access(("sagemaker:InvokeEndpoint",), ENDPOINT),)),
         ),

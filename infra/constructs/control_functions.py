@@ -238,6 +238,7 @@ class ControlFunctions(Construct):
             c.MODEL_GROUP: lambda: registry_resources[c.MODEL_GROUP],
             c.MODEL_PACKAGES: lambda: registry_resources[c.MODEL_PACKAGES],
             c.REGISTRY_ROLE: lambda: registry_resources.get(c.REGISTRY_ROLE, []),
+            c.REGISTRY_LEDGER_TABLE: lambda: registry_resources.get(c.REGISTRY_LEDGER_TABLE, []),
             c.LEDGER_TABLE: lambda: [tables.ledger.table_arn],
             c.IDEMPOTENCY_TABLE: lambda: [tables.idempotency.table_arn],
             c.ARTIFACT_BUCKET: lambda: [store.artifacts_arn_ref],

@@ -14,19 +14,32 @@ from .artifact_store import ArtifactStore
 
 @dataclass(frozen=True)
 class RegistryArtifacts:
-    """The registry account's artifact bucket and keys, as another account reads them."""
+    """What an environment beside the registry's (another account, or another environment of
+    the same one) reads there: the artifact bucket (model files, baselines) and, in the same
+    account, the ledger of versions and promotions. The registry's key is made at deploy time,
+    so a policy here names the registry account's keys, used only through S3 or DynamoDB in
+    the registry's region."""
     bucket_arn: str
     account: str
     region: str
+
+    def _key(self, service: str) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            sid=f"Registry{service.title()}Key", actions=["kms:Decrypt"],
+            resources=[f"arn:{Aws.PARTITION}:kms:{self.region}:{self.account}:key/*"],
+            conditions={"StringEquals": {"kms:ViaService":
+                                         f"{service}.{self.region}.amazonaws.com"}})
 
     def grant_read(self, role: iam.IRole) -> None:
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadRegistryArtifacts", actions=["s3:GetObject"],
             resources=[f"{self.bucket_arn}/*"]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="RegistryArtifactsKey", actions=["kms:Decrypt"],
-            resources=[f"arn:{Aws.PARTITION}:kms:{self.region}:{self.account}:key/*"],
-            conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}}))
+        role.add_to_principal_policy(self._key("s3"))
+
+    def grant_ledger_key(self, role: iam.IRole) -> None:
+        """Decrypt the registry ledger's items (the table itself: the contract's
+        `REGISTRY_LEDGER_TABLE` grant)."""
+        role.add_to_principal_policy(self._key("dynamodb"))
 
 
 class ServingRole(Construct):

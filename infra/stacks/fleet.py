@@ -43,6 +43,9 @@ from .pipeline import PipelineStack
 from .stateful import FleetNames, StatefulStack
 
 REGISTRY_LEDGER = "mlops-kit-registry-ledger"
+REGISTRY_LEDGER_READERS = tuple(name for name, fn in contract.FUNCTIONS.items()
+                                if contract.REGISTRY_LEDGER_TABLE in fn.grants())
+"""The functions that read the registry's ledger (its contract's grant)."""
 """The registry account's ledger of versions and promotions (named: other accounts' roles
 name it)."""
 
@@ -84,10 +87,13 @@ class EnvironmentControlStack(Stack):
         super().__init__(scope, id, **kwargs)
         cfg, registry = fleet.environments[environment], fleet.registry
         crosses = fleet.crosses_accounts(environment)
+        beside = environment != fleet.registry_environment
+        account, region = registry_account(registry), registry_region(registry)
+        # An environment beside the registry's (in its account or another) serves and watches
+        # the versions trained there: their files and baselines are in the registry's bucket.
         shared = (RegistryArtifacts(
-            f"arn:{self.partition}:s3:::"
-            f"{registry_bucket_name(registry.account, registry_region(registry))}",
-            registry.account, registry_region(registry)) if crosses else None)
+            f"arn:{self.partition}:s3:::{registry_bucket_name(account, region)}", account,
+            region) if beside else None)
         self.serving = ServingRole(self, "ServingRole", store=stateful.store,
                                    registry_artifacts=shared)
         registry_resources = registry_arns(registry)
@@ -99,7 +105,9 @@ class EnvironmentControlStack(Stack):
             wiring = FleetWiring(environment, registry_role_arn=role_arn,
                                  registry_ledger_table=REGISTRY_LEDGER)
             RegistryEventsPolicy(self, "RegistryEvents", registry=registry)
-        elif environment != fleet.registry_environment:
+        elif beside:  # the registry's ledger is a table of this account: read directly
+            registry_resources[contract.REGISTRY_LEDGER_TABLE] = [
+                f"arn:{self.partition}:dynamodb:{region}:{account}:table/{REGISTRY_LEDGER}"]
             wiring = FleetWiring(environment, registry_ledger_table=REGISTRY_LEDGER)
         self.control = ControlFunctions(
             self, "Control", cfg=cfg, served=tuple(
@@ -108,9 +116,12 @@ class EnvironmentControlStack(Stack):
             store=stateful.store, tables=stateful.tables, registry_resources=registry_resources,
             notifications=stateful.notifications, serving_role=self.serving.role,
             fleet=wiring)
-        if shared is not None:  # the monitors read the champion's baseline there
-            for name in ("drift_monitor", "probe"):
+        if shared is not None:
+            for name in ("drift_monitor", "probe"):  # the champion's baseline is there
                 shared.grant_read(self.control.roles[name])
+            if not crosses:
+                for name in REGISTRY_LEDGER_READERS:
+                    shared.grant_ledger_key(self.control.roles[name])
 
 
 class ModelMonitoringStack(Stack):

@@ -14,12 +14,12 @@ from .test_fleet_nag import ACCOUNT_LAYOUTS
 from .test_iam_matches_code import compare, granted
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+@pytest.fixture(scope="module", params=["one-account", "three-accounts"])
+def fleet(request, tmp_path_factory):
     from aws_cdk.assertions import Template
 
-    _, config, stacks = synth_fleet(tmp_path_factory.mktemp("fleet-iam"),
-                                    overrides=ACCOUNT_LAYOUTS["three-accounts"])
+    _, config, stacks = synth_fleet(tmp_path_factory.mktemp(f"fleet-iam-{request.param}"),
+                                    overrides=ACCOUNT_LAYOUTS[request.param])
     return config, stacks, {name: Template.from_stack(stack).to_json()
                             for name, stack in stacks.items()}
 
@@ -34,9 +34,36 @@ def test_each_environments_roles_grant_what_their_contract_says(fleet, environme
     config, stacks, templates = fleet
     name = f"MlopsKit-{environment}-Control"
     crosses = config.crosses_accounts(environment)
-    assert crosses == (environment != config.registry_environment)
-    absent = frozenset() if crosses else frozenset({contract.REGISTRY_ROLE})
-    assert compare(templates[name], _role_ids(stacks[name]), absent) == {}
+    beside = environment != config.registry_environment
+    # The registry's versions: through its role from another account, straight from its
+    # ledger beside it in the same account, from the environment's own ledger in its own.
+    absent = ({contract.REGISTRY_LEDGER_TABLE} if crosses else
+              {contract.REGISTRY_ROLE} if beside else
+              {contract.REGISTRY_ROLE, contract.REGISTRY_LEDGER_TABLE})
+    assert compare(templates[name], _role_ids(stacks[name]), frozenset(absent)) == {}
+    grants = _resources_granted(templates[name], _role_ids(stacks[name]))
+    for fn, resources in grants.items():
+        on_ledger = any("mlops-kit-registry-ledger" in r for r in resources)
+        wanted = contract.REGISTRY_LEDGER_TABLE in contract.function(fn).grants()
+        assert on_ledger == (wanted and beside and not crosses), (fn, resources)
+        on_bucket = any("mlops-kit-registry-" in r and ":s3:::" in r for r in resources)
+        assert on_bucket == (beside and fn in ("drift_monitor", "probe")), (fn, resources)
+
+
+def _resources_granted(template: dict, role_ids: dict[str, str]) -> dict[str, list[str]]:
+    """Each role's granted resources, as text (tokens rendered as JSON)."""
+    import json
+
+    found: dict[str, list[str]] = {}
+    for fn, role_id in role_ids.items():
+        for resource in template["Resources"].values():
+            if resource["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in \
+                    resource["Properties"]["Roles"]:
+                for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+                    listed = statement["Resource"]
+                    found.setdefault(fn, []).extend(
+                        json.dumps(r) for r in (listed if isinstance(listed, list) else [listed]))
+    return found
 
 
 def test_the_registry_access_roles_grant_every_registry_read(fleet):
@@ -47,7 +74,8 @@ def test_the_registry_access_roles_grant_every_registry_read(fleet):
              if resource in (contract.MODEL_GROUP, contract.MODEL_PACKAGES)
              for action in actions}
     assert reads  # the controllers and monitors do read the registry
-    assert set(registry.access) == {"staging", "prod"}
+    assert set(registry.access) == {e for e in ("staging", "prod")
+                                    if config.crosses_accounts(e)}
     for environment, access in registry.access.items():
         role_id = registry.resolve(access.role.role_arn)["Fn::GetAtt"][0]
         have = granted(templates["MlopsKit-Registry"], role_id)

@@ -30,16 +30,18 @@ def role_ids(synthesized) -> dict[str, str]:
             for name, role in stack.control.roles.items()}
 
 
-def contracted(name: str, absent: frozenset[str] = frozenset({contract.REGISTRY_ROLE})
-               ) -> set[str]:
-    """The contract's actions of `name` on the resources the stack has: a single stage has no
-    registry role in another account, so nothing is granted on it."""
+SINGLE_STAGE_ABSENT = frozenset({contract.REGISTRY_ROLE, contract.REGISTRY_LEDGER_TABLE})
+"""A single stage has no registry role in another account and no registry ledger apart from
+its own: nothing is granted on them."""
+
+
+def contracted(name: str, absent: frozenset[str] = SINGLE_STAGE_ABSENT) -> set[str]:
+    """The contract's actions of `name` on the resources the stack has (not `absent`)."""
     return {action for resource, actions in contract.function(name).grants().items()
             if resource not in absent for action in actions}
 
 
-def compare(template_json, ids, absent=frozenset({contract.REGISTRY_ROLE})
-            ) -> dict[str, tuple[set, set]]:
+def compare(template_json, ids, absent=SINGLE_STAGE_ABSENT) -> dict[str, tuple[set, set]]:
     """name -> (granted but not in the contract, in the contract but not granted)."""
     problems = {}
     explained = set(contract.PLATFORM_ACTIONS) | set(contract.EVENT_SOURCE_ACTIONS)
