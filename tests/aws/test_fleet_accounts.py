@@ -1,6 +1,7 @@
 """Promotion across accounts in the moto world (issue [H]): the registry of record in one
-account, dev, staging and prod in three others, with the repository's own declarations
-(models/*.toml, cdk.json's promotionOrder and promotion policies).
+account (a shared-services account of its own, or dev's), dev, staging and prod each in its
+own, with the repository's own declarations (models/*.toml, cdk.json's promotionOrder and
+promotion policies).
 
 Each account is reached as AWS does it, through a role assumed there (moto answers the returned
 credentials in that role's account). moto emits no events: the test plays EventBridge with the
@@ -27,15 +28,16 @@ from .conftest import IMAGE_URI, REGION
 
 FLEET = load_fleet(ROOT)
 MODEL = FLEET.models["fraud-detector"]
-REGISTRY_ACCOUNT = "111111111111"
 ACCOUNTS = {"dev": "222222222222", "staging": "333333333333", "prod": "444444444444"}
+REGISTRY_ACCOUNTS = {"registry-apart": "111111111111", "registry-in-dev": ACCOUNTS["dev"]}
 LEDGER = "mlops-ledger"
+REGISTRY_LEDGER = "mlops-registry-ledger"
 PROD_SOAK = timedelta(minutes=next(e.soak_minutes for e in FLEET.environments
                                    if e.name == "prod") + 1)
 
 
-@pytest.fixture()
-def world(aws, monkeypatch):
+@pytest.fixture(params=sorted(REGISTRY_ACCOUNTS))
+def world(request, aws, monkeypatch):
     from moto.sagemaker.responses import SageMakerResponse
 
     monkeypatch.setattr(SageMakerResponse, "update_endpoint", moto_update_endpoint,
@@ -61,23 +63,25 @@ def world(aws, monkeypatch):
             return cache[(account, service)]
         return client
 
-    registry_clients = clients_in(REGISTRY_ACCOUNT)
-    registry_clients("dynamodb").create_table(**create_table_request(LEDGER))
+    registry_account = REGISTRY_ACCOUNTS[request.param]
+    registry_clients = clients_in(registry_account)
+    registry_clients("dynamodb").create_table(**create_table_request(REGISTRY_LEDGER))
     environments = {}
     for name, account in ACCOUNTS.items():
         clients = clients_in(account)
         clients("dynamodb").create_table(**create_table_request(LEDGER))
         environments[name] = AwsEnvironment(
             name, LEDGER, clients, f"arn:aws:iam::{account}:role/mlops-serving")
-    home = AwsFleetHome(LEDGER, registry_clients, environments)
+    home = AwsFleetHome(REGISTRY_LEDGER, registry_clients, environments)
     from mlops_kit.registry.sagemaker import SageMakerRegistry
 
-    registering = SageMakerRegistry(MODEL.name, ledger_table=LEDGER, image_uri=IMAGE_URI,
+    registering = SageMakerRegistry(MODEL.name, ledger_table=REGISTRY_LEDGER, image_uri=IMAGE_URI,
                                     sagemaker_client=registry_clients("sagemaker"),
                                     dynamodb_client=registry_clients("dynamodb"))
     for run in (1, 2):
         registering.register(registration(run, group=MODEL.name))
     home.updates = lifecycle_updates
+    home.registry_account = registry_account
     return home
 
 
@@ -98,7 +102,7 @@ def deliver(home, version: int, environment: str) -> None:
     event = model_package_event(MODEL.name, version, "Approved",
                                 changed_at=datetime.now(timezone.utc),
                                 updated_fields=("ModelLifeCycle",), region=REGION,
-                                account=REGISTRY_ACCOUNT,
+                                account=home.registry_account,
                                 lifecycle=LifecycleStage(environment, "Approved",
                                                          update["ModelLifeCycle"]
                                                          ["StageDescription"]))
@@ -132,8 +136,11 @@ def test_a_version_trained_once_is_promoted_through_three_accounts(world):
         arns = [e["EndpointArn"] for e in sagemaker.list_endpoints()["Endpoints"]]
         assert arns == [f"arn:aws:sagemaker:{REGION}:{account}:endpoint/"
                         f"{MODEL.endpoint_name(environment)}"]
-        assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
-    assert home.registry_clients("sagemaker").list_endpoints()["Endpoints"] == []
+        groups = sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
+        assert [g["ModelPackageGroupName"] for g in groups] == (
+            [MODEL.name] if account == home.registry_account else [])
+    if home.registry_account not in ACCOUNTS.values():
+        assert home.registry_clients("sagemaker").list_endpoints()["Endpoints"] == []
     # Who promoted what where, and why: the registry account's ledger.
     assert [(p.version, p.environment, p.actor) for p in home.promotions(MODEL)] == [
         (1, "dev", "carol"), (1, "staging", "carol"), (1, "prod", "carol")]
