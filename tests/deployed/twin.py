@@ -62,6 +62,12 @@ class Resolver:
     def _attributes(self, stack: str, logical: str, kind: str, props: dict) -> dict[str, str]:
         lower = _physical_name(stack, logical).lower()
         name = _physical_name(stack, logical)
+        # A name the template gives (a fleet's registry ledger and bucket, named because other
+        # stacks' policies name them) is the resource's name, as in CloudFormation.
+        given = props.get({"AWS::S3::Bucket": "BucketName",
+                           "AWS::DynamoDB::Table": "TableName"}.get(kind, ""))
+        if given is not None:
+            lower = name = str(self.resolve(stack, given))
         arn = f"arn:{PARTITION}"
         if kind == "AWS::S3::Bucket":
             return {"Ref": lower, "Arn": f"{arn}:s3:::{lower}"}
@@ -181,6 +187,10 @@ class Stage:
     templates: dict[str, dict]
     resolver: Resolver
     functions: dict[str, Function] = field(default_factory=dict)
+    also: tuple[str, ...] = ()
+    """Other stacks whose tables, buckets, topics, queues, streams and package groups the
+    functions also use, deployed with the stage (a one-account fleet's registry: dev's
+    Stateful and the Registry stack)."""
 
     @property
     def control(self) -> str:
@@ -205,9 +215,9 @@ class Stage:
         return self.resolver.resolve(stack, self.templates[stack]["Outputs"][name]["Value"])
 
 
-def load_stage(name: str, templates: dict[str, dict]) -> Stage:
+def load_stage(name: str, templates: dict[str, dict], also: tuple[str, ...] = ()) -> Stage:
     resolver = Resolver(templates)
-    stage = Stage(name, templates, resolver)
+    stage = Stage(name, templates, resolver, also=tuple(also))
     control = stage.control
     roles_policies: dict[str, list[dict]] = {}
     for logical in resolver.resources(control, "AWS::IAM::Policy"):
@@ -261,7 +271,7 @@ def moto_policy(statements: list[dict]) -> dict:
 def deploy(stage: Stage, clients) -> None:
     """What the functions touch, created in moto as the templates define it."""
     r, stateful, control = stage.resolver, stage.stateful, stage.control
-    for stack in (stateful, control):
+    for stack in (stateful, control, *stage.also):
         for logical in r.resources(stack, "AWS::DynamoDB::Table"):
             props = r.properties(stack, logical)
             clients("dynamodb").create_table(
