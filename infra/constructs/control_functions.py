@@ -1,6 +1,7 @@
-"""ControlFunctions: the five Lambdas of the kit, their roles (least privilege, per function),
-the EventBridge rules and schedules that drive them, on-failure destinations and the scoring
-streams.
+"""ControlFunctions: the control Lambdas of the kit (deployment, rollback, drift monitor, probe;
+a single stage's stream scoring too, `stream_scoring`), their roles (least privilege, per
+function, `kit_function`), the EventBridge rules and schedules that drive them, on-failure
+destinations and the control plane's own alarms (`operational_alarms`).
 
 Each function's environment and IAM actions come from `mlops_kit.contract` (the same objects
 the handlers parse their settings with): `FunctionContract.environment(...)` refuses a missing
