@@ -81,6 +81,18 @@ def alarm_event(name: str = "feature-drift", *, state_time: str | None = None) -
     return event
 
 
+def probes_healthy(cloudwatch, endpoint: str, variants=("v1", "v2")) -> None:
+    """The probe's last run found these variants of `endpoint` healthy (ProbeSuccess 1 now, as
+    the probe Lambda publishes it): the rollback controller may pick them."""
+    from mlops_kit.contract import MONITORING_NAMESPACE
+
+    for variant in variants:
+        cloudwatch.put_metric_data(Namespace=MONITORING_NAMESPACE, MetricData=[{
+            "MetricName": "ProbeSuccess", "Value": 1.0, "Timestamp": datetime.now(timezone.utc),
+            "Dimensions": [{"Name": "EndpointName", "Value": endpoint},
+                           {"Name": "VariantName", "Value": variant}]}])
+
+
 def deliver_together(rollback, endpoints, events: dict[str, dict]) -> tuple[dict, list]:
     """Hand each alarm event to `rollback.handle_event` on its own thread, holding the threads
     at a barrier right after each one's second endpoint describe (the first decides, the second

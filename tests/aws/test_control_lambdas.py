@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from mlops_kit.registry.sagemaker import SageMakerRegistry
 
-from builders import alarm_event, load_handler, registration
+from builders import alarm_event, load_handler, probes_healthy, registration
 
 from .conftest import ACCOUNT, IMAGE_URI, LEDGER, REGION, ROLE_ARN
 
@@ -145,11 +144,7 @@ def serving(registry, sagemaker, make_client):
             f"promote-{version}", ENDPOINT, "promote", version, history[version], "bob", "ship",
             f"2026-11-{day}T00:00:00.000Z"))
     cloudwatch = make_client("cloudwatch")
-    for variant in ("v1", "v2"):
-        cloudwatch.put_metric_data(Namespace="MLOpsKit/Monitoring", MetricData=[{
-            "MetricName": "ProbeSuccess", "Value": 1.0, "Timestamp": datetime.now(timezone.utc),
-            "Dimensions": [{"Name": "EndpointName", "Value": ENDPOINT},
-                           {"Name": "VariantName", "Value": variant}]}])
+    probes_healthy(cloudwatch, ENDPOINT)
     return endpoints, cloudwatch
 
 

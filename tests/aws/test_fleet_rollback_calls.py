@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timezone
 
 import pytest
 
@@ -16,7 +15,8 @@ from mlops_kit.core.alarms import load_definitions
 from mlops_kit.fleet.routes import ROUTES_ENV, routes_document
 from mlops_kit.registry.sagemaker import SageMakerRegistry
 
-from builders import alarm_event, load_handler, moto_update_endpoint, registration
+from builders import (alarm_event, load_handler, moto_update_endpoint, probes_healthy,
+                      registration)
 
 from .conftest import IMAGE_URI, LEDGER, ROLE_ARN
 from .test_control_lambdas import IDEMPOTENCY, Context, event
@@ -97,13 +97,7 @@ def fleet_of(monkeypatch, tmp_path, sagemaker, dynamodb, make_client):
             approved["id"] = f"{model}-{version}"
             outcome = handlers["deployment_controller"].lambda_handler(approved, Context())
             assert outcome["action"] == "deployed", outcome
-        for variant in ("v1", "v2"):  # the probe's last run found both variants healthy
-            make_client("cloudwatch").put_metric_data(
-                Namespace=contract.MONITORING_NAMESPACE, MetricData=[{
-                    "MetricName": "ProbeSuccess", "Value": 1.0,
-                    "Timestamp": datetime.now(timezone.utc),
-                    "Dimensions": [{"Name": "EndpointName", "Value": f"{model}-prod"},
-                                   {"Name": "VariantName", "Value": variant}]}])
+        probes_healthy(make_client("cloudwatch"), f"{model}-prod")
         return handlers["rollback_controller"]
     return serve
 

@@ -86,6 +86,26 @@ def _percentile_statistics(original):
     return get_statistics_for_type
 
 
+def register_versions(registry, s3, bucket: str, versions: int) -> Any:
+    """Versions 1..`versions` as the pipeline registers them into `registry`, their baseline
+    and evaluation put in `bucket`. Returns the baseline's sample amounts."""
+    baseline, evaluation, amounts = baseline_documents()
+    for run in range(1, versions + 1):
+        prefix = f"pipeline-runs/run-{run}"
+        uri = f"s3://{bucket}/{prefix}"
+        for name, document in (("baseline", baseline), ("evaluation", evaluation)):
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}.json", Body=json.dumps(document))
+        registry.register(RegistrationRequest(
+            model_group=registry.model_group, model_artifact=f"{uri}/model.tar.gz",
+            training_run_id=f"run-{run}", metrics={"aupr": 0.6}, latency={},
+            gates=[{"gate": "min_aupr", "passed": True}],
+            lineage={"data": {}, "code": {}, "parameters": {}, "libraries": {},
+                     "evaluation_uri": f"{uri}/evaluation.json",
+                     "drift_baseline": f"{uri}/baseline.json"},
+            owner="alice", use_case="fraud"))
+    return amounts
+
+
 @dataclass
 class Run:
     function: str
@@ -129,24 +149,8 @@ class Scenario:
                                  dynamodb_client=self.admin("dynamodb"))
 
     def register(self, versions: int = 2) -> None:
-        baseline, evaluation, self.amounts = baseline_documents()
-        s3 = self.admin("s3")
-        registry = self.registry()
-        for run in range(1, versions + 1):
-            prefix = f"pipeline-runs/run-{run}"
-            s3.put_object(Bucket=self.artifacts, Key=f"{prefix}/baseline.json",
-                          Body=json.dumps(baseline))
-            s3.put_object(Bucket=self.artifacts, Key=f"{prefix}/evaluation.json",
-                          Body=json.dumps(evaluation))
-            registry.register(RegistrationRequest(
-                model_group=self.group,
-                model_artifact=f"s3://{self.artifacts}/{prefix}/model.tar.gz",
-                training_run_id=f"run-{run}", metrics={"aupr": 0.6}, latency={},
-                gates=[{"gate": "min_aupr", "passed": True}],
-                lineage={"data": {}, "code": {}, "parameters": {}, "libraries": {},
-                         "evaluation_uri": f"s3://{self.artifacts}/{prefix}/evaluation.json",
-                         "drift_baseline": f"s3://{self.artifacts}/{prefix}/baseline.json"},
-                owner="alice", use_case="fraud"))
+        self.amounts = register_versions(self.registry(), self.admin("s3"), self.artifacts,
+                                         versions)
 
     def approve(self, version: int) -> dict:
         """A scientist approves; SageMaker emits the state change (the real sample's shape)."""

@@ -9,23 +9,20 @@ enforcing IAM, and every call either makes audited against that role's statement
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest
 
-from builders import alarm_event
-from mlops_kit import contract
+from builders import alarm_event, probes_healthy
 from mlops_kit.deploy.events import LifecycleStage, model_package_event
 from mlops_kit.fleet.loader import load_fleet
 from mlops_kit.fleet.routes import ROUTES_FILE
 from mlops_kit.homes.aws_fleet import AwsFleetHome
-from mlops_kit.registry.base import RegistrationRequest
 from mlops_kit.registry.sagemaker import SageMakerRegistry
 
 from .conftest import ROOT, Context, _infra_tests, load_handler
-from .scenario import IMAGE_URI, baseline_documents, moto_update_endpoint
+from .scenario import IMAGE_URI, moto_update_endpoint, register_versions
 from .test_event_rules import matching_rules
 from .test_roles import audit
 from .twin import ACCOUNT, REGION, as_function, load_stage
@@ -94,24 +91,10 @@ class FleetRun:
     def register(self, versions: int) -> None:
         """Versions as the model's pipeline registers them, their baselines in the registry
         bucket."""
-        baseline, evaluation, _ = baseline_documents()
         registry = SageMakerRegistry(MODEL.name, ledger_table=self.ledger, image_uri=IMAGE_URI,
                                      sagemaker_client=self.admin("sagemaker"),
                                      dynamodb_client=self.admin("dynamodb"))
-        for run in range(1, versions + 1):
-            prefix = f"s3://{self.bucket}/pipeline-runs/run-{run}"
-            for name, document in (("baseline", baseline), ("evaluation", evaluation)):
-                self.admin("s3").put_object(Bucket=self.bucket,
-                                            Key=f"pipeline-runs/run-{run}/{name}.json",
-                                            Body=json.dumps(document))
-            registry.register(RegistrationRequest(
-                model_group=MODEL.name, model_artifact=f"{prefix}/model.tar.gz",
-                training_run_id=f"run-{run}", metrics={"aupr": 0.6}, latency={},
-                gates=[{"gate": "min_aupr", "passed": True}],
-                lineage={"data": {}, "code": {}, "parameters": {}, "libraries": {},
-                         "evaluation_uri": f"{prefix}/evaluation.json",
-                         "drift_baseline": f"{prefix}/baseline.json"},
-                owner="alice", use_case="fraud"))
+        register_versions(registry, self.admin("s3"), self.bucket, versions)
 
     def promote(self, version: int) -> dict:
         """`version` promoted through the model's environments to prod, recorded as the
@@ -147,17 +130,6 @@ def rollback_alarm(templates: dict, endpoint: str) -> dict:
     return alarm
 
 
-def probes_healthy(admin, endpoint: str) -> None:
-    """The probe's last run found both variants healthy."""
-    for variant in ("v1", "v2"):
-        admin("cloudwatch").put_metric_data(
-            Namespace=contract.MONITORING_NAMESPACE, MetricData=[{
-                "MetricName": "ProbeSuccess", "Value": 1.0,
-                "Timestamp": datetime.now(timezone.utc),
-                "Dimensions": [{"Name": "EndpointName", "Value": endpoint},
-                               {"Name": "VariantName", "Value": variant}]}])
-
-
 def lifecycle(sc: FleetRun, templates: dict) -> dict:
     """v1 and v2 promoted to prod and deployed there, then rolled back to v1 on prod's alarm."""
     endpoint = MODEL.endpoint_name(ENVIRONMENT)
@@ -170,7 +142,7 @@ def lifecycle(sc: FleetRun, templates: dict) -> dict:
         promotion = sc.promote(version)
         assert matching_rules(sc.stage, promotion) == {promoted_rule}
         results[f"deploy v{version}"] = sc.run("deployment_controller", promotion)
-    probes_healthy(sc.admin, endpoint)
+    probes_healthy(sc.admin("cloudwatch"), endpoint)
     alarm = rollback_alarm(templates, endpoint)
     assert matching_rules(sc.stage, alarm) == {alarm_rule}
     results["rollback"] = sc.run("rollback_controller", alarm)
